@@ -1,0 +1,39 @@
+#!/usr/bin/env python3
+"""Export a training checkpoint as the package's compact (fp16) weights file.
+
+    python tools/export_weights.py runs/cpu_small/checkpoint.pt [--out ugcodec/weights/ugc-hyperprior-pcdm.pt]
+
+Prints the new weights' fingerprint. After exporting, regenerate the golden vectors
+(``python tools/make_golden.py``): files made with other weights no longer decode.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import torch  # noqa: E402
+
+from ugcodec.models import ModelConfig, UGHyperprior  # noqa: E402
+from ugcodec.weights import DEFAULT_WEIGHTS, export_weights  # noqa: E402
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("checkpoint", help="checkpoint.pt written by tools/train.py")
+    parser.add_argument("--out", default=DEFAULT_WEIGHTS, help="weights file to write")
+    args = parser.parse_args(argv)
+    state = torch.load(args.checkpoint, map_location="cpu", weights_only=False)
+    model = UGHyperprior(ModelConfig.from_dict(state["config"]["model"]))
+    model.load_state_dict(state["model"])
+    model.eval()
+    fingerprint = export_weights(model, args.out)
+    size = os.path.getsize(args.out)
+    print(f"step {state['step']} -> {args.out} ({size / 1e6:.1f} MB), fingerprint {fingerprint.hex()}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,50 @@
+#!/usr/bin/env python3
+"""Train a ugcodec model (both stages, every quality level) from a TOML config.
+
+    python tools/train.py --config tools/configs/cpu_small.toml --run runs/cpu_small
+
+Re-running the same command resumes from ``RUN/checkpoint.pt``. Options override the
+config: ``--teacher clip:ViT-B-32 --teacher-weights PATH_OR_TAG``, ``--device cuda``,
+``--max-steps N`` (stop after N more steps, e.g. to share a session).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import torch  # noqa: E402
+
+from ugcodec.training import Trainer, TrainConfig  # noqa: E402
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", required=True, help="TOML file (see tools/configs/)")
+    parser.add_argument("--run", required=True, help="folder for checkpoint.pt and log.jsonl")
+    parser.add_argument("--teacher", help="mobilenet_v2 or clip:MODEL_NAME")
+    parser.add_argument("--teacher-weights", help="local checkpoint path or open_clip hub tag")
+    parser.add_argument("--corpus", help="folder of training images (default: the config's)")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--threads", type=int, help="torch CPU threads")
+    parser.add_argument("--max-steps", type=int, help="stop after this many more steps")
+    args = parser.parse_args(argv)
+
+    config = TrainConfig.from_toml(args.config)
+    if args.teacher:
+        config.teacher = args.teacher
+    if args.teacher_weights:
+        config.teacher_weights = args.teacher_weights
+    if args.corpus:
+        config.corpus = args.corpus
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    trainer = Trainer(config, args.run, device=args.device)
+    trainer.run(max_steps=args.max_steps)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

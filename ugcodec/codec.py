@@ -1,0 +1,197 @@
+"""Encode images to .ugc bytes and decode them for humans or machines.
+
+Parsing is exact, pixels are tolerant: the symbols of z and y depend only on integer
+tables and the integer-exact hyper-synthesis, so they are identical on any machine and
+thread count; the float g_s that turns y into pixels may differ in the last bit.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional, Union
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch import Tensor
+
+from .container import COLOR_MODES, Container, Header
+from .entropy_coding import SymbolRangeError, decode_symbols, encode_symbols
+from .errors import FormatError, ImageError, ModelMismatchError, UgcError
+from .image_io import ImageSource, array_to_image, load_image
+from .integer_net import GAIN_BITS, entropy_parameters
+from .models import preference_to_beta
+from .weights import CodecModel, load_model
+
+__all__ = ["DEFAULT_QUALITY", "Latents", "encode", "decode", "decode_pixels", "read_header", "parse_latents"]
+
+#: Quality used when none is given (levels are numbered from 1, lowest rate first).
+DEFAULT_QUALITY = 3
+_STRIDE = 64
+
+Preference = Union[str, float]
+
+
+@dataclass
+class Latents:
+    """What the parser recovers from a file, before any float maths.
+
+    Attributes:
+        header: the parsed header.
+        z: int64 ``(1, N, h, w)`` hyper-latent symbols.
+        y: int64 ``(1, M, 4h, 4w)`` latent symbols (``round(y * gain - mu)``).
+        mu: float64 means of the gained latent (exact).
+        scale_index: int64 coding-table index of every y symbol.
+    """
+
+    header: Header
+    z: Tensor
+    y: Tensor
+    mu: Tensor
+    scale_index: Tensor
+
+
+def _padded(size: int) -> int:
+    return -(-size // _STRIDE) * _STRIDE
+
+
+def _check_quality(model: CodecModel, quality: int) -> int:
+    if isinstance(quality, bool) or not isinstance(quality, (int, np.integer)):
+        raise ValueError(f"quality must be an integer, not {quality!r}")
+    if not 1 <= int(quality) <= model.num_qualities:
+        raise ValueError(f"quality must be between 1 and {model.num_qualities}, not {quality}")
+    return int(quality)
+
+
+def _gain(model: CodecModel, quality: int) -> Tensor:
+    return model.gains[quality - 1]
+
+
+@torch.inference_mode()
+def encode(image: ImageSource, quality: int = DEFAULT_QUALITY, model: Optional[CodecModel] = None) -> bytes:
+    """Compresses an image to the bytes of a .ugc file.
+
+    Args:
+        image: path, image-file bytes, PIL image or uint8 array (see
+            :func:`ugcodec.image_io.load_image`).
+        quality: level from 1 (smallest file) to the model's number of levels.
+        model: weights to use (default: the shipped ones).
+
+    Returns:
+        the .ugc file's bytes; encoding the same image twice gives the same bytes.
+
+    Raises:
+        ImageError: the image cannot be read or coded.
+        ValueError: quality out of range.
+    """
+    model = model or load_model()
+    quality = _check_quality(model, quality)
+    pixels, mode = load_image(image)
+    height, width = pixels.shape[:2]
+    network = model.network
+    x = torch.from_numpy(pixels).permute(2, 0, 1)[None].float().div_(255.0)
+    # Edge replication keeps the padding free of artificial edges (cheap to code).
+    x = F.pad(x, (0, _padded(width) - width, 0, _padded(height) - height), mode="replicate")
+    y = network.g_a(x)
+    z_symbols = torch.round(network.h_a(y)).to(torch.int64)
+    means, scales = model.hyper_synthesis(z_symbols)
+    gain = _gain(model, quality)
+    mu, scale_index = entropy_parameters(means, scales, gain, model.thresholds)
+    gain_float = gain.to(torch.float64)[None, :, None, None] / float(1 << GAIN_BITS)
+    y_symbols = torch.round(y.to(torch.float64) * gain_float - mu).to(torch.int64)
+    z_channel = torch.arange(z_symbols.shape[1])[None, :, None, None].expand_as(z_symbols)
+    try:
+        z_stream = encode_symbols(z_symbols.numpy(), z_channel.numpy(), model.z_tables)
+        y_stream = encode_symbols(y_symbols.numpy(), scale_index.numpy(), model.y_tables)
+    except SymbolRangeError as error:
+        raise ImageError(f"cannot code this image: {error}") from None
+    header = Header(
+        model_id=model.model_id,
+        color_mode={name: code for code, name in COLOR_MODES.items()}[mode],
+        quality=quality,
+        width=width,
+        height=height,
+        fingerprint=model.fingerprint,
+        z_length=len(z_stream),
+        y_length=len(y_stream),
+    )
+    return Container(header, z_stream, y_stream).to_bytes()
+
+
+def read_header(data: bytes) -> Header:
+    """Parses and verifies a whole .ugc file and returns its header.
+
+    Raises:
+        FormatError: the bytes are not a valid .ugc file.
+    """
+    return Container.from_bytes(data).header
+
+
+def _check_model(model: CodecModel, header: Header) -> None:
+    if header.model_id != model.model_id:
+        raise ModelMismatchError(f"file needs model id {header.model_id}; the loaded weights are model {model.model_id}")
+    if header.fingerprint != model.fingerprint:
+        raise ModelMismatchError(
+            f"file was made with weights {header.fingerprint.hex()}, but the loaded weights are "
+            f"{model.fingerprint.hex()}: decode it with the weights that made it"
+        )
+    if header.quality > model.num_qualities:
+        raise FormatError(f"quality {header.quality} is not a level of this model")
+
+
+@torch.inference_mode()
+def parse_latents(data: bytes, model: Optional[CodecModel] = None) -> Latents:
+    """Parses a .ugc file down to its exact latent symbols (no float maths on pixels).
+
+    Raises:
+        FormatError: malformed file; ModelMismatchError: made by other weights.
+    """
+    model = model or load_model()
+    container = Container.from_bytes(data)
+    header = container.header
+    _check_model(model, header)
+    config = model.config
+    z_shape = (1, config.N, _padded(header.height) // _STRIDE, _padded(header.width) // _STRIDE)
+    z_channel = np.broadcast_to(np.arange(config.N)[None, :, None, None], z_shape)
+    z = torch.from_numpy(decode_symbols(container.z_stream, z_channel, model.z_tables))
+    means, scales = model.hyper_synthesis(z)
+    mu, scale_index = entropy_parameters(means, scales, _gain(model, header.quality), model.thresholds)
+    y = torch.from_numpy(decode_symbols(container.y_stream, scale_index.numpy(), model.y_tables))
+    return Latents(header=header, z=z, y=y, mu=mu, scale_index=scale_index)
+
+
+@torch.inference_mode()
+def decode_pixels(latents: Latents, preference: Preference = "human", model: Optional[CodecModel] = None) -> np.ndarray:
+    """Synthesises uint8 ``(H, W, 3)`` pixels from parsed latents for a preference."""
+    model = model or load_model()
+    beta = preference_to_beta(preference)
+    header = latents.header
+    quality = header.quality - 1
+    y_hat_scaled = (latents.y.to(torch.float64) + latents.mu).to(torch.float32)
+    inverse_gain = model.inverse_gains[quality][None, :, None, None]
+    x_hat = model.network.g_s(y_hat_scaled * inverse_gain, torch.tensor([beta]))
+    x_hat = x_hat[0, :, : header.height, : header.width].clamp_(0.0, 1.0)
+    return (x_hat.mul_(255.0).round_().to(torch.uint8).permute(1, 2, 0)).contiguous().numpy()
+
+
+def decode(data: bytes, preference: Preference = "human", model: Optional[CodecModel] = None) -> Image.Image:
+    """Decompresses a .ugc file.
+
+    Args:
+        data: the file's bytes.
+        preference: ``"human"`` (looks right), ``"machine"`` (keeps what vision models
+            need) or a number in [0, 1] that blends the two.
+        model: weights to use (default: the shipped ones).
+
+    Returns:
+        a PIL image of the original size, mode ``"L"`` or ``"RGB"`` as encoded.
+
+    Raises:
+        FormatError: malformed file; ModelMismatchError: made by other weights;
+        ValueError: unknown preference.
+    """
+    beta = preference_to_beta(preference)  # fail fast, before any parsing work
+    model = model or load_model()
+    latents = parse_latents(data, model)
+    pixels = decode_pixels(latents, beta, model)
+    return array_to_image(pixels, latents.header.mode)

@@ -1,0 +1,205 @@
+"""Integer-exact hyper-synthesis: the part of the decoder that the parser depends on.
+
+Why: the coding tables for y are chosen by a scale index computed from z_hat. If that
+computation differs in the last bit between two machines (thread count, CPU, GPU), an
+index can cross a table boundary and the rest of the stream decodes to garbage
+(compressai issues #279, #309, #320). Following Ballé, Johnston and Minnen (2019,
+"Integer networks for data compression with latent-variable models"), this network uses
+integer weights and integer activations only, so its output is the same everywhere.
+
+Arithmetic: activations are integers with ``ACTIVATION_BITS`` fractional bits. A layer
+computes ``acc = W @ im2col(x) + b`` with integer W (``shift`` fractional bits) and b,
+then ``floor(acc / 2**shift)`` (an exact power-of-two rescale), an optional ReLU, a clamp
+to ``[-ACTIVATION_LIMIT, ACTIVATION_LIMIT]`` and an optional pixel shuffle. The products
+are computed in float64 with integer operands: every partial sum stays below 2**53 (the
+exporter checks the bound row by row), so any summation order, BLAS kernel or device
+gives the exact integer result. im2col + matmul is used instead of a convolution kernel
+because a convolution may pick Winograd or FFT algorithms that are not exact.
+
+Outputs (:meth:`IntegerHyperSynthesis.forward`): integer means and scales with
+``ACTIVATION_BITS`` fractional bits. :func:`entropy_parameters` turns them, with the
+integer gain of a quality level, into the exact mean and scale index of every latent.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Dict, List, Sequence, Tuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+__all__ = [
+    "ACTIVATION_BITS",
+    "ACTIVATION_LIMIT",
+    "GAIN_BITS",
+    "IntegerConv",
+    "IntegerHyperSynthesis",
+    "integerize_hyper_synthesis",
+    "scale_thresholds",
+    "entropy_parameters",
+]
+
+ACTIVATION_BITS = 10
+ACTIVATION_LIMIT = (1 << 25) - 1
+GAIN_BITS = 16
+WEIGHT_LIMIT = (1 << 15) - 1
+EXACT_LIMIT = 1 << 53
+
+
+@dataclass
+class IntegerConv:
+    """One 3x3 stride-1 convolution (padding 1) in integer arithmetic.
+
+    Attributes:
+        weight: int64 ``(out, in * 9)`` in im2col order (channel-major, then 3x3 raster).
+        bias: int64 ``(out,)`` with ``ACTIVATION_BITS + shift`` fractional bits.
+        shift: fractional bits of ``weight``.
+        relu: apply max(0, .) after rescaling.
+        upscale: pixel-shuffle factor applied last (1: none).
+    """
+
+    weight: Tensor
+    bias: Tensor
+    shift: int
+    relu: bool
+    upscale: int
+
+    def check_exact(self) -> None:
+        """Raises ValueError unless every partial sum is provably below 2**53."""
+        row_bound = ACTIVATION_LIMIT * self.weight.abs().sum(dim=1) + self.bias.abs()
+        if int(row_bound.max()) >= EXACT_LIMIT or int(self.weight.abs().max()) > WEIGHT_LIMIT:
+            raise ValueError("integer layer could overflow the exact float64 range")
+
+    def __call__(self, x: Tensor) -> Tensor:
+        batch, _, height, width = x.shape
+        columns = F.unfold(x, kernel_size=3, padding=1)  # (B, in*9, H*W), pure data movement
+        weight = self.weight.to(x.device, torch.float64)
+        bias = self.bias.to(x.device, torch.float64)
+        accumulated = torch.matmul(weight, columns) + bias[:, None]
+        out = torch.floor(accumulated / float(1 << self.shift))
+        if self.relu:
+            out = out.clamp(min=0)
+        out = out.clamp(-ACTIVATION_LIMIT, ACTIVATION_LIMIT).reshape(batch, -1, height, width)
+        if self.upscale > 1:
+            out = F.pixel_shuffle(out, self.upscale)
+        return out
+
+
+class IntegerHyperSynthesis:
+    """h_s as a stack of :class:`IntegerConv`; call it on integer z_hat ``(B, N, h, w)``.
+
+    Returns ``(means, scales)``, int64 ``(B, M, 4h, 4w)`` each, with
+    ``ACTIVATION_BITS`` fractional bits.
+    """
+
+    def __init__(self, layers: Sequence[IntegerConv]) -> None:
+        self.layers = list(layers)
+        for layer in self.layers:
+            layer.check_exact()
+
+    def forward(self, z_hat: Tensor) -> Tuple[Tensor, Tensor]:
+        x = z_hat.to(torch.float64) * float(1 << ACTIVATION_BITS)
+        x = x.clamp(-ACTIVATION_LIMIT, ACTIVATION_LIMIT)
+        for layer in self.layers:
+            x = layer(x)
+        means, scales = x.to(torch.int64).chunk(2, dim=1)
+        return means, scales
+
+    __call__ = forward
+
+    def state_dict(self) -> Dict[str, Tensor]:
+        state: Dict[str, Tensor] = {}
+        for index, layer in enumerate(self.layers):
+            # |weight| <= WEIGHT_LIMIT < 2**15: int16 storage is lossless and compact.
+            state[f"{index}.weight"] = layer.weight.to(torch.int16)
+            state[f"{index}.bias"] = layer.bias
+            state[f"{index}.meta"] = torch.tensor([layer.shift, int(layer.relu), layer.upscale], dtype=torch.int64)
+        return state
+
+    @classmethod
+    def from_state_dict(cls, state: Dict[str, Tensor]) -> "IntegerHyperSynthesis":
+        layers: List[IntegerConv] = []
+        index = 0
+        while f"{index}.weight" in state:
+            shift, relu, upscale = (int(v) for v in state[f"{index}.meta"])
+            layers.append(
+                IntegerConv(
+                    state[f"{index}.weight"].to(torch.int64),
+                    state[f"{index}.bias"].to(torch.int64),
+                    shift,
+                    bool(relu),
+                    upscale,
+                )
+            )
+            index += 1
+        return cls(layers)
+
+
+def _integerize_conv(conv: nn.Conv2d, relu: bool, upscale: int) -> IntegerConv:
+    if conv.kernel_size != (3, 3) or conv.stride != (1, 1) or conv.padding != (1, 1):
+        raise ValueError("only 3x3 stride-1 padding-1 convolutions can be made integer")
+    weight = conv.weight.detach().to(torch.float64).reshape(conv.out_channels, -1)
+    bias = conv.bias.detach().to(torch.float64)
+    # Largest power-of-two weight scale that keeps the weights within WEIGHT_LIMIT and
+    # every row's worst-case sum within the exact float64 range.
+    shift = 30
+    while shift > 0:
+        w = torch.round(weight * (1 << shift))
+        b = torch.round(bias * float(1 << (shift + ACTIVATION_BITS)))
+        candidate = IntegerConv(w.to(torch.int64), b.to(torch.int64), shift, relu, upscale)
+        try:
+            candidate.check_exact()
+            return candidate
+        except ValueError:
+            shift -= 1
+    raise ValueError("weights too large to make an integer layer")
+
+
+def integerize_hyper_synthesis(h_s: nn.Sequential) -> IntegerHyperSynthesis:
+    """Exports the float h_s of :class:`ugcodec.models.UGHyperprior` to integers.
+
+    Accepts a sequence of ``subpel_conv3x3`` (conv + PixelShuffle), ``ReLU`` and
+    ``conv3x3`` modules.
+    """
+    layers: List[IntegerConv] = []
+    modules = list(h_s)
+    for position, module in enumerate(modules):
+        follows_relu = position + 1 < len(modules) and isinstance(modules[position + 1], nn.ReLU)
+        if isinstance(module, nn.Sequential):  # subpel_conv3x3
+            conv, shuffle = module[0], module[1]
+            # ReLU commutes with the pixel shuffle, so it is applied before it.
+            layers.append(_integerize_conv(conv, follows_relu, shuffle.upscale_factor))
+        elif isinstance(module, nn.Conv2d):
+            layers.append(_integerize_conv(module, follows_relu, 1))
+        elif not isinstance(module, nn.ReLU):
+            raise ValueError(f"cannot make {type(module).__name__} integer")
+    return IntegerHyperSynthesis(layers)
+
+
+def scale_thresholds(table: Sequence[float]) -> Tensor:
+    """Integer thresholds for :func:`entropy_parameters`: ``floor(s * 2**(ACTIVATION_BITS + GAIN_BITS))``
+    for every scale of the table but the last."""
+    scaled = torch.tensor(list(table)[:-1], dtype=torch.float64) * float(1 << (ACTIVATION_BITS + GAIN_BITS))
+    return torch.floor(scaled).to(torch.int64)
+
+
+def entropy_parameters(
+    means: Tensor, scales: Tensor, gain: Tensor, thresholds: Tensor
+) -> Tuple[Tensor, Tensor]:
+    """Exact mean and scale index of every latent for one quality level.
+
+    Args:
+        means, scales: int64 ``(B, M, H, W)`` from :class:`IntegerHyperSynthesis`.
+        gain: int64 ``(M,)``, the level's gain with ``GAIN_BITS`` fractional bits.
+        thresholds: int64 from :func:`scale_thresholds`.
+
+    Returns:
+        ``(mu, index)``: float64 means of the gained latent (exact dyadic numbers) and
+        int64 scale indexes, ``index = #{k : scale * gain > threshold[k]}``.
+    """
+    gain = gain.to(means.device, torch.int64)[None, :, None, None]
+    mu = (means * gain).to(torch.float64) / float(1 << (ACTIVATION_BITS + GAIN_BITS))
+    scaled = scales * gain
+    index = (scaled[..., None] > thresholds.to(scaled.device)).sum(dim=-1)
+    return mu, index

@@ -1,0 +1,74 @@
+"""Building blocks of the preference-conditional synthesis transform.
+
+The Preference Conditional Decoding Module (PCDM) follows the UG-ICM paper's released
+code: a scalar preference beta (0 = human, 1 = machine) is embedded with Fourier features
+and a small MLP, and every residual block of g_s adds a per-channel shift computed from
+that embedding after each activation. Everything else comes from compressai.layers.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+from ._compressai import conv3x3
+
+__all__ = ["FourierPreferenceEmbedding", "ShiftedResidualBlock"]
+
+
+class FourierPreferenceEmbedding(nn.Module):
+    """Embeds a preference beta in [0, 1] as ``[beta, sin(2^k*pi*beta), cos(2^k*pi*beta)]``
+    followed by a two-layer MLP.
+
+    Args:
+        num_frequencies: number K of octaves in the Fourier features.
+        dim: width of the returned embedding.
+
+    Shape:
+        beta: ``(B,)``; returns ``(B, dim)``.
+    """
+
+    def __init__(self, num_frequencies: int = 4, dim: int = 64) -> None:
+        super().__init__()
+        self.register_buffer(
+            "frequencies",
+            math.pi * (2.0 ** torch.arange(num_frequencies, dtype=torch.float32)),
+            persistent=False,
+        )
+        self.mlp = nn.Sequential(
+            nn.Linear(1 + 2 * num_frequencies, dim),
+            nn.SiLU(),
+            nn.Linear(dim, dim),
+            nn.SiLU(),
+        )
+        self.dim = dim
+
+    def forward(self, beta: Tensor) -> Tensor:
+        beta = beta.reshape(-1, 1).to(self.frequencies.dtype)
+        angles = beta * self.frequencies
+        return self.mlp(torch.cat([beta, torch.sin(angles), torch.cos(angles)], dim=1))
+
+
+class ShiftedResidualBlock(nn.Module):
+    """conv3x3 - LeakyReLU - shift - conv3x3 - LeakyReLU - shift, plus the identity.
+
+    The shifts are per-channel and computed from the preference embedding. Their
+    projections start at zero so that, before training, both preferences decode alike.
+    """
+
+    def __init__(self, channels: int, embedding_dim: int) -> None:
+        super().__init__()
+        self.conv1 = conv3x3(channels, channels)
+        self.conv2 = conv3x3(channels, channels)
+        self.activation = nn.LeakyReLU(inplace=False)
+        self.shift1 = nn.Linear(embedding_dim, channels)
+        self.shift2 = nn.Linear(embedding_dim, channels)
+        for projection in (self.shift1, self.shift2):
+            nn.init.zeros_(projection.weight)
+            nn.init.zeros_(projection.bias)
+
+    def forward(self, x: Tensor, embedding: Tensor) -> Tensor:
+        out = self.activation(self.conv1(x)) + self.shift1(embedding)[:, :, None, None]
+        out = self.activation(self.conv2(out)) + self.shift2(embedding)[:, :, None, None]
+        return x + out

@@ -1,0 +1,151 @@
+"""Training losses: rate, distortion and the paper's multi-scale semantic supervision.
+
+The semantic terms compare a frozen teacher's embeddings (:mod:`ugcodec.teachers`) of an
+image x and of its machine decoding x_hat, as 1 - cosine similarity:
+
+* global: the whole image;
+* local: the same random crop of x and x_hat;
+* instance: object-like regions found without labels (Felzenszwalb's graph segmentation
+  of x), background zeroed, cropped to the region's box and resized.
+"""
+from __future__ import annotations
+
+import math
+import random
+from typing import Dict, List, Optional, Tuple
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from .teachers import Teacher
+
+__all__ = [
+    "bits_per_pixel",
+    "mse_255",
+    "embedding_distance",
+    "MultiScaleSemanticLoss",
+    "find_regions",
+]
+
+
+def bits_per_pixel(likelihoods: Dict[str, Tensor], num_pixels: int) -> Tensor:
+    """Per-sample rate in bits per pixel, ``(B,)``, from the model's likelihoods."""
+    total = sum(torch.log(lik).flatten(1).sum(dim=1) for lik in likelihoods.values())
+    return total / (-math.log(2) * num_pixels)
+
+
+def mse_255(x_hat: Tensor, x: Tensor) -> Tensor:
+    """Per-sample 255^2 * MSE, ``(B,)`` (the paper's distortion scale)."""
+    return (255.0**2) * (x_hat - x).pow(2).flatten(1).mean(dim=1)
+
+
+def embedding_distance(teacher: Teacher, x_hat: Tensor, x: Tensor) -> Tensor:
+    """1 - cos(teacher(x_hat), teacher(x)) per sample, ``(B,)``; no gradient through x."""
+    with torch.no_grad():
+        target = teacher.embed(x)
+    return 1.0 - F.cosine_similarity(teacher.embed(x_hat), target, dim=1)
+
+
+def find_regions(
+    image: np.ndarray, max_regions: int = 4, min_fraction: float = 0.03
+) -> List[Tuple[np.ndarray, Tuple[int, int, int, int]]]:
+    """Object-like regions of one image, found without labels.
+
+    Args:
+        image: ``(H, W, 3)`` float array in [0, 1].
+        max_regions: at most this many regions, largest first.
+        min_fraction: smallest region kept, as a fraction of the image area.
+
+    Returns:
+        list of ``(mask, (top, left, bottom, right))`` with a boolean ``(H, W)`` mask.
+    """
+    from skimage.segmentation import felzenszwalb
+
+    height, width = image.shape[:2]
+    labels = felzenszwalb(image, scale=max(height, width), sigma=0.8, min_size=max(16, height * width // 100))
+    counts = np.bincount(labels.ravel())
+    order = np.argsort(counts)[::-1]
+    regions = []
+    for label in order[:max_regions]:
+        if counts[label] < min_fraction * height * width:
+            break
+        mask = labels == label
+        rows = np.flatnonzero(mask.any(axis=1))
+        cols = np.flatnonzero(mask.any(axis=0))
+        regions.append((mask, (int(rows[0]), int(cols[0]), int(rows[-1]) + 1, int(cols[-1]) + 1)))
+    return regions
+
+
+class MultiScaleSemanticLoss(torch.nn.Module):
+    """Global + local + instance semantic distance between x_hat and x.
+
+    Args:
+        teacher: frozen image encoder.
+        weights: relative weight of ``global``, ``local`` and ``instance`` terms.
+        local_fraction: side of the local crop as a fraction of the image side.
+        region_size: side that instance crops are resized to (before the teacher's own
+            resize, if it has one).
+    """
+
+    def __init__(
+        self,
+        teacher: Teacher,
+        weights: Optional[Dict[str, float]] = None,
+        local_fraction: float = 0.5,
+        region_size: int = 96,
+        max_regions: int = 4,
+    ) -> None:
+        super().__init__()
+        self.teacher = teacher
+        self.weights = {"global": 1.0, "local": 1.0, "instance": 1.0, **(weights or {})}
+        self.local_fraction = local_fraction
+        self.region_size = region_size
+        self.max_regions = max_regions
+
+    def global_term(self, x_hat: Tensor, x: Tensor) -> Tensor:
+        return embedding_distance(self.teacher, x_hat, x)
+
+    def local_term(self, x_hat: Tensor, x: Tensor) -> Tensor:
+        height, width = x.shape[-2:]
+        crop_h = max(32, int(height * self.local_fraction))
+        crop_w = max(32, int(width * self.local_fraction))
+        top = random.randint(0, height - crop_h)
+        left = random.randint(0, width - crop_w)
+        window = (..., slice(top, top + crop_h), slice(left, left + crop_w))
+        return embedding_distance(self.teacher, x_hat[window], x[window])
+
+    def instance_term(self, x_hat: Tensor, x: Tensor) -> Tensor:
+        """Mean region distance per sample; samples with no region score 0."""
+        crops_hat, crops, owners = [], [], []
+        images = x.detach().permute(0, 2, 3, 1).cpu().numpy()
+        for index, image in enumerate(images):
+            for mask, (top, left, bottom, right) in find_regions(image, self.max_regions):
+                keep = torch.from_numpy(mask[top:bottom, left:right]).to(x.device, x.dtype)
+                for source, sink in ((x_hat, crops_hat), (x, crops)):
+                    region = source[index, :, top:bottom, left:right] * keep
+                    sink.append(
+                        F.interpolate(region[None], size=(self.region_size,) * 2, mode="bilinear", align_corners=False)
+                    )
+                owners.append(index)
+        result = torch.zeros(x.shape[0], device=x.device, dtype=x.dtype)
+        if not owners:
+            return result
+        distances = embedding_distance(self.teacher, torch.cat(crops_hat), torch.cat(crops))
+        owner_index = torch.tensor(owners, device=x.device)
+        result = result.index_add(0, owner_index, distances)
+        counts = torch.bincount(owner_index, minlength=x.shape[0]).clamp(min=1).to(x.dtype)
+        return result / counts
+
+    def forward(self, x_hat: Tensor, x: Tensor) -> Dict[str, Tensor]:
+        """Returns per-sample terms ``global``, ``local``, ``instance`` and their weighted ``total``."""
+        terms = {}
+        if self.weights["global"]:
+            terms["global"] = self.global_term(x_hat, x)
+        if self.weights["local"]:
+            terms["local"] = self.local_term(x_hat, x)
+        if self.weights["instance"]:
+            terms["instance"] = self.instance_term(x_hat, x)
+        terms["total"] = sum(self.weights[name] * value for name, value in terms.items())
+        return terms

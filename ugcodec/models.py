@@ -1,0 +1,186 @@
+"""The learned transforms: a variable-rate mean-scale hyperprior with a
+preference-conditional synthesis transform (UG-ICM).
+
+This module is the float model used for training and for the pixel transforms at
+coding time (g_a, h_a, g_s). The parsing path does not use its float h_s: coding uses
+the integer-exact copy in :mod:`ugcodec.integer_net`, exported from it.
+
+Rates: one model serves every quality level through per-level gain vectors
+(Cui et al. 2021, "Asymmetric gained deep image compression"). Level q scales the
+latent by ``gain[q]`` before quantisation and by ``inverse_gain[q]`` after it; the
+hyper-synthesis predicts mean and scale of the unscaled latent, which are multiplied by
+the same gain.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Dict, Sequence
+
+import torch
+from torch import Tensor, nn
+
+from ._compressai import EntropyBottleneck, GaussianConditional, GDN, conv, conv3x3, deconv, subpel_conv3x3
+from .layers import FourierPreferenceEmbedding, ShiftedResidualBlock
+
+__all__ = ["ModelConfig", "UGHyperprior", "PREFERENCES", "preference_to_beta"]
+
+#: Named preferences and their beta value. Any beta in [0, 1] is accepted as a blend.
+PREFERENCES: Dict[str, float] = {"human": 0.0, "machine": 1.0}
+
+
+def preference_to_beta(preference: "str | float") -> float:
+    """Maps ``"human"``, ``"machine"`` or a number in [0, 1] to beta.
+
+    Raises:
+        ValueError: for an unknown name or a number outside [0, 1].
+    """
+    if isinstance(preference, str):
+        key = preference.strip().lower()
+        if key in PREFERENCES:
+            return PREFERENCES[key]
+        try:
+            value = float(key)
+        except ValueError:
+            raise ValueError(
+                f"unknown preference {preference!r}: use 'human', 'machine' or a number in [0, 1]"
+            ) from None
+    else:
+        value = float(preference)
+    if not 0.0 <= value <= 1.0:
+        raise ValueError(f"preference {value} is outside [0, 1]")
+    return value
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Sizes of the network; stored with the weights.
+
+    Attributes:
+        N: channels of the transforms and of the hyper-latent z.
+        M: channels of the latent y.
+        lambdas: rate-distortion trade-off of each quality level, lowest rate first.
+        embedding_dim: width of the preference embedding.
+    """
+
+    N: int = 64
+    M: int = 128
+    lambdas: Sequence[float] = (0.0018, 0.0035, 0.0067, 0.0130, 0.0250, 0.0483)
+    embedding_dim: int = 64
+
+    @property
+    def num_qualities(self) -> int:
+        return len(self.lambdas)
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        data["lambdas"] = list(self.lambdas)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "ModelConfig":
+        return cls(
+            N=int(data["N"]),
+            M=int(data["M"]),
+            lambdas=tuple(float(v) for v in data["lambdas"]),
+            embedding_dim=int(data["embedding_dim"]),
+        )
+
+
+def scale_table(levels: int = 64, low: float = 0.11, high: float = 256.0) -> Tensor:
+    """compressai's scale table: ``levels`` scales spaced evenly in log between low and high."""
+    return torch.exp(torch.linspace(torch.log(torch.tensor(low)), torch.log(torch.tensor(high)), levels))
+
+
+class PreferenceConditionalSynthesis(nn.Module):
+    """g_s: latent y_hat and preference beta to an image in [0, 1] (unclipped)."""
+
+    def __init__(self, N: int, M: int, embedding_dim: int) -> None:
+        super().__init__()
+        self.embedding = FourierPreferenceEmbedding(dim=embedding_dim)
+        self.up = nn.ModuleList([deconv(M, N), deconv(N, N), deconv(N, N), deconv(N, 3)])
+        self.gdn = nn.ModuleList([GDN(N, inverse=True) for _ in range(3)])
+        self.blocks = nn.ModuleList([ShiftedResidualBlock(N, embedding_dim) for _ in range(3)])
+
+    def forward(self, y_hat: Tensor, beta: Tensor) -> Tensor:
+        embedding = self.embedding(beta.to(y_hat.device))
+        if embedding.shape[0] == 1 and y_hat.shape[0] > 1:
+            embedding = embedding.expand(y_hat.shape[0], -1)
+        x = y_hat
+        for up, gdn, block in zip(self.up[:3], self.gdn, self.blocks):
+            x = block(gdn(up(x)), embedding)
+        return self.up[3](x)
+
+
+class UGHyperprior(nn.Module):
+    """Variable-rate mean-scale hyperprior with a preference-conditional decoder.
+
+    Spatial stride: 16 for y, 64 for z; inputs must be padded to a multiple of 64.
+    """
+
+    stride = 64
+
+    def __init__(self, config: ModelConfig = ModelConfig()) -> None:
+        super().__init__()
+        N, M = config.N, config.M
+        self.config = config
+        self.g_a = nn.Sequential(
+            conv(3, N), GDN(N), conv(N, N), GDN(N), conv(N, N), GDN(N), conv(N, M)
+        )
+        self.h_a = nn.Sequential(
+            conv3x3(M, N), nn.ReLU(), conv(N, N), nn.ReLU(), conv(N, N)
+        )
+        # Sub-pixel convolutions instead of transposed ones: the integer-exact copy of
+        # h_s then needs only stride-1 convolutions and a pixel shuffle.
+        self.h_s = nn.Sequential(
+            subpel_conv3x3(N, M, 2),
+            nn.ReLU(),
+            subpel_conv3x3(M, M * 3 // 2, 2),
+            nn.ReLU(),
+            conv3x3(M * 3 // 2, 2 * M),
+        )
+        self.g_s = PreferenceConditionalSynthesis(N, M, config.embedding_dim)
+        self.entropy_bottleneck = EntropyBottleneck(N)
+        self.gaussian_conditional = GaussianConditional(scale_table().tolist())
+
+        lambdas = torch.tensor(config.lambdas, dtype=torch.float32)
+        # Quantisation step ~ 1/gain and distortion ~ step^2, so gain ~ sqrt(lambda).
+        initial = 0.5 * torch.log(lambdas / lambdas[len(lambdas) // 2])
+        self.log_gain = nn.Parameter(initial[:, None].repeat(1, M))
+        self.log_inverse_gain = nn.Parameter(-initial[:, None].repeat(1, M))
+
+    # -- pieces shared by training and coding ------------------------------------------
+    def gain(self, quality: Tensor) -> Tensor:
+        return torch.exp(self.log_gain[quality])[:, :, None, None]
+
+    def inverse_gain(self, quality: Tensor) -> Tensor:
+        return torch.exp(self.log_inverse_gain[quality])[:, :, None, None]
+
+    def synthesize(self, y_hat_scaled: Tensor, quality: Tensor, beta: Tensor) -> Tensor:
+        """Decodes the gained, quantised latent to pixels (float, unclipped)."""
+        return self.g_s(y_hat_scaled * self.inverse_gain(quality), beta)
+
+    # -- training ------------------------------------------------------------------------
+    def forward(self, x: Tensor, quality: Tensor, beta: Tensor) -> Dict[str, Tensor]:
+        """Training/evaluation pass with noise (train) or rounding (eval) as compressai does.
+
+        Args:
+            x: images ``(B, 3, H, W)`` in [0, 1], H and W multiples of 64.
+            quality: level index per sample ``(B,)``, int64.
+            beta: preference per sample ``(B,)``, float.
+
+        Returns:
+            dict with ``x_hat`` and the likelihoods ``y`` and ``z``.
+        """
+        y = self.g_a(x)
+        z = self.h_a(y)
+        _, z_likelihoods = self.entropy_bottleneck(z)
+        # The coder uses round(z) (integer z_hat, no median offset): train h_s on the same.
+        z_hat = z + (torch.round(z) - z).detach()
+        means, scales = self.h_s(z_hat).chunk(2, dim=1)
+        gain = self.gain(quality)
+        y_scaled, means, scales = y * gain, means * gain, scales * gain
+        _, y_likelihoods = self.gaussian_conditional(y_scaled, scales, means=means)
+        residual = y_scaled - means
+        y_hat_scaled = residual + (torch.round(residual) - residual).detach() + means
+        x_hat = self.synthesize(y_hat_scaled, quality, beta)
+        return {"x_hat": x_hat, "likelihoods": {"y": y_likelihoods, "z": z_likelihoods}}

@@ -1,0 +1,295 @@
+"""Two-stage training of :class:`ugcodec.models.UGHyperprior` (used by ``tools/train.py``).
+
+Stage 1 (the paper's recipe): each sample draws beta in {0, 1} and a quality level q;
+    L = bpp + lambda_q * (255^2 MSE(x_hat_0, x)                       for beta = 0
+                          lambda_1 * 255^2 MSE(x_hat_1, x)
+                          + lambda_s * L_global(x_hat_1, x))          for beta = 1
+Stage 2: everything but g_s is frozen (the bitstream stays fixed); g_s is tuned with
+    L = lambda_q * (255^2 MSE(x_hat_0, x) + lambda_1 * 255^2 MSE(x_hat_1, x)
+                    + lambda_s * (global + local + instance)(x_hat_1, x)).
+
+The run is resumable: one checkpoint file, overwritten, holds model, optimiser, step and
+random state.
+"""
+from __future__ import annotations
+
+import glob
+import json
+import math
+import os
+import random
+import sys
+import time
+import tomllib
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import Tensor
+
+from .losses import MultiScaleSemanticLoss, bits_per_pixel, mse_255
+from .models import ModelConfig, UGHyperprior
+from .teachers import Teacher, load_teacher
+
+__all__ = ["TrainConfig", "CropSampler", "Trainer"]
+
+
+@dataclass
+class TrainConfig:
+    """Everything a run needs; read from a TOML file (see ``tools/configs/``)."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    corpus: str = "data/corpus"
+    crop: int = 128
+    batch: int = 8
+    stage1_steps: int = 20000
+    stage2_steps: int = 2000
+    lr: float = 1e-4
+    stage2_lr: float = 5e-5
+    lambda_machine_mse: float = 0.5
+    lambda_semantic: float = 100.0
+    semantic_weights: Dict[str, float] = field(
+        default_factory=lambda: {"global": 1.0, "local": 1.0, "instance": 1.0}
+    )
+    teacher: str = "mobilenet_v2"
+    teacher_weights: Optional[str] = None
+    log_every: int = 50
+    checkpoint_every: int = 500
+    seed: int = 0
+
+    @property
+    def total_steps(self) -> int:
+        return self.stage1_steps + self.stage2_steps
+
+    @classmethod
+    def from_toml(cls, path: str) -> "TrainConfig":
+        with open(path, "rb") as handle:
+            data = tomllib.load(handle)
+        model = ModelConfig.from_dict({**ModelConfig().to_dict(), **data.pop("model", {})})
+        return cls(model=model, **data)
+
+    def to_dict(self) -> dict:
+        data = dict(self.__dict__)
+        data["model"] = self.model.to_dict()
+        return data
+
+
+class CropSampler:
+    """Random crops (with random flips) from every image in a folder, held in memory.
+
+    Raises:
+        FileNotFoundError: when the folder holds no PNG or JPEG large enough to crop.
+    """
+
+    def __init__(self, folder: str, crop: int, seed: int = 0) -> None:
+        paths = sorted(glob.glob(os.path.join(folder, "*.png")) + glob.glob(os.path.join(folder, "*.jpg")))
+        self.images: List[np.ndarray] = []
+        for path in paths:
+            with Image.open(path) as image:
+                array = np.asarray(image.convert("RGB"))
+            if min(array.shape[:2]) >= crop:
+                self.images.append(array)
+        if not self.images:
+            raise FileNotFoundError(f"no training image of at least {crop}x{crop} in {folder!r}")
+        # Sample images in proportion to their area, so every pixel is equally likely.
+        areas = np.array([image.shape[0] * image.shape[1] for image in self.images], dtype=np.float64)
+        self.weights = areas / areas.sum()
+        self.crop = crop
+        self.rng = np.random.default_rng(seed)
+
+    def sample(self, batch: int) -> Tensor:
+        crops = []
+        for index in self.rng.choice(len(self.images), size=batch, p=self.weights):
+            image = self.images[index]
+            top = self.rng.integers(0, image.shape[0] - self.crop + 1)
+            left = self.rng.integers(0, image.shape[1] - self.crop + 1)
+            crop = image[top : top + self.crop, left : left + self.crop]
+            if self.rng.random() < 0.5:
+                crop = crop[:, ::-1]
+            crops.append(np.ascontiguousarray(crop))
+        array = np.stack(crops).astype(np.float32) / 255.0
+        return torch.from_numpy(array).permute(0, 3, 1, 2).contiguous()
+
+
+def psnr(mse: Tensor) -> Tensor:
+    return 10.0 * torch.log10(1.0 / mse.clamp(min=1e-10))
+
+
+class Trainer:
+    """Runs (and resumes) both stages of a :class:`TrainConfig`.
+
+    Args:
+        config: the run's settings.
+        run_dir: folder for ``checkpoint.pt`` and ``log.jsonl``.
+        device: torch device string.
+        teacher: a ready teacher (tests pass a tiny one); default: built from the config.
+    """
+
+    def __init__(
+        self, config: TrainConfig, run_dir: str, device: str = "cpu", teacher: Optional[Teacher] = None
+    ) -> None:
+        self.config = config
+        self.run_dir = run_dir
+        self.device = torch.device(device)
+        os.makedirs(run_dir, exist_ok=True)
+        torch.manual_seed(config.seed)
+        random.seed(config.seed)
+        self.model = UGHyperprior(config.model).to(self.device)
+        self.teacher = (teacher or load_teacher(config.teacher, config.teacher_weights)).to(self.device)
+        self.semantic = MultiScaleSemanticLoss(self.teacher, config.semantic_weights)
+        self.sampler = CropSampler(config.corpus, config.crop, config.seed)
+        self.lambdas = torch.tensor(config.model.lambdas, device=self.device)
+        self.step = 0
+        self.optimizer = self._make_optimizer()
+        self.checkpoint_path = os.path.join(run_dir, "checkpoint.pt")
+        if os.path.exists(self.checkpoint_path):
+            self._load_checkpoint()
+
+    # -- stages ----------------------------------------------------------------------
+    @property
+    def stage(self) -> int:
+        return 1 if self.step < self.config.stage1_steps else 2
+
+    def _make_optimizer(self) -> torch.optim.Optimizer:
+        if self.stage == 1:
+            self.model.requires_grad_(True)
+            return torch.optim.Adam(self.model.parameters(), lr=self.config.lr)
+        self.model.requires_grad_(False)
+        self.model.g_s.requires_grad_(True)
+        return torch.optim.Adam(self.model.g_s.parameters(), lr=self.config.stage2_lr)
+
+    def _learning_rate(self) -> float:
+        # Constant, then a tenfold decay over the last 10 % of each stage.
+        config = self.config
+        if self.stage == 1:
+            base, start, length = config.lr, 0, config.stage1_steps
+        else:
+            base, start, length = config.stage2_lr, config.stage1_steps, config.stage2_steps
+        progress = (self.step - start) / max(1, length)
+        return base * (0.1 if progress >= 0.9 else 1.0)
+
+    def stage1_loss(self, x: Tensor) -> Dict[str, Tensor]:
+        batch = x.shape[0]
+        quality = torch.randint(0, self.config.model.num_qualities, (batch,), device=self.device)
+        beta = (torch.arange(batch, device=self.device) >= batch // 2).to(x.dtype)
+        out = self.model(x, quality, beta)
+        bpp = bits_per_pixel(out["likelihoods"], x.shape[-2] * x.shape[-1])
+        distortion = mse_255(out["x_hat"], x)
+        machine = beta > 0.5
+        semantic = torch.zeros_like(distortion)
+        if machine.any():
+            semantic[machine] = self.semantic.global_term(out["x_hat"][machine], x[machine])
+        weighted = torch.where(
+            machine,
+            self.config.lambda_machine_mse * distortion + self.config.lambda_semantic * semantic,
+            distortion,
+        )
+        loss = (bpp + self.lambdas[quality] * weighted).mean()
+        human = ~machine
+        return {
+            "loss": loss,
+            "bpp": bpp.mean(),
+            "psnr_human": psnr((distortion[human] / 255.0**2).mean()),
+            "psnr_machine": psnr((distortion[machine] / 255.0**2).mean()),
+            "semantic_global": semantic[machine].mean(),
+        }
+
+    def stage2_loss(self, x: Tensor) -> Dict[str, Tensor]:
+        batch = x.shape[0]
+        quality = torch.randint(0, self.config.model.num_qualities, (batch,), device=self.device)
+        with torch.no_grad():
+            self.model.eval()
+            out = self.model(x, quality, torch.zeros(batch, device=self.device))
+            self.model.train()
+            bpp = bits_per_pixel(out["likelihoods"], x.shape[-2] * x.shape[-1])
+        # Recover the quantised latent once and decode it with both preferences.
+        y_hat_scaled = self._quantized_latent(x, quality)
+        x_human = self.model.synthesize(y_hat_scaled, quality, torch.zeros(batch, device=self.device))
+        x_machine = self.model.synthesize(y_hat_scaled, quality, torch.ones(batch, device=self.device))
+        human, machine = mse_255(x_human, x), mse_255(x_machine, x)
+        semantic = self.semantic(x_machine, x)
+        weighted = human + self.config.lambda_machine_mse * machine + self.config.lambda_semantic * semantic["total"]
+        loss = (self.lambdas[quality] * weighted).mean()
+        logs = {
+            "loss": loss,
+            "bpp": bpp.mean(),
+            "psnr_human": psnr((human / 255.0**2).mean()),
+            "psnr_machine": psnr((machine / 255.0**2).mean()),
+        }
+        logs.update({f"semantic_{name}": value.mean() for name, value in semantic.items()})
+        return logs
+
+    @torch.no_grad()
+    def _quantized_latent(self, x: Tensor, quality: Tensor) -> Tensor:
+        model = self.model
+        y = model.g_a(x)
+        z_hat = torch.round(model.h_a(y))
+        means, _ = model.h_s(z_hat).chunk(2, dim=1)
+        gain = model.gain(quality)
+        return torch.round(y * gain - means * gain) + means * gain
+
+    # -- loop ------------------------------------------------------------------------
+    def run(self, max_steps: Optional[int] = None, progress: bool = True) -> None:
+        """Trains until the config's total steps (or ``max_steps`` more), checkpointing."""
+        stop = self.config.total_steps if max_steps is None else min(self.config.total_steps, self.step + max_steps)
+        self.model.train()
+        sums: Dict[str, float] = {}
+        started = time.time()
+        while self.step < stop:
+            stage_before = self.stage
+            for group in self.optimizer.param_groups:
+                group["lr"] = self._learning_rate()
+            x = self.sampler.sample(self.config.batch).to(self.device)
+            logs = self.stage1_loss(x) if self.stage == 1 else self.stage2_loss(x)
+            self.optimizer.zero_grad(set_to_none=True)
+            logs["loss"].backward()
+            torch.nn.utils.clip_grad_norm_(
+                [p for group in self.optimizer.param_groups for p in group["params"]], 1.0
+            )
+            self.optimizer.step()
+            self.step += 1
+            for name, value in logs.items():
+                if torch.isfinite(value):
+                    sums[name] = sums.get(name, 0.0) + float(value.detach())
+            if self.step % self.config.log_every == 0 or self.step == stop:
+                count = self.config.log_every if self.step % self.config.log_every == 0 else max(1, self.step % self.config.log_every)
+                record = {"step": self.step, "stage": stage_before, "seconds": round(time.time() - started, 1)}
+                record.update({name: round(total / count, 5) for name, total in sums.items()})
+                sums = {}
+                with open(os.path.join(self.run_dir, "log.jsonl"), "a") as handle:
+                    handle.write(json.dumps(record) + "\n")
+                if progress:
+                    print(json.dumps(record), flush=True)
+            if self.stage != stage_before:
+                self.optimizer = self._make_optimizer()
+            if self.step % self.config.checkpoint_every == 0 or self.step == stop:
+                self.save_checkpoint()
+
+    def save_checkpoint(self) -> None:
+        state = {
+            "step": self.step,
+            "config": self.config.to_dict(),
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "torch_rng": torch.get_rng_state(),
+            "sampler_rng": self.sampler.rng.bit_generator.state,
+            "teacher": self.teacher.description,
+        }
+        temporary = self.checkpoint_path + ".tmp"
+        torch.save(state, temporary)
+        os.replace(temporary, self.checkpoint_path)
+
+    def _load_checkpoint(self) -> None:
+        state = torch.load(self.checkpoint_path, map_location=self.device, weights_only=False)
+        self.model.load_state_dict(state["model"])
+        self.step = int(state["step"])
+        self.optimizer = self._make_optimizer()
+        try:
+            self.optimizer.load_state_dict(state["optimizer"])
+        except ValueError:
+            pass  # the checkpoint was written at a stage boundary: start the new optimiser
+        torch.set_rng_state(state["torch_rng"])
+        self.sampler.rng.bit_generator.state = state["sampler_rng"]
+        print(f"resumed from {self.checkpoint_path} at step {self.step}", file=sys.stderr)

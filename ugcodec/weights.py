@@ -1,0 +1,226 @@
+"""Shipped weights: export from a trained model, load for coding, fingerprint.
+
+A weights file is a ``torch.save`` dictionary (loaded with ``weights_only=True``):
+
+* ``config``: :class:`ugcodec.models.ModelConfig` as a dict; ``model_id``;
+* ``float``: fp16 parameters and buffers of g_a, h_a and g_s (pixels only);
+* ``integer_h_s``: the integer-exact hyper-synthesis (:mod:`ugcodec.integer_net`);
+* ``gains`` (int64, ``GAIN_BITS`` fractional bits) and ``inverse_gains`` (float32), one
+  row per quality level;
+* ``scale_thresholds``: int64 thresholds that turn scales into table indexes;
+* ``y_tables`` / ``z_tables``: the frozen integer coding tables (one per scale index,
+  one per z channel) as ``offsets``, ``lengths`` and concatenated ``frequencies``.
+
+The fingerprint (8 bytes, written in every .ugc header) is the start of the SHA-256 of
+every entry in a canonical order, so a file made with other weights is refused.
+"""
+from __future__ import annotations
+
+import functools
+import hashlib
+import io
+import os
+from dataclasses import dataclass
+from typing import Dict, List, Optional, Sequence
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from .entropy_coding import CodingTable, quantize_pmf
+from .errors import UgcError
+from .integer_net import (
+    GAIN_BITS,
+    IntegerHyperSynthesis,
+    integerize_hyper_synthesis,
+    scale_thresholds,
+)
+from .models import ModelConfig, UGHyperprior, scale_table
+
+__all__ = ["CodecModel", "DEFAULT_WEIGHTS", "load_model", "export_weights", "fingerprint_of"]
+
+DEFAULT_WEIGHTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "weights", "ugc-hyperprior-pcdm.pt")
+WEIGHTS_FORMAT = "ugcodec-weights-1"
+#: Parts of the float model that the coder does not use (h_s runs in integers; the
+#: entropy models are replaced by frozen tables).
+_NOT_SHIPPED = ("h_s.", "entropy_bottleneck.", "gaussian_conditional.", "log_gain", "log_inverse_gain")
+#: Tail mass outside a y table, per side, in units of the table's scale.
+_Y_TABLE_HALF_WIDTH = 6.0
+_Z_TABLE_RADIUS = 128
+_Z_TABLE_MIN_PROBABILITY = 1e-10
+
+
+def _pack_tables(tables: Sequence[CodingTable]) -> Dict[str, Tensor]:
+    return {
+        "offsets": torch.tensor([t.offset for t in tables], dtype=torch.int64),
+        "lengths": torch.tensor([t.frequencies.size for t in tables], dtype=torch.int64),
+        "frequencies": torch.from_numpy(np.concatenate([t.frequencies for t in tables]).astype(np.int32)),
+    }
+
+
+def _unpack_tables(packed: Dict[str, Tensor]) -> List[CodingTable]:
+    frequencies = packed["frequencies"].numpy().astype(np.int64)
+    bounds = np.concatenate([[0], np.cumsum(packed["lengths"].numpy())])
+    return [
+        CodingTable(int(offset), frequencies[start:end])
+        for offset, start, end in zip(packed["offsets"].tolist(), bounds[:-1], bounds[1:])
+    ]
+
+
+def fingerprint_of(bundle: dict) -> bytes:
+    """First 8 bytes of the SHA-256 of every entry of a weights bundle, in sorted order."""
+    digest = hashlib.sha256()
+
+    def visit(prefix: str, value) -> None:
+        if isinstance(value, dict):
+            for key in sorted(value):
+                visit(f"{prefix}/{key}", value[key])
+            return
+        digest.update(prefix.encode())
+        if isinstance(value, Tensor):
+            tensor = value.detach().cpu().contiguous()
+            digest.update(f"{tensor.dtype}{tuple(tensor.shape)}".encode())
+            digest.update(tensor.numpy().tobytes())
+        else:
+            digest.update(repr(value).encode())
+
+    visit("", bundle)
+    return digest.digest()[:8]
+
+
+@torch.no_grad()
+def _y_tables() -> List[CodingTable]:
+    tables = []
+    for scale in scale_table().tolist():
+        half = int(np.ceil(_Y_TABLE_HALF_WIDTH * scale)) + 1
+        values = torch.arange(-half, half + 1, dtype=torch.float64)
+        normal = torch.distributions.Normal(torch.tensor(0.0, dtype=torch.float64), torch.tensor(scale, dtype=torch.float64))
+        pmf = normal.cdf(values + 0.5) - normal.cdf(values - 0.5)
+        tables.append(quantize_pmf(pmf.numpy(), -half))
+    return tables
+
+
+@torch.no_grad()
+def _z_tables(model: UGHyperprior) -> List[CodingTable]:
+    bottleneck = model.entropy_bottleneck
+    channels = model.config.N
+    values = torch.arange(-_Z_TABLE_RADIUS, _Z_TABLE_RADIUS + 1, dtype=torch.float32)
+    likelihood, _, _ = bottleneck._likelihood(values.repeat(channels, 1, 1))
+    tables = []
+    for channel in range(channels):
+        pmf = likelihood[channel, 0].double().numpy()
+        kept = np.flatnonzero(pmf > _Z_TABLE_MIN_PROBABILITY)
+        low, high = (int(kept[0]), int(kept[-1])) if kept.size else (_Z_TABLE_RADIUS, _Z_TABLE_RADIUS)
+        tables.append(quantize_pmf(pmf[low : high + 1], low - _Z_TABLE_RADIUS))
+    return tables
+
+
+@torch.no_grad()
+def export_weights(model: UGHyperprior, path: str, model_id: int = 1) -> bytes:
+    """Writes a trained model as a compact weights file; returns its fingerprint."""
+    float_state = {
+        name: value.detach().cpu().to(torch.float16) if value.is_floating_point() else value.detach().cpu()
+        for name, value in model.state_dict().items()
+        if not name.startswith(_NOT_SHIPPED)
+    }
+    gains = torch.round(torch.exp(model.log_gain.detach().double()) * float(1 << GAIN_BITS)).to(torch.int64)
+    bundle = {
+        "format": WEIGHTS_FORMAT,
+        "model_id": model_id,
+        "config": model.config.to_dict(),
+        "float": float_state,
+        "integer_h_s": integerize_hyper_synthesis(model.h_s.cpu()).state_dict(),
+        "gains": gains,
+        "inverse_gains": torch.exp(model.log_inverse_gain.detach().float()).cpu(),
+        "scale_thresholds": scale_thresholds(scale_table().tolist()),
+        "y_tables": _pack_tables(_y_tables()),
+        "z_tables": _pack_tables(_z_tables(model.cpu())),
+    }
+    buffer = io.BytesIO()
+    torch.save(bundle, buffer)
+    temporary = path + ".tmp"
+    with open(temporary, "wb") as handle:
+        handle.write(buffer.getvalue())
+    os.replace(temporary, path)
+    return fingerprint_of(bundle)
+
+
+@dataclass
+class CodecModel:
+    """Everything the coder needs, loaded from a weights file.
+
+    Attributes:
+        network: the float model (only g_a, h_a, g_s and gains are used).
+        hyper_synthesis: integer-exact h_s.
+        gains: int64 ``(levels, M)``; inverse_gains: float32 ``(levels, M)``.
+        thresholds: int64 scale thresholds; y_tables, z_tables: coding tables.
+        fingerprint: 8 bytes; model_id: container model id; path: where it came from.
+    """
+
+    network: UGHyperprior
+    hyper_synthesis: IntegerHyperSynthesis
+    gains: Tensor
+    inverse_gains: Tensor
+    thresholds: Tensor
+    y_tables: List[CodingTable]
+    z_tables: List[CodingTable]
+    fingerprint: bytes
+    model_id: int
+    path: str
+
+    @property
+    def config(self) -> ModelConfig:
+        return self.network.config
+
+    @property
+    def num_qualities(self) -> int:
+        return int(self.gains.shape[0])
+
+
+def _read_bundle(path: str) -> dict:
+    try:
+        bundle = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise UgcError(f"weights file not found: {path}") from None
+    except Exception as error:  # a damaged or foreign file: torch raises many types
+        raise UgcError(f"cannot read weights file {path}: {error}") from None
+    if not isinstance(bundle, dict) or bundle.get("format") != WEIGHTS_FORMAT:
+        raise UgcError(f"{path} is not a ugcodec weights file")
+    return bundle
+
+
+def model_from_bundle(bundle: dict, path: str = "<memory>") -> CodecModel:
+    """Builds a :class:`CodecModel` from a weights dictionary (see :func:`load_model`)."""
+    config = ModelConfig.from_dict(bundle["config"])
+    network = UGHyperprior(config)
+    state = {name: value.float() if value.is_floating_point() else value for name, value in bundle["float"].items()}
+    missing, unexpected = network.load_state_dict(state, strict=False)
+    if unexpected or any(not name.startswith(_NOT_SHIPPED) for name in missing):
+        raise UgcError(f"weights file {path} does not match its model configuration")
+    network.eval().requires_grad_(False)
+    return CodecModel(
+        network=network,
+        hyper_synthesis=IntegerHyperSynthesis.from_state_dict(bundle["integer_h_s"]),
+        gains=bundle["gains"].to(torch.int64),
+        inverse_gains=bundle["inverse_gains"].float(),
+        thresholds=bundle["scale_thresholds"].to(torch.int64),
+        y_tables=_unpack_tables(bundle["y_tables"]),
+        z_tables=_unpack_tables(bundle["z_tables"]),
+        fingerprint=fingerprint_of(bundle),
+        model_id=int(bundle["model_id"]),
+        path=path,
+    )
+
+
+@functools.lru_cache(maxsize=4)
+def _load_cached(path: str) -> CodecModel:
+    return model_from_bundle(_read_bundle(path), path)
+
+
+def load_model(path: Optional[str] = None) -> CodecModel:
+    """Loads (once per process, then cached) a weights file; default: the shipped one.
+
+    Raises:
+        UgcError: the file is missing, unreadable or not ugcodec weights.
+    """
+    return _load_cached(os.path.abspath(path or DEFAULT_WEIGHTS))
