@@ -23,10 +23,12 @@ from .integer_net import GAIN_BITS, entropy_parameters
 from .models import preference_to_beta
 from .weights import CodecModel, load_model
 
-__all__ = ["DEFAULT_QUALITY", "Latents", "encode", "decode", "decode_pixels", "read_header", "parse_latents"]
+__all__ = ["DEFAULT_QUALITY", "Latents", "encode", "encode_latents", "decode", "decode_pixels", "read_header", "parse_latents"]
 
 #: Quality used when none is given (levels are numbered from 1, lowest rate first).
 DEFAULT_QUALITY = 3
+#: Largest image (in pixels) coded or decoded; bounds the memory a file can make us take.
+MAX_PIXELS = 50_000_000
 _STRIDE = 64
 
 Preference = Union[str, float]
@@ -68,26 +70,16 @@ def _gain(model: CodecModel, quality: int) -> Tensor:
 
 
 @torch.inference_mode()
-def encode(image: ImageSource, quality: int = DEFAULT_QUALITY, model: Optional[CodecModel] = None) -> bytes:
-    """Compresses an image to the bytes of a .ugc file.
-
-    Args:
-        image: path, image-file bytes, PIL image or uint8 array (see
-            :func:`ugcodec.image_io.load_image`).
-        quality: level from 1 (smallest file) to the model's number of levels.
-        model: weights to use (default: the shipped ones).
-
-    Returns:
-        the .ugc file's bytes; encoding the same image twice gives the same bytes.
-
-    Raises:
-        ImageError: the image cannot be read or coded.
-        ValueError: quality out of range.
-    """
+def encode_latents(
+    image: ImageSource, quality: int = DEFAULT_QUALITY, model: Optional[CodecModel] = None
+) -> "tuple[bytes, Latents]":
+    """Like :func:`encode`, and also returns the symbols it coded (for tests and tools)."""
     model = model or load_model()
     quality = _check_quality(model, quality)
     pixels, mode = load_image(image)
     height, width = pixels.shape[:2]
+    if height * width > MAX_PIXELS:
+        raise ImageError(f"image has {height * width} pixels; the limit is {MAX_PIXELS}")
     network = model.network
     x = torch.from_numpy(pixels).permute(2, 0, 1)[None].float().div_(255.0)
     # Edge replication keeps the padding free of artificial edges (cheap to code).
@@ -115,7 +107,27 @@ def encode(image: ImageSource, quality: int = DEFAULT_QUALITY, model: Optional[C
         z_length=len(z_stream),
         y_length=len(y_stream),
     )
-    return Container(header, z_stream, y_stream).to_bytes()
+    latents = Latents(header=header, z=z_symbols, y=y_symbols, mu=mu, scale_index=scale_index)
+    return Container(header, z_stream, y_stream).to_bytes(), latents
+
+
+def encode(image: ImageSource, quality: int = DEFAULT_QUALITY, model: Optional[CodecModel] = None) -> bytes:
+    """Compresses an image to the bytes of a .ugc file.
+
+    Args:
+        image: path, image-file bytes, PIL image or uint8 array (see
+            :func:`ugcodec.image_io.load_image`).
+        quality: level from 1 (smallest file) to the model's number of levels.
+        model: weights to use (default: the shipped ones).
+
+    Returns:
+        the .ugc file's bytes; encoding the same image twice gives the same bytes.
+
+    Raises:
+        ImageError: the image cannot be read or coded.
+        ValueError: quality out of range.
+    """
+    return encode_latents(image, quality, model)[0]
 
 
 def read_header(data: bytes) -> Header:
@@ -150,6 +162,8 @@ def parse_latents(data: bytes, model: Optional[CodecModel] = None) -> Latents:
     container = Container.from_bytes(data)
     header = container.header
     _check_model(model, header)
+    if header.width * header.height > MAX_PIXELS:
+        raise FormatError(f"file claims {header.width}x{header.height} pixels; the limit is {MAX_PIXELS}")
     config = model.config
     z_shape = (1, config.N, _padded(header.height) // _STRIDE, _padded(header.width) // _STRIDE)
     z_channel = np.broadcast_to(np.arange(config.N)[None, :, None, None], z_shape)

@@ -1,0 +1,47 @@
+"""Shared fixtures: a tiny random model for unit tests, the shipped model for end-to-end ones."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from ugcodec.models import ModelConfig, UGHyperprior
+from ugcodec.weights import DEFAULT_WEIGHTS, load_model, export_weights
+
+TINY_CONFIG = ModelConfig(N=8, M=16, lambdas=(0.005, 0.02, 0.05), embedding_dim=8)
+
+
+def make_photo_like(height: int, width: int, seed: int = 0, channels: int = 3) -> np.ndarray:
+    """A smooth gradient with edges and noise: compresses like a photo, made offline."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:height, 0:width].astype(np.float64)
+    base = np.stack(
+        [
+            128 + 100 * np.sin(xx / 9.0 + c) * np.cos(yy / 13.0 - c)
+            + 40 * ((xx + 2 * yy + 10 * c) % 37 > 18)
+            for c in range(channels)
+        ],
+        axis=2,
+    )
+    image = np.clip(base + rng.normal(0, 6, base.shape), 0, 255).astype(np.uint8)
+    return image[:, :, 0] if channels == 1 else image
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory):
+    """A small randomly initialised model, exported and loaded like shipped weights."""
+    torch.manual_seed(1234)
+    network = UGHyperprior(TINY_CONFIG).eval()
+    path = tmp_path_factory.mktemp("weights") / "tiny.pt"
+    export_weights(network, str(path))
+    return load_model(str(path))
+
+
+@pytest.fixture(scope="session")
+def shipped_model():
+    return load_model(DEFAULT_WEIGHTS)
+
+
+@pytest.fixture(scope="session")
+def photo():
+    return make_photo_like(80, 112, seed=7)

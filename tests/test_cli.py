@@ -1,0 +1,100 @@
+"""The ugc command line, run in-process with click's runner (and once as a real process)."""
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from ugcodec.cli import main
+
+from conftest import make_photo_like
+
+
+@pytest.fixture()
+def workdir(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    Image.fromarray(make_photo_like(48, 70)).save("photo.png")
+    return tmp_path
+
+
+def run(*args):
+    return CliRunner().invoke(main, list(args), catch_exceptions=False)
+
+
+def listing(folder):
+    return sorted(os.listdir(folder))
+
+
+def test_encode_decode_info(workdir):
+    result = run("encode", "photo.png", "photo.ugc", "--quality", "2")
+    assert result.exit_code == 0, result.output
+    assert "bpp" in result.output
+    assert run("decode", "photo.ugc", "out.png", "--for", "human").exit_code == 0
+    assert Image.open("out.png").size == (70, 48)
+    # OUT is optional: the name says which preference it is; --preference is an alias.
+    assert run("decode", "photo.ugc", "--preference", "machine").exit_code == 0
+    assert os.path.exists("photo.machine.png")
+    info = run("info", "photo.ugc", "--json")
+    fields = json.loads(info.output)
+    assert fields["width"] == 70 and fields["height"] == 48 and fields["quality"] == 2
+    assert "bits per pixel" in run("info", "photo.ugc").output
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (("encode", "missing.png", "x.ugc"), "no such file"),
+        (("encode", "notes.txt", "x.ugc"), "not an image"),
+        (("encode", "photo.png", "x.ugc", "--quality", "9"), "quality"),
+        (("decode", "notes.txt", "x.png"), "not a .ugc file"),
+        (("decode", "broken.ugc", "x.png"), "truncated"),
+        (("decode", "photo.ugc", "x.png", "--for", "robots"), "preference"),
+        (("decode", "photo.ugc", "x.xyz"), "image format"),
+        (("info", "broken.ugc"), "truncated"),
+    ],
+)
+def test_bad_input_exits_non_zero_with_one_line_and_no_output(workdir, args, message):
+    assert run("encode", "photo.png", "photo.ugc").exit_code == 0
+    with open("photo.ugc", "rb") as handle:
+        data = handle.read()
+    with open("broken.ugc", "wb") as handle:
+        handle.write(data[: len(data) // 2])
+    with open("notes.txt", "w") as handle:
+        handle.write("hello")
+    before = listing(workdir)
+    result = CliRunner().invoke(main, list(args))
+    assert result.exit_code == 1
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("ugc: error:") and message in lines[0]
+    assert "Traceback" not in result.output
+    assert listing(workdir) == before
+
+
+def test_refuses_to_overwrite_without_force(workdir):
+    assert run("encode", "photo.png", "photo.ugc").exit_code == 0
+    stamp = os.path.getmtime("photo.ugc")
+    result = CliRunner().invoke(main, ["encode", "photo.png", "photo.ugc"])
+    assert result.exit_code == 1 and "--force" in result.output
+    assert os.path.getmtime("photo.ugc") == stamp
+    assert run("encode", "photo.png", "photo.ugc", "--force").exit_code == 0
+    result = CliRunner().invoke(main, ["encode", "photo.png", "photo.png", "--force"])
+    assert result.exit_code == 1 and "input" in result.output
+
+
+def test_help_explains_the_commands():
+    for command in ([], ["encode"], ["decode"], ["info"]):
+        result = run(*command, "--help")
+        assert result.exit_code == 0 and "Usage" in result.output
+    assert "--for" in run("decode", "--help").output
+
+
+def test_console_script_runs(workdir):
+    completed = subprocess.run(
+        [sys.executable, "-m", "ugcodec.cli", "info", "missing.ugc"], capture_output=True, text=True
+    )
+    assert completed.returncode == 1
+    assert completed.stderr.strip() == "ugc: error: no such file: missing.ugc"

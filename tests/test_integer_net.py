@@ -1,0 +1,91 @@
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from ugcodec.integer_net import (
+    ACTIVATION_BITS,
+    GAIN_BITS,
+    IntegerConv,
+    IntegerHyperSynthesis,
+    entropy_parameters,
+    integerize_hyper_synthesis,
+    scale_thresholds,
+)
+from ugcodec.models import ModelConfig, UGHyperprior, scale_table
+
+from conftest import TINY_CONFIG
+
+
+@pytest.fixture(scope="module")
+def float_model():
+    torch.manual_seed(0)
+    return UGHyperprior(TINY_CONFIG).eval()
+
+
+def test_integer_network_tracks_the_float_one(float_model):
+    integer = integerize_hyper_synthesis(float_model.h_s)
+    z = torch.round(torch.randn(1, TINY_CONFIG.N, 3, 5) * 4)
+    means, scales = integer(z)
+    reference_means, reference_scales = float_model.h_s(z).chunk(2, dim=1)
+    unit = float(1 << ACTIVATION_BITS)
+    assert means.dtype == torch.int64
+    assert torch.allclose(means / unit, reference_means, atol=5e-3)
+    assert torch.allclose(scales / unit, reference_scales, atol=5e-3)
+
+
+def test_state_dict_round_trip(float_model):
+    integer = integerize_hyper_synthesis(float_model.h_s)
+    again = IntegerHyperSynthesis.from_state_dict(integer.state_dict())
+    z = torch.round(torch.randn(1, TINY_CONFIG.N, 2, 2) * 4)
+    for a, b in zip(integer(z), again(z)):
+        assert torch.equal(a, b)
+
+
+def test_overflow_risk_is_refused():
+    weight = torch.full((1, 9), (1 << 15) - 1, dtype=torch.int64)
+    bias = torch.tensor([1 << 60])
+    with pytest.raises(ValueError):
+        IntegerHyperSynthesis([IntegerConv(weight, bias, 8, False, 1)])
+
+
+def test_scale_index_follows_the_table():
+    table = scale_table().tolist()
+    thresholds = scale_thresholds(table)
+    unit = 1 << ACTIVATION_BITS
+    gain = torch.full((1,), 1 << GAIN_BITS)
+    scales = torch.tensor([0, int(table[0] * unit), int(table[5] * unit) + 1, 10**9]).view(1, 1, 1, 4)
+    _, index = entropy_parameters(torch.zeros_like(scales), scales, gain, thresholds)
+    assert index.flatten().tolist() == [0, 0, 6, len(table) - 1]
+
+
+SCRIPT = """
+import sys, hashlib, torch
+torch.manual_seed(0)
+from ugcodec.models import UGHyperprior
+from ugcodec.integer_net import integerize_hyper_synthesis
+sys.path.insert(0, {tests!r})
+from conftest import TINY_CONFIG
+torch.set_num_threads(int(sys.argv[1]))
+integer = integerize_hyper_synthesis(UGHyperprior(TINY_CONFIG).h_s)
+generator = torch.Generator().manual_seed(5)
+z = torch.round(torch.randn(1, TINY_CONFIG.N, 9, 11, generator=generator) * 6)
+means, scales = integer(z)
+print(hashlib.sha256(means.numpy().tobytes() + scales.numpy().tobytes()).hexdigest())
+"""
+
+
+def test_identical_in_other_processes_and_thread_counts():
+    import os
+
+    tests = os.path.dirname(os.path.abspath(__file__))
+    digests = {
+        subprocess.run(
+            [sys.executable, "-c", SCRIPT.format(tests=tests), str(threads)],
+            check=True, capture_output=True, text=True,
+        ).stdout.strip()
+        for threads in (1, 2)
+    }
+    assert len(digests) == 1

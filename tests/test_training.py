@@ -1,0 +1,121 @@
+"""Training code on tiny inputs: losses, teachers (open_clip with random weights), resume."""
+import json
+import os
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from ugcodec.losses import MultiScaleSemanticLoss, bits_per_pixel, find_regions, mse_255
+from ugcodec.models import ModelConfig
+from ugcodec.teachers import OpenClipTeacher, load_teacher
+from ugcodec.training import CropSampler, TrainConfig, Trainer
+
+from conftest import make_photo_like
+
+
+@pytest.fixture(scope="module")
+def clip_teacher():
+    """A small randomly initialised open_clip model, registered under a test-only name."""
+    from open_clip import factory
+
+    factory._MODEL_CONFIGS["ugc-test-tiny"] = {
+        "embed_dim": 32,
+        "vision_cfg": {"image_size": 64, "layers": 2, "width": 64, "patch_size": 16},
+        "text_cfg": {"context_length": 8, "vocab_size": 64, "width": 32, "heads": 2, "layers": 1},
+    }
+    torch.manual_seed(0)
+    return load_teacher("clip:ugc-test-tiny")
+
+
+@pytest.fixture()
+def corpus(tmp_path):
+    folder = tmp_path / "corpus"
+    folder.mkdir()
+    for seed in range(3):
+        Image.fromarray(make_photo_like(96, 120, seed=seed)).save(folder / f"image{seed}.png")
+    return str(folder)
+
+
+def test_teacher_embeds_and_is_frozen(clip_teacher):
+    assert isinstance(clip_teacher, OpenClipTeacher) and clip_teacher.input_size == 64
+    images = torch.rand(2, 3, 48, 80, requires_grad=True)
+    embedding = clip_teacher.embed(images)
+    assert embedding.shape == (2, 32)
+    embedding.sum().backward()
+    assert images.grad is not None and images.grad.abs().sum() > 0
+    assert all(not p.requires_grad for p in clip_teacher.parameters())
+    clip_teacher.train()
+    assert not clip_teacher.training
+
+
+def test_unknown_teacher_is_refused():
+    with pytest.raises(ValueError):
+        load_teacher("resnet-9000")
+
+
+def test_semantic_loss_is_zero_for_a_perfect_decoding_and_grows_with_damage(clip_teacher):
+    torch.manual_seed(0)
+    loss = MultiScaleSemanticLoss(clip_teacher)
+    x = torch.from_numpy(make_photo_like(64, 64, seed=3)).permute(2, 0, 1)[None].float() / 255
+    perfect = loss(x.clone(), x)
+    for name in ("global", "local", "instance"):
+        assert perfect[name].abs().max() < 1e-4, name
+    damaged = loss(torch.rand_like(x), x)
+    assert damaged["total"].item() > 0.01
+
+
+def test_regions_are_found_without_labels():
+    image = np.zeros((64, 64, 3))
+    image[10:40, 8:30] = 1.0
+    regions = find_regions(image)
+    assert regions
+    # Smoothing may move a boundary by a few pixels; the object must still be found.
+    assert any(np.abs(np.subtract(box, (10, 8, 40, 30))).max() <= 4 for _, box in regions)
+    assert all(mask.shape == (64, 64) and mask.dtype == bool for mask, _ in regions)
+
+
+def test_rate_and_distortion_helpers():
+    likelihoods = {"y": torch.full((2, 4, 2, 2), 0.5)}
+    assert torch.allclose(bits_per_pixel(likelihoods, 16), torch.ones(2))
+    assert torch.allclose(mse_255(torch.ones(1, 3, 2, 2), torch.zeros(1, 3, 2, 2)), torch.tensor([255.0**2]))
+
+
+def test_crop_sampler(corpus):
+    sampler = CropSampler(corpus, 64, seed=1)
+    batch = sampler.sample(5)
+    assert batch.shape == (5, 3, 64, 64) and 0 <= batch.min() and batch.max() <= 1
+    with pytest.raises(FileNotFoundError):
+        CropSampler(corpus, 512)
+
+
+def test_both_stages_run_checkpoint_and_resume(corpus, tmp_path, clip_teacher):
+    config = TrainConfig(
+        model=ModelConfig(N=8, M=16, lambdas=(0.01, 0.05), embedding_dim=8),
+        corpus=corpus, crop=64, batch=2, stage1_steps=2, stage2_steps=2,
+        log_every=1, checkpoint_every=2,
+    )
+    run_dir = str(tmp_path / "run")
+    trainer = Trainer(config, run_dir, teacher=clip_teacher)
+    g_a_before = trainer.model.g_a[0].weight.detach().clone()
+    trainer.run(max_steps=2, progress=False)
+    assert trainer.step == 2 and os.path.exists(os.path.join(run_dir, "checkpoint.pt"))
+    assert not torch.equal(trainer.model.g_a[0].weight, g_a_before), "stage 1 trains the encoder"
+
+    resumed = Trainer(config, run_dir, teacher=clip_teacher)
+    assert resumed.step == 2 and resumed.stage == 2
+    g_a_frozen = resumed.model.g_a[0].weight.detach().clone()
+    resumed.run(progress=False)
+    assert resumed.step == 4
+    assert torch.equal(resumed.model.g_a[0].weight, g_a_frozen), "stage 2 must not change the bitstream"
+    with open(os.path.join(run_dir, "log.jsonl")) as handle:
+        records = [json.loads(line) for line in handle]
+    assert [r["stage"] for r in records] == [1, 1, 2, 2]
+    assert all(np.isfinite(r["loss"]) for r in records)
+    assert "semantic_instance" in records[-1]
+
+
+def test_config_file_parses():
+    config = TrainConfig.from_toml(os.path.join(os.path.dirname(__file__), "..", "tools", "configs", "cpu_small.toml"))
+    assert config.model.num_qualities >= 4 and config.total_steps > config.stage1_steps

@@ -1,0 +1,64 @@
+#!/usr/bin/env python3
+"""Regenerate the golden test vectors in tests/golden/ from the shipped weights.
+
+    python tools/make_golden.py
+
+Writes golden.ugc (a 96x80 crop of examples/astronaut.png, quality 3), golden.json
+(SHA-256 of its z and y symbols, the fingerprint) and the reference human and machine
+decodings as PNG. Run it after every change of the shipped weights, and only then.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+import numpy as np  # noqa: E402
+from PIL import Image  # noqa: E402
+
+import ugcodec  # noqa: E402
+from ugcodec.codec import encode_latents  # noqa: E402
+
+GOLDEN = os.path.join(ROOT, "tests", "golden")
+CROP = (200, 40, 296, 120)  # left, top, right, bottom: the astronaut's face
+QUALITY = 3
+
+
+def symbol_digest(tensor) -> str:
+    return hashlib.sha256(np.ascontiguousarray(tensor.numpy().astype("<i8")).tobytes()).hexdigest()
+
+
+def main() -> int:
+    os.makedirs(GOLDEN, exist_ok=True)
+    source = Image.open(os.path.join(ROOT, "examples", "astronaut.png")).convert("RGB").crop(CROP)
+    source.save(os.path.join(GOLDEN, "source.png"))
+    data, latents = encode_latents(source, QUALITY)
+    with open(os.path.join(GOLDEN, "golden.ugc"), "wb") as handle:
+        handle.write(data)
+    parsed = ugcodec.parse_latents(data)
+    assert symbol_digest(parsed.y) == symbol_digest(latents.y)
+    for preference in ("human", "machine"):
+        ugcodec.decode(data, preference).save(os.path.join(GOLDEN, f"golden.{preference}.png"))
+    record = {
+        "quality": QUALITY,
+        "size": list(source.size),
+        "fingerprint": ugcodec.load_model().fingerprint.hex(),
+        "z_shape": list(parsed.z.shape),
+        "y_shape": list(parsed.y.shape),
+        "z_sha256": symbol_digest(parsed.z),
+        "y_sha256": symbol_digest(parsed.y),
+        "scale_index_sha256": symbol_digest(parsed.scale_index),
+        "note": "symbols as little-endian int64 in C order; regenerate with tools/make_golden.py",
+    }
+    with open(os.path.join(GOLDEN, "golden.json"), "w") as handle:
+        json.dump(record, handle, indent=1)
+    print(json.dumps(record, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
