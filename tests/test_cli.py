@@ -98,3 +98,32 @@ def test_console_script_runs(workdir):
     )
     assert completed.returncode == 1
     assert completed.stderr.strip() == "ugc: error: no such file: missing.ugc"
+
+
+def test_stdin_and_stdout(workdir):
+    with open("photo.png", "rb") as handle:
+        png = handle.read()
+    encoded = CliRunner().invoke(main, ["encode", "-", "-"], input=png)
+    assert encoded.exit_code == 0
+    data = encoded.stdout_bytes
+    assert data[:4] == b"\x89UGC"
+    decoded = CliRunner().invoke(main, ["decode", "-", "-", "--for", "machine"], input=data)
+    assert decoded.exit_code == 0
+    assert decoded.stdout_bytes[:8] == b"\x89PNG\r\n\x1a\n"
+    result = CliRunner().invoke(main, ["decode", "-"], input=data)
+    assert result.exit_code == 1 and "DESTINATION" in result.output
+
+
+def test_folder_encoding_continues_past_bad_files(workdir):
+    os.mkdir("photos")
+    for index in range(3):
+        Image.fromarray(make_photo_like(40 + index, 50, seed=index)).save(f"photos/p{index}.png")
+    with open("photos/broken.png", "wb") as handle:
+        handle.write(b"\x89PNG\r\n\x1a\n not really")
+    result = CliRunner().invoke(main, ["encode", "photos", "encoded", "--jobs", "2"])
+    assert result.exit_code == 1
+    assert "encoded 3 of 4 images" in result.output
+    assert "broken.png" in result.output
+    assert sorted(os.listdir("encoded")) == ["p0.ugc", "p1.ugc", "p2.ugc"]
+    again = CliRunner().invoke(main, ["encode", "photos/p*.png", "encoded", "--force", "--jobs", "1"])
+    assert again.exit_code == 0 and "encoded 3 of 3" in again.output

@@ -7,12 +7,13 @@ in the same folder, then renamed).
 """
 from __future__ import annotations
 
+import glob
 import json
 import os
 import sys
 import tempfile
 from contextlib import contextmanager
-from typing import Iterator, Optional
+from typing import Iterator, List, Optional, Tuple
 
 import click
 
@@ -64,6 +65,8 @@ def _check_output(source: str, destination: str, force: bool) -> None:
 
 
 def _read_bytes(path: str) -> bytes:
+    if path == "-":
+        return sys.stdin.buffer.read()
     try:
         with open(path, "rb") as handle:
             return handle.read()
@@ -71,6 +74,15 @@ def _read_bytes(path: str) -> bytes:
         raise UgcError(f"{path} is a directory") from None
     except FileNotFoundError:
         raise UgcError(f"no such file: {path}") from None
+
+
+def _write_output(path: str, data: bytes) -> None:
+    if path == "-":
+        stream = sys.stdout.buffer
+        stream.write(data)
+        stream.flush()
+    else:
+        _write_atomically(path, data)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -86,35 +98,156 @@ def main() -> None:
       ugc encode photo.png photo.ugc --quality 3
       ugc decode photo.ugc out.png --for human
       ugc decode photo.ugc --for machine      (writes photo.machine.png)
+      ugc encode photos/ encoded/             (a whole folder, on every core)
       ugc info photo.ugc --json
     """
 
 
-@main.command()
-@click.argument("source", type=click.Path(dir_okay=False))
-@click.argument("destination", type=click.Path(dir_okay=False))
-@click.option(
-    "-q", "--quality", type=int, default=None, show_default="3",
-    help="Quality level, 1 (smallest file) to 6 (best picture).",
-)
-@click.option("-f", "--force", is_flag=True, help="Overwrite DESTINATION if it exists.")
-@click.option("--weights", type=click.Path(dir_okay=False), help="Weights file (default: the shipped model).")
-def encode(source: str, destination: str, quality: Optional[int], force: bool, weights: Optional[str]) -> None:
-    """Compress the image SOURCE (PNG, JPEG, ...) into the .ugc file DESTINATION."""
-    from .codec import DEFAULT_QUALITY, encode as encode_image
-    from .weights import load_model
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif", ".ppm", ".pgm", ".pnm")
 
-    with _user_errors():
-        _check_output(source, destination, force)
-        model = load_model(weights)
-        data = encode_image(source, DEFAULT_QUALITY if quality is None else quality, model=model)
-        _write_atomically(destination, data)
+
+def _expand_sources(sources: Tuple[str, ...]) -> List[str]:
+    """Files named, images inside named folders, and quoted glob patterns, in order."""
+    paths: List[str] = []
+    for source in sources:
+        if os.path.isdir(source):
+            paths += sorted(
+                os.path.join(source, name)
+                for name in os.listdir(source)
+                if name.lower().endswith(IMAGE_EXTENSIONS) and os.path.isfile(os.path.join(source, name))
+            )
+        elif not os.path.exists(source) and glob.has_magic(source):
+            paths += sorted(glob.glob(source))
+        else:
+            paths.append(source)
+    return paths
+
+
+def _summary(destination: str, data: bytes) -> str:
     from .container import Header
 
     header = Header.unpack(data)
     bpp = 8 * len(data) / (header.width * header.height)
-    click.echo(f"{destination}: {header.width}x{header.height} {header.mode}, quality {header.quality}, "
-               f"{len(data)} bytes, {bpp:.3f} bpp", err=True)
+    return (f"{destination}: {header.width}x{header.height} {header.mode}, quality {header.quality}, "
+            f"{len(data)} bytes, {bpp:.3f} bpp")
+
+
+@main.command()
+@click.argument("sources", nargs=-1, required=True, type=click.Path())
+@click.argument("destination", type=click.Path())
+@click.option(
+    "-q", "--quality", type=int, default=None, show_default="3",
+    help="Quality level, 1 (smallest file) to 6 (best picture).",
+)
+@click.option("-f", "--force", is_flag=True, help="Overwrite existing outputs.")
+@click.option("-j", "--jobs", type=click.IntRange(1, 64), default=None,
+              help="Parallel workers when encoding many files (default: CPU cores).")
+@click.option("--weights", type=click.Path(dir_okay=False), help="Weights file (default: the shipped model).")
+def encode(sources: Tuple[str, ...], destination: str, quality: Optional[int], force: bool,
+           jobs: Optional[int], weights: Optional[str]) -> None:
+    """Compress images (PNG, JPEG, ...) into .ugc files.
+
+    \b
+    ugc encode photo.png photo.ugc        one file ('-' reads stdin / writes stdout)
+    ugc encode photos/ out/               every image in a folder, into a folder
+    ugc encode a.png b.jpg 'c*.png' out/  several files or patterns, into a folder
+
+    Many files are encoded in parallel with a progress bar; a bad file is reported
+    at the end and does not stop the others (exit code 1 if any failed).
+    """
+    from .codec import DEFAULT_QUALITY
+
+    quality = DEFAULT_QUALITY if quality is None else quality
+    source = sources[0]
+    pattern = glob.has_magic(source) and not os.path.exists(source)
+    if len(sources) == 1 and not os.path.isdir(source) and not pattern:
+        if os.path.isdir(destination) and source != "-":
+            destination = os.path.join(destination, os.path.splitext(os.path.basename(source))[0] + ".ugc")
+        _encode_one_file(source, destination, quality, force, weights)
+    else:
+        _encode_many(_expand_sources(sources), destination, quality, force, jobs, weights)
+
+
+def _encode_one_file(source: str, destination: str, quality: int, force: bool, weights: Optional[str]) -> None:
+    from .codec import encode as encode_image
+    from .weights import load_model
+
+    with _user_errors():
+        if destination != "-":
+            _check_output(source, destination, force)
+        model = load_model(weights)
+        image = _read_bytes(source) if source == "-" else source
+        data = encode_image(image, quality, model=model)
+        _write_output(destination, data)
+    click.echo(_summary(destination, data), err=True)
+
+
+_worker_model = None
+
+
+def _worker_start(weights: Optional[str]) -> None:
+    global _worker_model
+    import torch
+
+    from .weights import load_model
+
+    torch.set_num_threads(1)  # one process per core is faster than threads within one
+    _worker_model = load_model(weights)
+
+
+def _worker_encode(job: Tuple[str, str, int]) -> Tuple[str, Optional[str], Optional[str]]:
+    from .codec import encode as encode_image
+
+    source, target, quality = job
+    try:
+        data = encode_image(source, quality, model=_worker_model)
+        _write_atomically(target, data)
+        return source, _summary(target, data), None
+    except (UgcError, ValueError, OSError) as error:
+        return source, None, str(error)
+
+
+def _encode_many(paths: List[str], folder: str, quality: int, force: bool, jobs: Optional[int],
+                 weights: Optional[str]) -> None:
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    from tqdm import tqdm
+
+    from .weights import load_model
+
+    with _user_errors():
+        if not paths:
+            raise UgcError("no image files found")
+        if os.path.exists(folder) and not os.path.isdir(folder):
+            raise UgcError(f"{folder} must be a folder when encoding several files")
+        load_model(weights)  # fail early, once, on bad weights
+        os.makedirs(folder, exist_ok=True)
+    failures: List[Tuple[str, str]] = []
+    work = []
+    for source in paths:
+        target = os.path.join(folder, os.path.splitext(os.path.basename(source))[0] + ".ugc")
+        if os.path.exists(target) and not force:
+            failures.append((source, f"{target} exists (use --force to overwrite it)"))
+        else:
+            work.append((source, target, quality))
+    workers = min(jobs or os.cpu_count() or 1, max(1, len(work)))
+    if work:
+        context = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn")
+        with ProcessPoolExecutor(workers, mp_context=context, initializer=_worker_start, initargs=(weights,)) as pool:
+            futures = [pool.submit(_worker_encode, job) for job in work]
+            with tqdm(total=len(futures), unit="image", file=sys.stderr, disable=None) as progress:
+                for future in as_completed(futures):
+                    source, summary, error = future.result()
+                    if error:
+                        failures.append((source, error))
+                    progress.update(1)
+    done = len(paths) - len(failures)
+    click.echo(f"encoded {done} of {len(paths)} images into {folder}", err=True)
+    if failures:
+        for source, error in sorted(failures):
+            click.echo(f"ugc: error: {source}: {error}", err=True)
+        raise click.exceptions.Exit(EXIT_BAD_INPUT)
 
 
 def _default_output(source: str, preference: str) -> str:
@@ -124,8 +257,8 @@ def _default_output(source: str, preference: str) -> str:
 
 
 @main.command()
-@click.argument("source", type=click.Path(dir_okay=False))
-@click.argument("destination", required=False, type=click.Path(dir_okay=False))
+@click.argument("source", type=click.Path(dir_okay=False, allow_dash=True))
+@click.argument("destination", required=False, type=click.Path(dir_okay=False, allow_dash=True))
 @click.option(
     "--for", "--preference", "preference", default="human", show_default=True,
     help="Who the picture is for: 'human', 'machine', or a number in [0, 1] that blends them.",
@@ -136,8 +269,11 @@ def decode(source: str, destination: Optional[str], preference: str, force: bool
     """Decompress the .ugc file SOURCE into an image.
 
     DESTINATION defaults to SOURCE's name with .human.png or .machine.png; its
-    extension picks the image format (PNG is lossless; use it).
+    extension picks the image format (PNG is lossless; use it). '-' reads the file
+    from stdin or writes PNG to stdout.
     """
+    import io
+
     from PIL import Image
 
     from .codec import decode as decode_file
@@ -146,24 +282,28 @@ def decode(source: str, destination: Optional[str], preference: str, force: bool
 
     with _user_errors():
         preference_to_beta(preference)
-        destination = destination or _default_output(source, preference.strip().lower())
-        extension = os.path.splitext(destination)[1].lower()
-        if extension not in Image.registered_extensions():
-            raise UgcError(f"cannot tell the image format from {destination!r}: end it in .png")
-        _check_output(source, destination, force)
+        if destination is None:
+            if source == "-":
+                raise UgcError("name a DESTINATION (or '-') when reading from stdin")
+            destination = _default_output(source, preference.strip().lower())
+        if destination == "-":
+            image_format = "PNG"
+        else:
+            extension = os.path.splitext(destination)[1].lower()
+            if extension not in Image.registered_extensions():
+                raise UgcError(f"cannot tell the image format from {destination!r}: end it in .png")
+            image_format = Image.registered_extensions()[extension]
+            _check_output(source, destination, force)
         data = _read_bytes(source)
         image = decode_file(data, preference, model=load_model(weights))
-        fmt = Image.registered_extensions()[extension]
-        import io
-
         buffer = io.BytesIO()
-        image.save(buffer, format=fmt)
-        _write_atomically(destination, buffer.getvalue())
+        image.save(buffer, format=image_format)
+        _write_output(destination, buffer.getvalue())
     click.echo(f"{destination}: {image.width}x{image.height} {image.mode} ({preference})", err=True)
 
 
 @main.command()
-@click.argument("source", type=click.Path(dir_okay=False))
+@click.argument("source", type=click.Path(dir_okay=False, allow_dash=True))
 @click.option("--json", "as_json", is_flag=True, help="Print the header as JSON.")
 def info(source: str, as_json: bool) -> None:
     """Show the header of the .ugc file SOURCE (the whole file is verified)."""

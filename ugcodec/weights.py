@@ -118,8 +118,11 @@ def _z_tables(model: UGHyperprior) -> List[CodingTable]:
 @torch.no_grad()
 def export_weights(model: UGHyperprior, path: str, model_id: int = 1) -> bytes:
     """Writes a trained model as a compact weights file; returns its fingerprint."""
+    # Parameters go to fp16; buffers (e.g. GDN's 2**-36 pedestal, which fp16 would
+    # flush to zero) keep their dtype.
+    parameters = {name for name, _ in model.named_parameters()}
     float_state = {
-        name: value.detach().cpu().to(torch.float16) if value.is_floating_point() else value.detach().cpu()
+        name: value.detach().cpu().to(torch.float16) if name in parameters else value.detach().cpu()
         for name, value in model.state_dict().items()
         if not name.startswith(_NOT_SHIPPED)
     }
@@ -198,10 +201,14 @@ def model_from_bundle(bundle: dict, path: str = "<memory>") -> CodecModel:
     if unexpected or any(not name.startswith(_NOT_SHIPPED) for name in missing):
         raise UgcError(f"weights file {path} does not match its model configuration")
     network.eval().requires_grad_(False)
+    gains = bundle["gains"].to(torch.int64)
+    # mu = means * gain must stay an exact float64 (below 2**53): means < 2**25, so gains < 2**28.
+    if gains.numel() == 0 or int(gains.min()) < 1 or int(gains.max()) >= 1 << 28:
+        raise UgcError(f"weights file {path} has gains outside the exact range")
     return CodecModel(
         network=network,
         hyper_synthesis=IntegerHyperSynthesis.from_state_dict(bundle["integer_h_s"]),
-        gains=bundle["gains"].to(torch.int64),
+        gains=gains,
         inverse_gains=bundle["inverse_gains"].float(),
         thresholds=bundle["scale_thresholds"].to(torch.int64),
         y_tables=_unpack_tables(bundle["y_tables"]),
