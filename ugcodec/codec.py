@@ -11,7 +11,6 @@ from typing import Optional, Union
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from PIL import Image
 from torch import Tensor
 
@@ -57,6 +56,50 @@ def _padded(size: int) -> int:
     return -(-size // _STRIDE) * _STRIDE
 
 
+# Large images are transformed in overlapping tiles so memory stays bounded. Each tile
+# carries a margin wider than the transform's receptive field (g_a: < 32 pixels, g_s:
+# < 4 latents, measured), so tiled and whole-image results agree to float rounding:
+# no seams. Small images are a single tile.
+_LATENT_STRIDE = 16
+_ANALYSIS_TILE = 64  # latents (1024 pixels)
+_ANALYSIS_MARGIN = 4  # latents (64 pixels)
+_SYNTHESIS_TILE = 32  # latents (512 pixels)
+_SYNTHESIS_MARGIN = 6  # latents
+
+
+def _tiles(height: int, width: int, tile: int, margin: int):
+    """Yields ``(row slice, column slice, (core top, core left))`` covering a latent grid;
+    each slice is the core tile plus ``margin`` on every side, clipped to the grid."""
+    for top in range(0, height, tile):
+        for left in range(0, width, tile):
+            rows = slice(max(0, top - margin), min(height, top + tile + margin))
+            cols = slice(max(0, left - margin), min(width, left + tile + margin))
+            yield rows, cols, (top, left)
+
+
+def _analyze(network, pixels: np.ndarray) -> Tensor:
+    """g_a of a uint8 ``(H, W, 3)`` image, padded to a multiple of 64, tile by tile."""
+    height, width = pixels.shape[:2]
+    padded_height, padded_width = _padded(height), _padded(width)
+    latent_height, latent_width = padded_height // _LATENT_STRIDE, padded_width // _LATENT_STRIDE
+    image = torch.from_numpy(pixels).permute(2, 0, 1)[None]
+    y = None
+    for rows, cols, (top, left) in _tiles(latent_height, latent_width, _ANALYSIS_TILE, _ANALYSIS_MARGIN):
+        # Edge replication (clamped indexes) keeps the padding free of artificial edges.
+        row_index = torch.arange(rows.start * _LATENT_STRIDE, rows.stop * _LATENT_STRIDE).clamp_(max=height - 1)
+        col_index = torch.arange(cols.start * _LATENT_STRIDE, cols.stop * _LATENT_STRIDE).clamp_(max=width - 1)
+        x = image[:, :, row_index][:, :, :, col_index].float().div_(255.0)
+        out = network.g_a(x)
+        if y is None:
+            y = out.new_empty((1, out.shape[1], latent_height, latent_width))
+        core_height = min(_ANALYSIS_TILE, latent_height - top)
+        core_width = min(_ANALYSIS_TILE, latent_width - left)
+        y[:, :, top : top + core_height, left : left + core_width] = out[
+            :, :, top - rows.start : top - rows.start + core_height, left - cols.start : left - cols.start + core_width
+        ]
+    return y
+
+
 def _check_quality(model: CodecModel, quality: int) -> int:
     if isinstance(quality, bool) or not isinstance(quality, (int, np.integer)):
         raise ValueError(f"quality must be an integer, not {quality!r}")
@@ -81,10 +124,7 @@ def encode_latents(
     if height * width > MAX_PIXELS:
         raise ImageError(f"image has {height * width} pixels; the limit is {MAX_PIXELS}")
     network = model.network
-    x = torch.from_numpy(pixels).permute(2, 0, 1)[None].float().div_(255.0)
-    # Edge replication keeps the padding free of artificial edges (cheap to code).
-    x = F.pad(x, (0, _padded(width) - width, 0, _padded(height) - height), mode="replicate")
-    y = network.g_a(x)
+    y = _analyze(network, pixels)
     z_symbols = torch.round(network.h_a(y)).to(torch.int64)
     means, scales = model.hyper_synthesis(z_symbols)
     gain = _gain(model, quality)
@@ -183,9 +223,23 @@ def decode_pixels(latents: Latents, preference: Preference = "human", model: Opt
     quality = header.quality - 1
     y_hat_scaled = (latents.y.to(torch.float64) + latents.mu).to(torch.float32)
     inverse_gain = model.inverse_gains[quality][None, :, None, None]
-    x_hat = model.network.g_s(y_hat_scaled * inverse_gain, torch.tensor([beta]))
-    x_hat = x_hat[0, :, : header.height, : header.width].clamp_(0.0, 1.0)
-    return (x_hat.mul_(255.0).round_().to(torch.uint8).permute(1, 2, 0)).contiguous().numpy()
+    y_hat = y_hat_scaled * inverse_gain
+    beta_tensor = torch.tensor([beta])
+    pixels = np.empty((header.height, header.width, 3), dtype=np.uint8)
+    for rows, cols, (top, left) in _tiles(y_hat.shape[-2], y_hat.shape[-1], _SYNTHESIS_TILE, _SYNTHESIS_MARGIN):
+        x_hat = model.network.g_s(y_hat[:, :, rows, cols], beta_tensor)
+        # Keep the tile's core (drop the margin) and the part inside the image.
+        out_top, out_left = top * _LATENT_STRIDE, left * _LATENT_STRIDE
+        core_top = (top - rows.start) * _LATENT_STRIDE
+        core_left = (left - cols.start) * _LATENT_STRIDE
+        core_height = min(_SYNTHESIS_TILE * _LATENT_STRIDE, header.height - out_top)
+        core_width = min(_SYNTHESIS_TILE * _LATENT_STRIDE, header.width - out_left)
+        if core_height <= 0 or core_width <= 0:
+            continue
+        core = x_hat[0, :, core_top : core_top + core_height, core_left : core_left + core_width]
+        core = core.clamp_(0.0, 1.0).mul_(255.0).round_().to(torch.uint8).permute(1, 2, 0)
+        pixels[out_top : out_top + core_height, out_left : out_left + core_width] = core.numpy()
+    return pixels
 
 
 def decode(data: bytes, preference: Preference = "human", model: Optional[CodecModel] = None) -> Image.Image:

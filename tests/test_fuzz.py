@@ -1,0 +1,65 @@
+"""Fuzzing the parser and decoder: every input decodes or raises FormatError, never
+anything else. The committed seed corpus (tests/fuzz_corpus) replays earlier mutants;
+``python tools/fuzz.py`` runs the long campaign."""
+import glob
+import os
+import random
+from datetime import timedelta
+
+import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
+
+import ugcodec
+from ugcodec.codec import decode_pixels
+from ugcodec.errors import FormatError
+from ugcodec.fuzzing import mutate
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+GOLDEN = os.path.join(HERE, "golden", "golden.ugc")
+CORPUS = sorted(glob.glob(os.path.join(HERE, "fuzz_corpus", "*.ugc")))
+#: Pixel synthesis of huge (resealed) fake sizes is bounded by MAX_PIXELS, not cheap:
+#: the bounded CI share parses everything and synthesises only small images.
+SYNTHESIS_LIMIT = 1 << 20
+
+
+def decode_or_format_error(data: bytes, model) -> None:
+    try:
+        latents = ugcodec.parse_latents(data, model=model)
+    except FormatError:
+        return
+    header = latents.header
+    if header.width * header.height <= SYNTHESIS_LIMIT:
+        pixels = decode_pixels(latents, "human", model=model)
+        assert pixels.shape == (header.height, header.width, 3)
+
+
+def golden_bytes() -> bytes:
+    with open(GOLDEN, "rb") as handle:
+        return handle.read()
+
+
+@settings(max_examples=150, deadline=timedelta(seconds=20), suppress_health_check=[HealthCheck.too_slow])
+@given(st.integers(0, 2**32 - 1), st.integers(1, 3))
+def test_mutated_files_decode_or_raise_format_error(shipped_model, seed, rounds):
+    rng = random.Random(seed)
+    data = golden_bytes()
+    for _ in range(rounds):
+        data = mutate(data, rng)
+    decode_or_format_error(data, shipped_model)
+
+
+@settings(max_examples=50, deadline=timedelta(seconds=20))
+@given(st.binary(max_size=200))
+def test_arbitrary_bytes(shipped_model, data):
+    decode_or_format_error(data, shipped_model)
+    decode_or_format_error(b"\x89UGC\x01" + data, shipped_model)
+
+
+@pytest.mark.parametrize("path", CORPUS, ids=[os.path.basename(p) for p in CORPUS])
+def test_seed_corpus(shipped_model, path):
+    with open(path, "rb") as handle:
+        decode_or_format_error(handle.read(), shipped_model)
+
+
+def test_seed_corpus_exists():
+    assert len(CORPUS) >= 10
