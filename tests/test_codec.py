@@ -93,3 +93,25 @@ def test_truncated_shipped_files_raise_format_error(shipped_model):
         broken[offset] ^= 0x01
         with pytest.raises(FormatError):
             ugcodec.decode(bytes(broken), model=shipped_model)
+
+
+def test_tiled_transforms_have_no_seams(tiny_model):
+    """Images wider than one tile are transformed in tiles; results match the whole-image
+    transforms: g_a exactly (margins exceed its receptive field), pixels within tolerance."""
+    import torch
+
+    from ugcodec.codec import _analyze
+    from pixels import assert_pixels_close
+
+    image = make_photo_like(70, 1100, seed=11)
+    network = tiny_model.network
+    with torch.inference_mode():
+        x = torch.from_numpy(image).permute(2, 0, 1)[None].float() / 255
+        x = torch.nn.functional.pad(x, (0, 1152 - 1100, 0, 128 - 70), mode="replicate")
+        assert torch.allclose(_analyze(network, image), network.g_a(x), atol=1e-5)
+        data, latents = encode_latents(image, 2, model=tiny_model)
+        tiled = decode_pixels(latents, "machine", model=tiny_model)
+        y_hat = (latents.y.double() + latents.mu).float() * tiny_model.inverse_gains[1][None, :, None, None]
+        whole = network.g_s(y_hat, torch.tensor([1.0]))[0, :, :70, :1100]
+        whole = whole.clamp(0, 1).mul(255).round().to(torch.uint8).permute(1, 2, 0).numpy()
+    assert_pixels_close(tiled, whole)
