@@ -1,0 +1,230 @@
+"""Helpers shared by the benchmark scripts: codecs, metrics, tables, output files.
+
+Codecs are run in memory: each returns the compressed size in bytes and the decoded
+uint8 pixels. ugc runs through :func:`ugcodec.codec.encode_latents`, then
+:func:`~ugcodec.codec.parse_latents` once and :func:`~ugcodec.codec.decode_pixels` once per
+preference, so one file serves both the human and the machine decoding.
+"""
+from __future__ import annotations
+
+import io
+import json
+import os
+import platform
+import sys
+import time
+import warnings
+from dataclasses import dataclass
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+import PIL
+from PIL import Image, features
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+DEFAULT_OUT = os.path.join(HERE, "results")
+
+# compressai (imported by ugcodec) warns about torch.jit.script at import time.
+warnings.filterwarnings("ignore", category=FutureWarning)
+
+
+# --------------------------------------------------------------------------- metrics
+def psnr(reference: np.ndarray, decoded: np.ndarray) -> float:
+    """PSNR in dB over all RGB samples, peak 255."""
+    mse = np.mean((reference.astype(np.float64) - decoded.astype(np.float64)) ** 2)
+    return float("inf") if mse == 0 else float(10.0 * np.log10(255.0**2 / mse))
+
+
+def ms_ssim(reference: np.ndarray, decoded: np.ndarray) -> float:
+    """MS-SSIM (pytorch_msssim, data range 255) of two uint8 HxWx3 images.
+
+    pytorch_msssim needs the shorter side > (win_size - 1) * 16 (160 for the standard
+    11-tap window). Smaller images use the largest odd window that fits (at least 3);
+    below 33 px it falls back to single-scale SSIM.
+    """
+    import torch
+    from pytorch_msssim import ms_ssim as _ms_ssim, ssim as _ssim
+
+    x = torch.from_numpy(np.array(reference)).permute(2, 0, 1)[None].double()
+    y = torch.from_numpy(np.array(decoded)).permute(2, 0, 1)[None].double()
+    side = min(reference.shape[:2])
+    win = 11
+    while win > 3 and side <= (win - 1) * 16:
+        win -= 2
+    with torch.no_grad():
+        if side > (win - 1) * 16:
+            return float(_ms_ssim(x, y, data_range=255, win_size=win))
+        return float(_ssim(x, y, data_range=255, win_size=min(win, side - (1 - side % 2))))
+
+
+def msssim_db(value: float) -> float:
+    """MS-SSIM on a dB scale, ``-10 log10(1 - value)`` (used for BD-rate)."""
+    return float(-10.0 * np.log10(max(1.0 - value, 1e-10)))
+
+
+# --------------------------------------------------------------------------- codecs
+@dataclass(frozen=True)
+class PillowCodec:
+    """A Pillow format and its quality sweep (``settings``, ascending rate)."""
+
+    name: str
+    format: str
+    settings: Tuple[float, ...]
+    setting_name: str
+    save_options: Callable[[float], dict]
+
+    def roundtrip(self, image: np.ndarray, setting: float) -> Tuple[int, np.ndarray]:
+        buffer = io.BytesIO()
+        Image.fromarray(image).save(buffer, self.format, **self.save_options(setting))
+        data = buffer.getvalue()
+        decoded = Image.open(io.BytesIO(data))
+        decoded.load()
+        return len(data), np.asarray(decoded.convert("RGB"))
+
+
+def _jpeg(q: float) -> dict:
+    return {"quality": int(q), "subsampling": "4:2:0", "optimize": True}
+
+
+def _webp(q: float) -> dict:
+    return {"quality": int(q), "method": 6}
+
+
+def _avif(q: float) -> dict:
+    return {"quality": int(q), "subsampling": "4:2:0", "speed": 6, "max_threads": 1}
+
+
+def _jpeg2000(ratio: float) -> dict:
+    return {"quality_mode": "rates", "quality_layers": [float(ratio)], "irreversible": True}
+
+
+_JPEG_Q = (5, 10, 15, 20, 30, 40, 50, 60, 70, 80, 90, 95)
+_WEBP_Q = (5, 10, 20, 30, 40, 50, 60, 70, 80, 90, 95)
+_AVIF_Q = (10, 20, 30, 40, 50, 60, 70, 80, 90)
+_J2K_RATIO = (300, 200, 120, 80, 50, 32, 20, 12, 8)
+
+PILLOW_CODECS: Dict[str, PillowCodec] = {
+    "jpeg": PillowCodec("jpeg", "JPEG", _JPEG_Q, "quality", _jpeg),
+    "webp": PillowCodec("webp", "WEBP", _WEBP_Q, "quality", _webp),
+    "avif": PillowCodec("avif", "AVIF", _AVIF_Q, "quality", _avif),
+    "jpeg2000": PillowCodec("jpeg2000", "JPEG2000", _J2K_RATIO, "ratio", _jpeg2000),
+}
+_FEATURE = {"jpeg": "jpg", "webp": "webp", "avif": "avif", "jpeg2000": "jpg_2000"}
+
+
+def available_pillow_codecs(names: Sequence[str] = tuple(PILLOW_CODECS)) -> Tuple[List[PillowCodec], List[str]]:
+    """The codecs this Pillow can write, and a note for each one it cannot."""
+    found, missing = [], []
+    for name in names:
+        try:
+            ok = bool(features.check(_FEATURE[name]))
+        except Exception:  # an unknown feature name in an old Pillow
+            ok = False
+        if ok:
+            found.append(PILLOW_CODECS[name])
+        else:
+            missing.append(f"{name}: not supported by this Pillow ({PIL.__version__}); skipped")
+    return found, missing
+
+
+def load_ugc_model(weights: Optional[str]):
+    import ugcodec
+
+    return ugcodec.load_model(weights)
+
+
+def ugc_roundtrip(image: np.ndarray, quality: int, model, preferences=("human", "machine")) -> Tuple[int, Dict[str, np.ndarray]]:
+    """Encodes once, parses once, decodes once per preference; returns (bytes, pixels)."""
+    from ugcodec.codec import decode_pixels, encode_latents, parse_latents
+
+    data, _ = encode_latents(image, quality, model)
+    latents = parse_latents(data, model)
+    return len(data), {pref: decode_pixels(latents, pref, model) for pref in preferences}
+
+
+def ugc_description(model) -> str:
+    config = model.config
+    return (
+        f"ugc weights {os.path.basename(model.path)} (fingerprint {model.fingerprint.hex()}, "
+        f"N={config.N}, M={config.M}, {model.num_qualities} qualities)"
+    )
+
+
+# --------------------------------------------------------------------------- misc
+def set_threads(threads: int) -> int:
+    """Sets torch's intra-op threads (0: leave torch's default); returns the count in use."""
+    import torch
+
+    if threads and threads > 0:
+        torch.set_num_threads(threads)
+    return torch.get_num_threads()
+
+
+def environment(threads: Optional[int] = None) -> dict:
+    import torch
+
+    info = {
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "torch": torch.__version__,
+        "torch_threads": threads if threads is not None else torch.get_num_threads(),
+        "pillow": PIL.__version__,
+        "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+    }
+    try:
+        with open("/proc/loadavg") as handle:
+            info["loadavg_at_start"] = handle.read().split()[:3]
+    except OSError:
+        pass
+    return info
+
+
+def markdown_table(header: Sequence[str], rows: Sequence[Sequence], align: Optional[str] = None) -> str:
+    """A markdown table; ``align`` is one char per column, ``l`` or ``r`` (default: l then r)."""
+    align = align or "l" + "r" * (len(header) - 1)
+    lines = ["| " + " | ".join(str(h) for h in header) + " |"]
+    lines.append("| " + " | ".join("---:" if a == "r" else "---" for a in align) + " |")
+    for row in rows:
+        lines.append("| " + " | ".join(str(cell) for cell in row) + " |")
+    return "\n".join(lines)
+
+
+def fmt(value, digits: int = 3) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, float):
+        if not np.isfinite(value):
+            return "n/a" if np.isnan(value) else ("inf" if value > 0 else "-inf")
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def write_json(path: str, payload: dict) -> None:
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    temporary = path + ".tmp"
+    with open(temporary, "w") as handle:
+        json.dump(payload, handle, indent=1, default=_json_default)
+        handle.write("\n")
+    os.replace(temporary, path)
+
+
+def _json_default(value):
+    if isinstance(value, (np.integer,)):
+        return int(value)
+    if isinstance(value, (np.floating,)):
+        return float(value)
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    raise TypeError(f"not JSON serialisable: {type(value)}")
+
+
+def pyplot():
+    """matplotlib.pyplot with the Agg backend (no display needed)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
