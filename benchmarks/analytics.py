@@ -381,15 +381,7 @@ def plot(result: dict, path: str) -> None:
 def main(argv: Optional[Sequence[str]] = None) -> None:
     args = parse_args(argv)
     result = run(args)
-    text = report(result)
-    print()
-    print(text)
-    os.makedirs(args.out, exist_ok=True)
-    common.write_json(os.path.join(args.out, "analytics.json"), result)
-    with open(os.path.join(args.out, "analytics.md"), "w") as handle:
-        handle.write(text + "\n")
-    plot(result, os.path.join(args.out, "analytics.png"))
-    print(f"\nWrote {os.path.join(args.out, 'analytics.json')}, analytics.md, analytics.png ({result['seconds']:.1f} s)")
+    common.save_results(args.out, "analytics", result, report(result), plot)
 
 
 if __name__ == "__main__":

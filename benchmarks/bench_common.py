@@ -228,3 +228,18 @@ def pyplot():
     import matplotlib.pyplot as plt
 
     return plt
+
+
+def save_results(out: str, name: str, result: dict, text: str, plot: Optional[Callable[[dict, str], None]] = None) -> None:
+    """Prints the markdown report and writes NAME.json, NAME.md (and NAME.png) under ``out``."""
+    print()
+    print(text)
+    os.makedirs(out, exist_ok=True)
+    write_json(os.path.join(out, f"{name}.json"), result)
+    with open(os.path.join(out, f"{name}.md"), "w") as handle:
+        handle.write(text + "\n")
+    written = [f"{name}.json", f"{name}.md"]
+    if plot is not None:
+        plot(result, os.path.join(out, f"{name}.png"))
+        written.append(f"{name}.png")
+    print(f"\nWrote {', '.join(written)} in {out} ({result['seconds']:.1f} s)")

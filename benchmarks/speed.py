@@ -353,14 +353,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         print(f"[speed] peak memory at {args.large_size} ...", flush=True)
         result["memory"] = bench_memory(args)
     result["seconds"] = time.perf_counter() - started
-    text = report(result)
-    print()
-    print(text)
-    os.makedirs(args.out, exist_ok=True)
-    common.write_json(os.path.join(args.out, "speed.json"), result)
-    with open(os.path.join(args.out, "speed.md"), "w") as handle:
-        handle.write(text + "\n")
-    print(f"\nWrote {os.path.join(args.out, 'speed.json')}, speed.md ({result['seconds']:.1f} s)")
+    common.save_results(args.out, "speed", result, report(result))
 
 
 if __name__ == "__main__":
