@@ -160,21 +160,20 @@ class UGHyperprior(nn.Module):
         return self.g_s(y_hat_scaled * self.inverse_gain(quality), beta)
 
     # -- training ------------------------------------------------------------------------
-    def forward(self, x: Tensor, quality: Tensor, beta: Tensor) -> Dict[str, Tensor]:
-        """Training/evaluation pass with noise (train) or rounding (eval) as compressai does.
+    def quantize(self, x: Tensor, quality: Tensor) -> "tuple[Tensor, Dict[str, Tensor]]":
+        """Analysis and quantisation as the coder does it, differentiable for training.
 
-        Args:
-            x: images ``(B, 3, H, W)`` in [0, 1], H and W multiples of 64.
-            quality: level index per sample ``(B,)``, int64.
-            beta: preference per sample ``(B,)``, float.
+        The rate uses additive noise (train) or rounding (eval), as compressai does; the
+        latent passed on is rounded with a straight-through gradient, and z is rounded
+        without a median offset, exactly as the coder rounds them.
 
         Returns:
-            dict with ``x_hat`` and the likelihoods ``y`` and ``z``.
+            ``(y_hat_scaled, likelihoods)``: the gained quantised latent and the
+            likelihoods ``y`` and ``z``.
         """
         y = self.g_a(x)
         z = self.h_a(y)
         _, z_likelihoods = self.entropy_bottleneck(z)
-        # The coder uses round(z) (integer z_hat, no median offset): train h_s on the same.
         z_hat = z + (torch.round(z) - z).detach()
         means, scales = self.h_s(z_hat).chunk(2, dim=1)
         gain = self.gain(quality)
@@ -182,5 +181,18 @@ class UGHyperprior(nn.Module):
         _, y_likelihoods = self.gaussian_conditional(y_scaled, scales, means=means)
         residual = y_scaled - means
         y_hat_scaled = residual + (torch.round(residual) - residual).detach() + means
-        x_hat = self.synthesize(y_hat_scaled, quality, beta)
-        return {"x_hat": x_hat, "likelihoods": {"y": y_likelihoods, "z": z_likelihoods}}
+        return y_hat_scaled, {"y": y_likelihoods, "z": z_likelihoods}
+
+    def forward(self, x: Tensor, quality: Tensor, beta: Tensor) -> Dict[str, Tensor]:
+        """Training/evaluation pass.
+
+        Args:
+            x: images ``(B, 3, H, W)`` in [0, 1], H and W multiples of 64.
+            quality: level index per sample ``(B,)``, int64.
+            beta: preference per sample ``(B,)``, float.
+
+        Returns:
+            dict with ``x_hat`` and the ``likelihoods`` of ``y`` and ``z``.
+        """
+        y_hat_scaled, likelihoods = self.quantize(x, quality)
+        return {"x_hat": self.synthesize(y_hat_scaled, quality, beta), "likelihoods": likelihoods}

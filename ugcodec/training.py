@@ -199,13 +199,12 @@ class Trainer:
     def stage2_loss(self, x: Tensor) -> Dict[str, Tensor]:
         batch = x.shape[0]
         quality = torch.randint(0, self.config.model.num_qualities, (batch,), device=self.device)
+        # The bitstream is frozen: quantise once, without gradients, as the coder does.
         with torch.no_grad():
             self.model.eval()
-            out = self.model(x, quality, torch.zeros(batch, device=self.device))
+            y_hat_scaled, likelihoods = self.model.quantize(x, quality)
             self.model.train()
-            bpp = bits_per_pixel(out["likelihoods"], x.shape[-2] * x.shape[-1])
-        # Recover the quantised latent once and decode it with both preferences.
-        y_hat_scaled = self._quantized_latent(x, quality)
+            bpp = bits_per_pixel(likelihoods, x.shape[-2] * x.shape[-1])
         x_human = self.model.synthesize(y_hat_scaled, quality, torch.zeros(batch, device=self.device))
         x_machine = self.model.synthesize(y_hat_scaled, quality, torch.ones(batch, device=self.device))
         human, machine = mse_255(x_human, x), mse_255(x_machine, x)
@@ -220,15 +219,6 @@ class Trainer:
         }
         logs.update({f"semantic_{name}": value.mean() for name, value in semantic.items()})
         return logs
-
-    @torch.no_grad()
-    def _quantized_latent(self, x: Tensor, quality: Tensor) -> Tensor:
-        model = self.model
-        y = model.g_a(x)
-        z_hat = torch.round(model.h_a(y))
-        means, _ = model.h_s(z_hat).chunk(2, dim=1)
-        gain = model.gain(quality)
-        return torch.round(y * gain - means * gain) + means * gain
 
     # -- loop ------------------------------------------------------------------------
     def run(self, max_steps: Optional[int] = None, progress: bool = True) -> None:
