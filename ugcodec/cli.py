@@ -177,7 +177,7 @@ def _encode_one_file(source: str, destination: str, quality: int, force: bool, w
             _check_output(source, destination, force)
         model = load_model(weights)
         image = _read_bytes(source) if source == "-" else source
-        data = encode_image(image, quality, model=model)
+        data = encode_image(image, quality, model=model, progress=True)
         _write_output(destination, data)
     click.echo(_summary(destination, data), err=True)
 
@@ -295,7 +295,7 @@ def decode(source: str, destination: Optional[str], preference: str, force: bool
             image_format = Image.registered_extensions()[extension]
             _check_output(source, destination, force)
         data = _read_bytes(source)
-        image = decode_file(data, preference, model=load_model(weights))
+        image = decode_file(data, preference, model=load_model(weights), progress=True)
         buffer = io.BytesIO()
         image.save(buffer, format=image_format)
         _write_output(destination, buffer.getvalue())

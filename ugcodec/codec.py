@@ -67,24 +67,31 @@ _SYNTHESIS_TILE = 32  # latents (512 pixels)
 _SYNTHESIS_MARGIN = 6  # latents
 
 
-def _tiles(height: int, width: int, tile: int, margin: int):
+def _tiles(height: int, width: int, tile: int, margin: int, progress: Optional[str] = None):
     """Yields ``(row slice, column slice, (core top, core left))`` covering a latent grid;
-    each slice is the core tile plus ``margin`` on every side, clipped to the grid."""
-    for top in range(0, height, tile):
-        for left in range(0, width, tile):
-            rows = slice(max(0, top - margin), min(height, top + tile + margin))
-            cols = slice(max(0, left - margin), min(width, left + tile + margin))
-            yield rows, cols, (top, left)
+    each slice is the core tile plus ``margin`` on every side, clipped to the grid.
+    ``progress`` names a progress bar on stderr (shown for several tiles on a terminal)."""
+    corners = [(top, left) for top in range(0, height, tile) for left in range(0, width, tile)]
+    if progress and len(corners) > 1:
+        from tqdm import tqdm
+
+        corners = tqdm(corners, desc=progress, unit="tile", leave=False, disable=None)
+    for top, left in corners:
+        rows = slice(max(0, top - margin), min(height, top + tile + margin))
+        cols = slice(max(0, left - margin), min(width, left + tile + margin))
+        yield rows, cols, (top, left)
 
 
-def _analyze(network, pixels: np.ndarray) -> Tensor:
+def _analyze(network, pixels: np.ndarray, progress: bool = False) -> Tensor:
     """g_a of a uint8 ``(H, W, 3)`` image, padded to a multiple of 64, tile by tile."""
     height, width = pixels.shape[:2]
     padded_height, padded_width = _padded(height), _padded(width)
     latent_height, latent_width = padded_height // _LATENT_STRIDE, padded_width // _LATENT_STRIDE
     image = torch.from_numpy(pixels).permute(2, 0, 1)[None]
     y = None
-    for rows, cols, (top, left) in _tiles(latent_height, latent_width, _ANALYSIS_TILE, _ANALYSIS_MARGIN):
+    for rows, cols, (top, left) in _tiles(
+        latent_height, latent_width, _ANALYSIS_TILE, _ANALYSIS_MARGIN, "encoding" if progress else None
+    ):
         # Edge replication (clamped indexes) keeps the padding free of artificial edges.
         row_index = torch.arange(rows.start * _LATENT_STRIDE, rows.stop * _LATENT_STRIDE).clamp_(max=height - 1)
         col_index = torch.arange(cols.start * _LATENT_STRIDE, cols.stop * _LATENT_STRIDE).clamp_(max=width - 1)
@@ -114,7 +121,7 @@ def _gain(model: CodecModel, quality: int) -> Tensor:
 
 @torch.inference_mode()
 def encode_latents(
-    image: ImageSource, quality: int = DEFAULT_QUALITY, model: Optional[CodecModel] = None
+    image: ImageSource, quality: int = DEFAULT_QUALITY, model: Optional[CodecModel] = None, progress: bool = False
 ) -> "tuple[bytes, Latents]":
     """Like :func:`encode`, and also returns the symbols it coded (for tests and tools)."""
     model = model or load_model()
@@ -124,7 +131,7 @@ def encode_latents(
     if height * width > MAX_PIXELS:
         raise ImageError(f"image has {height * width} pixels; the limit is {MAX_PIXELS}")
     network = model.network
-    y = _analyze(network, pixels)
+    y = _analyze(network, pixels, progress)
     z_symbols = torch.round(network.h_a(y)).to(torch.int64)
     means, scales = model.hyper_synthesis(z_symbols)
     gain = _gain(model, quality)
@@ -151,7 +158,9 @@ def encode_latents(
     return Container(header, z_stream, y_stream).to_bytes(), latents
 
 
-def encode(image: ImageSource, quality: int = DEFAULT_QUALITY, model: Optional[CodecModel] = None) -> bytes:
+def encode(
+    image: ImageSource, quality: int = DEFAULT_QUALITY, model: Optional[CodecModel] = None, progress: bool = False
+) -> bytes:
     """Compresses an image to the bytes of a .ugc file.
 
     Args:
@@ -159,6 +168,7 @@ def encode(image: ImageSource, quality: int = DEFAULT_QUALITY, model: Optional[C
             :func:`ugcodec.image_io.load_image`).
         quality: level from 1 (smallest file) to the model's number of levels.
         model: weights to use (default: the shipped ones).
+        progress: show a progress bar on stderr for large images.
 
     Returns:
         the .ugc file's bytes; encoding the same image twice gives the same bytes.
@@ -167,7 +177,7 @@ def encode(image: ImageSource, quality: int = DEFAULT_QUALITY, model: Optional[C
         ImageError: the image cannot be read or coded.
         ValueError: quality out of range.
     """
-    return encode_latents(image, quality, model)[0]
+    return encode_latents(image, quality, model, progress)[0]
 
 
 def read_header(data: bytes) -> Header:
@@ -215,7 +225,9 @@ def parse_latents(data: bytes, model: Optional[CodecModel] = None) -> Latents:
 
 
 @torch.inference_mode()
-def decode_pixels(latents: Latents, preference: Preference = "human", model: Optional[CodecModel] = None) -> np.ndarray:
+def decode_pixels(
+    latents: Latents, preference: Preference = "human", model: Optional[CodecModel] = None, progress: bool = False
+) -> np.ndarray:
     """Synthesises uint8 ``(H, W, 3)`` pixels from parsed latents for a preference."""
     model = model or load_model()
     beta = preference_to_beta(preference)
@@ -226,7 +238,9 @@ def decode_pixels(latents: Latents, preference: Preference = "human", model: Opt
     y_hat = y_hat_scaled * inverse_gain
     beta_tensor = torch.tensor([beta])
     pixels = np.empty((header.height, header.width, 3), dtype=np.uint8)
-    for rows, cols, (top, left) in _tiles(y_hat.shape[-2], y_hat.shape[-1], _SYNTHESIS_TILE, _SYNTHESIS_MARGIN):
+    for rows, cols, (top, left) in _tiles(
+        y_hat.shape[-2], y_hat.shape[-1], _SYNTHESIS_TILE, _SYNTHESIS_MARGIN, "decoding" if progress else None
+    ):
         x_hat = model.network.g_s(y_hat[:, :, rows, cols], beta_tensor)
         # Keep the tile's core (drop the margin) and the part inside the image.
         out_top, out_left = top * _LATENT_STRIDE, left * _LATENT_STRIDE
@@ -242,7 +256,9 @@ def decode_pixels(latents: Latents, preference: Preference = "human", model: Opt
     return pixels
 
 
-def decode(data: bytes, preference: Preference = "human", model: Optional[CodecModel] = None) -> Image.Image:
+def decode(
+    data: bytes, preference: Preference = "human", model: Optional[CodecModel] = None, progress: bool = False
+) -> Image.Image:
     """Decompresses a .ugc file.
 
     Args:
@@ -250,6 +266,7 @@ def decode(data: bytes, preference: Preference = "human", model: Optional[CodecM
         preference: ``"human"`` (looks right), ``"machine"`` (keeps what vision models
             need) or a number in [0, 1] that blends the two.
         model: weights to use (default: the shipped ones).
+        progress: show a progress bar on stderr for large images.
 
     Returns:
         a PIL image of the original size, mode ``"L"`` or ``"RGB"`` as encoded.
@@ -261,5 +278,5 @@ def decode(data: bytes, preference: Preference = "human", model: Optional[CodecM
     beta = preference_to_beta(preference)  # fail fast, before any parsing work
     model = model or load_model()
     latents = parse_latents(data, model)
-    pixels = decode_pixels(latents, beta, model)
+    pixels = decode_pixels(latents, beta, model, progress)
     return array_to_image(pixels, latents.header.mode)
