@@ -127,3 +127,65 @@ def test_folder_encoding_continues_past_bad_files(workdir):
     assert sorted(os.listdir("encoded")) == ["p0.ugc", "p1.ugc", "p2.ugc"]
     again = CliRunner().invoke(main, ["encode", "photos/p*.png", "encoded", "--force", "--jobs", "1"])
     assert again.exit_code == 0 and "encoded 3 of 3" in again.output
+
+
+def _save_variants(folder):
+    """Every kind of input issue 5 names, as files."""
+    photo = make_photo_like(40, 56, seed=5)
+    rgb = Image.fromarray(photo)
+    files = {}
+
+    def save(name, image, **options):
+        image.save(os.path.join(folder, name), **options)
+        files[name] = os.path.join(folder, name)
+
+    save("palette.png", rgb.convert("P", palette=Image.Palette.ADAPTIVE))
+    save("cmyk.jpg", rgb.convert("CMYK"))
+    save("sixteen.png", Image.fromarray(photo[:, :, 0].astype(np.uint16) * 257))
+    save("one.png", Image.fromarray(photo[:1, :1]))
+    save("small.png", Image.fromarray(photo[:5, :9]))
+    save("gray.png", rgb.convert("L"))
+    save("opaque.png", rgb.convert("RGBA"))
+    transparent = rgb.convert("RGBA")
+    transparent.putpixel((0, 0), (0, 0, 0, 0))
+    save("transparent.png", transparent)
+    rgb.save(os.path.join(folder, "full.png"))
+    rgb.save(os.path.join(folder, "full.jpg"))
+    for name, cut in (("truncated.png", "full.png"), ("truncated.jpg", "full.jpg")):
+        with open(os.path.join(folder, cut), "rb") as handle:
+            data = handle.read()
+        with open(os.path.join(folder, name), "wb") as handle:
+            handle.write(data[: len(data) // 2])
+        files[name] = os.path.join(folder, name)
+    with open(os.path.join(folder, "empty.png"), "wb"):
+        pass
+    files["empty.png"] = os.path.join(folder, "empty.png")
+    return files
+
+
+@pytest.mark.parametrize("name", ["palette.png", "cmyk.jpg", "sixteen.png", "one.png", "small.png", "gray.png", "opaque.png"])
+def test_convertible_images_encode(workdir, name):
+    files = _save_variants(str(workdir))
+    result = CliRunner().invoke(main, ["encode", files[name], "out.ugc"])
+    assert result.exit_code == 0, result.output
+    assert run("decode", "out.ugc", "out.png").exit_code == 0
+    assert Image.open("out.png").size == Image.open(files[name]).size
+
+
+@pytest.mark.parametrize(
+    "name, message",
+    [
+        ("empty.png", "not an image"),
+        ("truncated.png", "cannot read image"),
+        ("truncated.jpg", "cannot read image"),
+        ("transparent.png", "transparency"),
+    ],
+)
+def test_bad_images_fail_cleanly(workdir, name, message):
+    files = _save_variants(str(workdir))
+    before = listing(workdir)
+    result = CliRunner().invoke(main, ["encode", files[name], "out.ugc"])
+    assert result.exit_code == 1
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and message in lines[0], result.output
+    assert listing(workdir) == before
