@@ -115,6 +115,13 @@ def test_both_stages_run_checkpoint_and_resume(corpus, tmp_path, clip_teacher):
     assert all(np.isfinite(r["loss"]) for r in records)
     assert "semantic_instance" in records[-1]
 
+    compact = str(tmp_path / "compact.pt")
+    resumed.save_checkpoint(compact, compact=True)
+    fresh = Trainer(config, str(tmp_path / "elsewhere"), teacher=clip_teacher)
+    fresh.load_checkpoint(compact)
+    assert fresh.step == 4
+    assert torch.equal(fresh.model.g_s.up[0].weight, resumed.model.g_s.up[0].weight)
+
 
 def test_config_file_parses():
     config = TrainConfig.from_toml(os.path.join(os.path.dirname(__file__), "..", "tools", "configs", "cpu_small.toml"))

@@ -3,7 +3,9 @@
 
     python tools/train.py --config tools/configs/cpu_small.toml --run runs/cpu_small
 
-Re-running the same command resumes from ``RUN/checkpoint.pt``. Options override the
+Re-running the same command resumes from ``RUN/checkpoint.pt``; on a new machine,
+``--init-from checkpoints/cpu_small.pt`` resumes from the committed compact checkpoint,
+and ``--save-compact PATH`` writes one (once a session, overwriting). Options override the
 config: ``--teacher clip:ViT-B-32 --teacher-weights PATH_OR_TAG``, ``--device cuda``,
 ``--max-steps N`` (stop after N more steps, e.g. to share a session).
 """
@@ -30,6 +32,8 @@ def main(argv=None) -> int:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--threads", type=int, help="torch CPU threads")
     parser.add_argument("--max-steps", type=int, help="stop after this many more steps")
+    parser.add_argument("--init-from", help="compact checkpoint to resume from when RUN has none")
+    parser.add_argument("--save-compact", help="write a compact resume checkpoint here and stop")
     args = parser.parse_args(argv)
 
     config = TrainConfig.from_toml(args.config)
@@ -42,6 +46,12 @@ def main(argv=None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     trainer = Trainer(config, args.run, device=args.device)
+    if args.init_from and trainer.step == 0:
+        trainer.load_checkpoint(args.init_from)
+    if args.save_compact:
+        trainer.save_checkpoint(args.save_compact, compact=True)
+        print(f"step {trainer.step} -> {args.save_compact}")
+        return 0
     trainer.run(max_steps=args.max_steps)
     return 0
 

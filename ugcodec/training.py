@@ -145,7 +145,7 @@ class Trainer:
         self.optimizer = self._make_optimizer()
         self.checkpoint_path = os.path.join(run_dir, "checkpoint.pt")
         if os.path.exists(self.checkpoint_path):
-            self._load_checkpoint()
+            self.load_checkpoint()
 
     # -- stages ----------------------------------------------------------------------
     @property
@@ -257,29 +257,37 @@ class Trainer:
             if self.step % self.config.checkpoint_every == 0 or self.step == stop:
                 self.save_checkpoint()
 
-    def save_checkpoint(self) -> None:
+    def save_checkpoint(self, path: Optional[str] = None, compact: bool = False) -> None:
+        """Writes the resume state (atomically). ``compact`` leaves out the optimiser's
+        moments (a third of the size), for the copy committed between sessions."""
+        path = path or self.checkpoint_path
         state = {
             "step": self.step,
             "config": self.config.to_dict(),
             "model": self.model.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
             "torch_rng": torch.get_rng_state(),
             "sampler_rng": self.sampler.rng.bit_generator.state,
             "teacher": self.teacher.description,
         }
-        temporary = self.checkpoint_path + ".tmp"
+        if not compact:
+            state["optimizer"] = self.optimizer.state_dict()
+        temporary = path + ".tmp"
         torch.save(state, temporary)
-        os.replace(temporary, self.checkpoint_path)
+        os.replace(temporary, path)
 
-    def _load_checkpoint(self) -> None:
-        state = torch.load(self.checkpoint_path, map_location=self.device, weights_only=False)
+    def load_checkpoint(self, path: Optional[str] = None) -> None:
+        """Resumes from ``path`` (default: the run's own checkpoint); a compact one
+        restarts the optimiser's moments."""
+        path = path or self.checkpoint_path
+        state = torch.load(path, map_location=self.device, weights_only=False)
         self.model.load_state_dict(state["model"])
         self.step = int(state["step"])
         self.optimizer = self._make_optimizer()
         try:
-            self.optimizer.load_state_dict(state["optimizer"])
+            if "optimizer" in state:
+                self.optimizer.load_state_dict(state["optimizer"])
         except ValueError:
             pass  # the checkpoint was written at a stage boundary: start the new optimiser
         torch.set_rng_state(state["torch_rng"])
         self.sampler.rng.bit_generator.state = state["sampler_rng"]
-        print(f"resumed from {self.checkpoint_path} at step {self.step}", file=sys.stderr)
+        print(f"resumed from {path} at step {self.step}", file=sys.stderr)
