@@ -61,6 +61,30 @@ def test_scale_index_follows_the_table():
     assert index.flatten().tolist() == [0, 0, 6, len(table) - 1]
 
 
+
+def test_scale_index_counts_thresholds_below_even_at_ties():
+    thresholds = scale_thresholds(scale_table().tolist())
+    generator = torch.Generator().manual_seed(3)
+    scales = torch.randint(0, int(thresholds[-1]) * 2, (2, 3, 7, 5), generator=generator)
+    scales.view(-1)[: len(thresholds)] = thresholds  # exactly on a threshold: not above it
+    gain = torch.ones(3, dtype=torch.int64)  # so that scale * gain lands on the thresholds
+    _, index = entropy_parameters(torch.zeros_like(scales), scales, gain, thresholds)
+    brute_force = (scales[..., None] > thresholds).sum(dim=-1)
+    assert torch.equal(index, brute_force)
+
+
+def test_row_bands_give_the_same_bits(float_model, monkeypatch):
+    """Large images build im2col a band of rows at a time; the split must not matter."""
+    import ugcodec.integer_net as integer_net
+
+    integer = integerize_hyper_synthesis(float_model.h_s)
+    z = torch.round(torch.randn(1, TINY_CONFIG.N, 7, 6, generator=torch.Generator().manual_seed(1)) * 5)
+    whole = integer(z)
+    monkeypatch.setattr(integer_net, "_IM2COL_BUDGET", 1)  # one row per band
+    banded = integer(z)
+    assert all(torch.equal(a, b) for a, b in zip(whole, banded))
+
+
 SCRIPT = """
 import sys, hashlib, torch
 torch.manual_seed(0)

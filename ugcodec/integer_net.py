@@ -45,6 +45,7 @@ ACTIVATION_LIMIT = (1 << 25) - 1
 GAIN_BITS = 16
 WEIGHT_LIMIT = (1 << 15) - 1
 EXACT_LIMIT = 1 << 53
+_IM2COL_BUDGET = 1 << 23  # float64 elements of one im2col band (64 MiB)
 
 
 @dataclass
@@ -72,15 +73,24 @@ class IntegerConv:
             raise ValueError("integer layer could overflow the exact float64 range")
 
     def __call__(self, x: Tensor) -> Tensor:
-        batch, _, height, width = x.shape
-        columns = F.unfold(x, kernel_size=3, padding=1)  # (B, in*9, H*W), pure data movement
+        batch, channels, height, width = x.shape
         weight = self.weight.to(x.device, torch.float64)
         bias = self.bias.to(x.device, torch.float64)
-        accumulated = torch.matmul(weight, columns) + bias[:, None]
-        out = torch.floor(accumulated / float(1 << self.shift))
+        padded = F.pad(x, (1, 1, 1, 1))
+        out = x.new_empty((batch, weight.shape[0], height, width))
+        # im2col needs 9x the input's memory, so it is built one band of rows at a time
+        # (each output is its own dot product: banding cannot change a single bit).
+        band = max(1, _IM2COL_BUDGET // max(1, batch * channels * 9 * width))
+        for top in range(0, height, band):
+            rows = min(band, height - top)
+            columns = F.unfold(padded[:, :, top : top + rows + 2], kernel_size=3)  # pure data movement
+            accumulated = torch.matmul(weight, columns) + bias[:, None]
+            out[:, :, top : top + rows] = torch.floor(accumulated / float(1 << self.shift)).reshape(
+                batch, -1, rows, width
+            )
         if self.relu:
-            out = out.clamp(min=0)
-        out = out.clamp(-ACTIVATION_LIMIT, ACTIVATION_LIMIT).reshape(batch, -1, height, width)
+            out.clamp_(min=0)
+        out.clamp_(-ACTIVATION_LIMIT, ACTIVATION_LIMIT)
         if self.upscale > 1:
             out = F.pixel_shuffle(out, self.upscale)
         return out
@@ -200,6 +210,8 @@ def entropy_parameters(
     """
     gain = gain.to(means.device, torch.int64)[None, :, None, None]
     mu = (means * gain).to(torch.float64) / float(1 << (ACTIVATION_BITS + GAIN_BITS))
-    scaled = scales * gain
-    index = (scaled[..., None] > thresholds.to(scaled.device)).sum(dim=-1)
+    scaled = (scales * gain).contiguous()
+    # The count of thresholds below each value, by binary search: exact integer
+    # comparisons, without a (..., levels) comparison tensor.
+    index = torch.searchsorted(thresholds.to(scaled.device).contiguous(), scaled, right=False)
     return mu, index
