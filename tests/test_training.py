@@ -115,7 +115,7 @@ def test_both_stages_run_checkpoint_and_resume(corpus, tmp_path, clip_teacher):
     assert all(np.isfinite(r["loss"]) for r in records)
     assert "semantic_instance" in records[-1]
 
-    compact = str(tmp_path / "compact.pt")
+    compact = str(tmp_path / "checkpoints" / "compact.pt")  # a folder that does not exist yet
     resumed.save_checkpoint(compact, compact=True)
     fresh = Trainer(config, str(tmp_path / "elsewhere"), teacher=clip_teacher)
     fresh.load_checkpoint(compact)

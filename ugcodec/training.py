@@ -271,6 +271,7 @@ class Trainer:
         }
         if not compact:
             state["optimizer"] = self.optimizer.state_dict()
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
         temporary = path + ".tmp"
         torch.save(state, temporary)
         os.replace(temporary, path)
