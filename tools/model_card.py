@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
 import sys
@@ -46,6 +47,57 @@ def training_time(log_path: str) -> tuple[float, dict]:
 def stage_records(log_path: str, stage: int) -> list:
     with open(log_path) as handle:
         return [r for r in map(json.loads, handle) if r["stage"] == stage]
+
+
+def _interpolate_psnr(curve: list, bpp: float):
+    """PSNR of a codec's curve at ``bpp`` (linear in log-bpp), None outside its range."""
+    points = sorted((math.log(p["bpp"]), p["psnr"]) for p in curve)
+    x = math.log(bpp)
+    for (x0, y0), (x1, y1) in zip(points, points[1:]):
+        if x0 <= x <= x1:
+            return y0 + (y1 - y0) * (x - x0) / (x1 - x0) if x1 > x0 else y0
+    return None
+
+
+def target_lines(results: str) -> list:
+    """Issue 3's targets, checked against the benchmark reports (json) in ``results``."""
+    lines = ["## Targets", ""]
+    rd_path, analytics_path = (os.path.join(results, f"{name}.json") for name in ("rd", "analytics"))
+    if os.path.exists(rd_path):
+        with open(rd_path) as handle:
+            rd = json.load(handle)
+        bd = rd["bd_rate"].get("ugc-human", {}).get("psnr", {}).get("bd_rate")
+        if bd is not None:
+            lines.append(f"- Human decoding, BD-rate (PSNR) against JPEG: {bd:+.1f}% (target: -30% or better): "
+                         + ("met." if bd <= -30 else f"not met, {bd + 30:.1f} points short."))
+        human, webp = rd["curves"].get("ugc-human", []), rd["curves"].get("webp", [])
+        compared = [(p["psnr"], _interpolate_psnr(webp, p["bpp"])) for p in human]
+        compared = [(ours, theirs) for ours, theirs in compared if theirs is not None]
+        if compared:
+            better = sum(ours > theirs for ours, theirs in compared)
+            lines.append(f"- Human decoding better than WebP at equal bpp: at {better} of {len(compared)} "
+                         "ugc rates inside WebP's range (target: most): "
+                         + ("met." if better * 2 > len(compared) else "not met."))
+    if os.path.exists(analytics_path):
+        with open(analytics_path) as handle:
+            analytics = json.load(handle)
+        human = {p["setting"]: p for p in analytics["curves"].get("ugc-human", [])}
+        machine = {p["setting"]: p for p in analytics["curves"].get("ugc-machine", [])}
+        for classifier in analytics.get("classifiers", []):
+            name = classifier["name"] if isinstance(classifier, dict) else classifier
+            key = f"{name}_top1"
+            pairs = [(q, machine[q].get(key), human[q].get(key)) for q in sorted(human) if q in machine]
+            pairs = [(q, m, h) for q, m, h in pairs if m is not None and h is not None]
+            if not pairs:
+                continue
+            higher = [q for q, m, h in pairs if m > h]
+            detail = ", ".join(f"q{q} {m:.3f} vs {h:.3f}" for q, m, h in pairs)
+            lines.append(f"- Machine decoding, {name} top-1 agreement higher than the human decoding's at every "
+                         f"quality: at {len(higher)} of {len(pairs)} ("
+                         + ("met" if len(higher) == len(pairs) else "not met") + f"; machine vs human: {detail}).")
+    if len(lines) == 2:
+        lines.append("- Not checked: no benchmark reports.")
+    return lines + [""]
 
 
 def main(argv=None) -> int:
@@ -107,7 +159,8 @@ def main(argv=None) -> int:
     if stage2:
         lines.append(f"- Stage 2 moved the global semantic distance from {stage2[0].get('semantic_global')} "
                      f"to {stage2[-1].get('semantic_global')} (training-batch averages).")
-    lines += ["", "## Evaluation (photos never used in training)", ""]
+    lines += [""] + target_lines(args.results)
+    lines += ["## Evaluation (photos never used in training)", ""]
     for name, (title, command) in BENCHMARKS.items():
         path = os.path.join(args.results, f"{name}.md")
         lines.append(f"### {title}")
