@@ -63,3 +63,21 @@ def test_seed_corpus(shipped_model, path):
 
 def test_seed_corpus_exists():
     assert len(CORPUS) >= 10
+
+
+def _fuzz_tool():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("fuzz_tool", os.path.join(HERE, "..", "tools", "fuzz.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_fuzz_script_counts_outcomes_and_enforces_the_memory_bound(capsys):
+    fuzz = _fuzz_tool()
+    assert fuzz.main(["--cases", "120", "--seed", "3"]) == 0
+    report = capsys.readouterr().out
+    assert "cases: 120" in report and "format error:" in report and "resident memory:" in report
+    assert fuzz.main(["--cases", "2", "--max-rss-mib", "1"]) == 1  # this process alone exceeds 1 MiB
+    assert "peak RSS" in capsys.readouterr().out

@@ -4,8 +4,10 @@
     python tools/fuzz.py --cases 10000 [--seed 0] [--save-corpus tests/fuzz_corpus]
 
 Mutates the golden file (ugcodec.fuzzing.mutate, 1-3 rounds each) and checks that every
-case either decodes or raises FormatError, within --timeout seconds. Prints the counts
-of each outcome; exits 1 if any case crashed (another exception) or hung.
+case either decodes or raises FormatError, within --timeout seconds and with the
+process's peak memory under --max-rss-mib. Prints the counts of each outcome and the
+resident memory after the first 100 cases and at the end (a leak would grow it); exits 1
+if any case crashed (another exception), hung or went over the memory bound.
 """
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ import argparse
 import collections
 import os
 import random
+import resource
 import signal
 import sys
 import time
@@ -35,6 +38,18 @@ def _alarm(signum, frame):
     raise Hang()
 
 
+def _peak_rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
+def _current_rss_mib() -> float:
+    try:
+        with open("/proc/self/statm") as handle:
+            return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except OSError:  # not Linux: the peak is the best available figure
+        return _peak_rss_mib()
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--cases", type=int, default=10000)
@@ -42,6 +57,7 @@ def main(argv=None) -> int:
     parser.add_argument("--timeout", type=int, default=60, help="seconds a case may take")
     parser.add_argument("--synthesis-limit", type=int, default=1 << 20,
                         help="synthesise pixels of parsed files up to this many pixels")
+    parser.add_argument("--max-rss-mib", type=float, default=4096, help="peak resident memory bound")
     parser.add_argument("--save-corpus", help="folder to write one mutant in every 500 to")
     args = parser.parse_args(argv)
 
@@ -78,9 +94,18 @@ def main(argv=None) -> int:
             failures.append((case, traceback.format_exc(limit=3)))
         finally:
             signal.alarm(0)
+        if _peak_rss_mib() > args.max_rss_mib and counts["memory"] == 0:
+            counts["memory"] += 1
+            failures.append((case, f"peak RSS {_peak_rss_mib():.0f} MiB > {args.max_rss_mib:.0f} MiB"))
+        if case == 99:
+            rss_after_100 = _current_rss_mib()
         if (case + 1) % 1000 == 0:
-            print(f"{case + 1} cases, {dict(counts)}, {time.time() - started:.0f} s", file=sys.stderr)
+            print(f"{case + 1} cases, {dict(counts)}, {time.time() - started:.0f} s, "
+                  f"RSS {_current_rss_mib():.0f} MiB", file=sys.stderr)
     print(f"cases: {args.cases}  seed: {args.seed}  " + "  ".join(f"{k}: {v}" for k, v in sorted(counts.items())))
+    if args.cases >= 100:
+        print(f"resident memory: {rss_after_100:.0f} MiB after 100 cases, {_current_rss_mib():.0f} MiB at the end; "
+              f"peak {_peak_rss_mib():.0f} MiB (bound {args.max_rss_mib:.0f})")
     for case, error in failures[:20]:
         print(f"case {case}: {error}")
     return 1 if failures else 0
