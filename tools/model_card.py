@@ -17,6 +17,8 @@ import os
 import platform
 import sys
 
+import numpy as np
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
@@ -50,13 +52,12 @@ def stage_records(log_path: str, stage: int) -> list:
 
 
 def _interpolate_psnr(curve: list, bpp: float):
-    """PSNR of a codec's curve at ``bpp`` (linear in log-bpp), None outside its range."""
+    """PSNR of a codec's curve at ``bpp`` (linear in log-bpp, as analytics.py does), None
+    outside its range."""
     points = sorted((math.log(p["bpp"]), p["psnr"]) for p in curve)
-    x = math.log(bpp)
-    for (x0, y0), (x1, y1) in zip(points, points[1:]):
-        if x0 <= x <= x1:
-            return y0 + (y1 - y0) * (x - x0) / (x1 - x0) if x1 > x0 else y0
-    return None
+    if not points or not points[0][0] <= math.log(bpp) <= points[-1][0]:
+        return None
+    return float(np.interp(math.log(bpp), *zip(*points)))
 
 
 def target_lines(results: str) -> list:
@@ -83,8 +84,7 @@ def target_lines(results: str) -> list:
             analytics = json.load(handle)
         human = {p["setting"]: p for p in analytics["curves"].get("ugc-human", [])}
         machine = {p["setting"]: p for p in analytics["curves"].get("ugc-machine", [])}
-        for classifier in analytics.get("classifiers", []):
-            name = classifier["name"] if isinstance(classifier, dict) else classifier
+        for name in analytics.get("classifiers", {}):
             key = f"{name}_top1"
             pairs = [(q, machine[q].get(key), human[q].get(key)) for q in sorted(human) if q in machine]
             pairs = [(q, m, h) for q, m, h in pairs if m is not None and h is not None]
