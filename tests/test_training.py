@@ -88,6 +88,22 @@ def test_crop_sampler(corpus):
     assert batch.shape == (5, 3, 64, 64) and 0 <= batch.min() and batch.max() <= 1
     with pytest.raises(FileNotFoundError):
         CropSampler(corpus, 512)
+    with pytest.raises(ValueError):
+        CropSampler(corpus, 64, weighting="bytes")
+
+
+def test_crop_sampler_weighting(tmp_path):
+    folder = tmp_path / "sizes"
+    folder.mkdir()
+    Image.fromarray(make_photo_like(64, 64, seed=0)).save(folder / "small.png")
+    Image.fromarray(make_photo_like(256, 256, seed=1)).save(folder / "large.png")
+    by_pixel = CropSampler(str(folder), 64, weighting="pixel")
+    by_image = CropSampler(str(folder), 64, weighting="image")
+    sizes = sorted(image.shape[0] for image in by_pixel.images)
+    assert sizes == [64, 256]
+    small = [image.shape[0] for image in by_pixel.images].index(64)
+    assert by_pixel.weights[small] == pytest.approx(1 / 17)
+    assert by_image.weights[small] == pytest.approx(1 / 2)
 
 
 def test_both_stages_run_checkpoint_and_resume(corpus, tmp_path, clip_teacher):

@@ -100,6 +100,12 @@ def target_lines(results: str) -> list:
     return lines + [""]
 
 
+CROP_WEIGHTING_TEXT = {
+    "pixel": "images drawn in proportion to their area",
+    "image": "every image (each downscale of each photo) drawn equally often",
+}
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--run", required=True, help="training run folder (checkpoint.pt, log.jsonl)")
@@ -135,7 +141,9 @@ def main(argv=None) -> int:
         "## Training data",
         "- Debian packages `mate-backgrounds` (12 nature photos) and `lomiri-wallpapers-16.04` (15 photos), "
         "downscaled by 2, 3 and 4 (`python tools/prepare_corpus.py`); random "
-        f"{config['crop']}×{config['crop']} crops with horizontal flips, batch {config['batch']}.",
+        f"{config['crop']}×{config['crop']} crops with horizontal flips, batch {config['batch']}; "
+        + CROP_WEIGHTING_TEXT[config.get("crop_weighting", "pixel")]
+        + " (this setting may have changed between resumed segments: see the history in the run's config).",
         "- Evaluation photos (scikit-image, scikit-learn samples) were never trained on.",
         "",
         "## Training",

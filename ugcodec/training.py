@@ -43,6 +43,7 @@ class TrainConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     corpus: str = "data/corpus"
     crop: int = 128
+    crop_weighting: str = "pixel"
     batch: int = 8
     stage1_steps: int = 20000
     stage2_steps: int = 2000
@@ -79,11 +80,25 @@ class TrainConfig:
 class CropSampler:
     """Random crops (with random flips) from every image in a folder, held in memory.
 
+    Args:
+        folder: PNG and JPEG images; those smaller than ``crop`` are skipped.
+        crop: side of the square crops.
+        seed: seed of the sampler's own random generator.
+        weighting: ``"pixel"`` draws images in proportion to their area (every pixel
+            equally likely); ``"image"`` draws every image equally often, so the small,
+            strongly downscaled copies (denser in detail per pixel) are not drowned by
+            the large ones.
+
     Raises:
         FileNotFoundError: when the folder holds no PNG or JPEG large enough to crop.
+        ValueError: for an unknown ``weighting``.
     """
 
-    def __init__(self, folder: str, crop: int, seed: int = 0) -> None:
+    WEIGHTINGS = ("pixel", "image")
+
+    def __init__(self, folder: str, crop: int, seed: int = 0, weighting: str = "pixel") -> None:
+        if weighting not in self.WEIGHTINGS:
+            raise ValueError(f"unknown crop weighting {weighting!r}: use one of {', '.join(self.WEIGHTINGS)}")
         paths = sorted(glob.glob(os.path.join(folder, "*.png")) + glob.glob(os.path.join(folder, "*.jpg")))
         self.images: List[np.ndarray] = []
         for path in paths:
@@ -93,8 +108,10 @@ class CropSampler:
                 self.images.append(array)
         if not self.images:
             raise FileNotFoundError(f"no training image of at least {crop}x{crop} in {folder!r}")
-        # Sample images in proportion to their area, so every pixel is equally likely.
-        areas = np.array([image.shape[0] * image.shape[1] for image in self.images], dtype=np.float64)
+        if weighting == "pixel":
+            areas = np.array([image.shape[0] * image.shape[1] for image in self.images], dtype=np.float64)
+        else:
+            areas = np.ones(len(self.images))
         self.weights = areas / areas.sum()
         self.crop = crop
         self.rng = np.random.default_rng(seed)
@@ -139,7 +156,7 @@ class Trainer:
         self.model = UGHyperprior(config.model).to(self.device)
         self.teacher = (teacher or load_teacher(config.teacher, config.teacher_weights)).to(self.device)
         self.semantic = MultiScaleSemanticLoss(self.teacher, config.semantic_weights)
-        self.sampler = CropSampler(config.corpus, config.crop, config.seed)
+        self.sampler = CropSampler(config.corpus, config.crop, config.seed, config.crop_weighting)
         self.lambdas = torch.tensor(config.model.lambdas, device=self.device)
         self.step = 0
         self.optimizer = self._make_optimizer()
