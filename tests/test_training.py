@@ -142,3 +142,23 @@ def test_both_stages_run_checkpoint_and_resume(corpus, tmp_path, clip_teacher):
 def test_config_file_parses():
     config = TrainConfig.from_toml(os.path.join(os.path.dirname(__file__), "..", "tools", "configs", "cpu_small.toml"))
     assert config.model.num_qualities >= 4 and config.total_steps > config.stage1_steps
+
+
+def test_stage2_semantic_weight_defaults_to_stage1s_and_weighs_the_loss(corpus, tmp_path, clip_teacher):
+    def stage2_loss(weight):
+        config = TrainConfig(
+            model=ModelConfig(N=8, M=16, lambdas=(0.01, 0.05), embedding_dim=8),
+            corpus=corpus, crop=64, batch=2, stage1_steps=0, stage2_steps=1,
+            lambda_semantic=7.0, stage2_lambda_semantic=weight,
+        )
+        trainer = Trainer(config, str(tmp_path / f"run{weight}"), teacher=clip_teacher)
+        torch.manual_seed(0)
+        trainer.sampler.rng = np.random.default_rng(0)
+        return trainer, trainer.stage2_loss(trainer.sampler.sample(2))
+
+    default, logs_default = stage2_loss(None)
+    assert default.stage == 2 and default.stage2_lambda_semantic == 7.0
+    _, logs_zero = stage2_loss(0.0)
+    _, logs_large = stage2_loss(1000.0)
+    assert logs_zero["semantic_total"] > 0
+    assert logs_zero["loss"] < logs_default["loss"] < logs_large["loss"]

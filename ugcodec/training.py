@@ -6,7 +6,8 @@ Stage 1 (the paper's recipe): each sample draws beta in {0, 1} and a quality lev
                           + lambda_s * L_global(x_hat_1, x))          for beta = 1
 Stage 2: everything but g_s is frozen (the bitstream stays fixed); g_s is tuned with
     L = lambda_q * (255^2 MSE(x_hat_0, x) + lambda_1 * 255^2 MSE(x_hat_1, x)
-                    + lambda_s * (global + local + instance)(x_hat_1, x)).
+                    + lambda_s2 * (global + local + instance)(x_hat_1, x)),
+    where lambda_s2 is the config's ``stage2_lambda_semantic`` (default: lambda_s).
 
 The run is resumable: one checkpoint file, overwritten, holds model, optimiser, step and
 random state.
@@ -51,6 +52,7 @@ class TrainConfig:
     stage2_lr: float = 5e-5
     lambda_machine_mse: float = 0.5
     lambda_semantic: float = 100.0
+    stage2_lambda_semantic: Optional[float] = None
     semantic_weights: Dict[str, float] = field(
         default_factory=lambda: {"global": 1.0, "local": 1.0, "instance": 1.0}
     )
@@ -187,6 +189,12 @@ class Trainer:
         progress = (self.step - start) / max(1, length)
         return base * (0.1 if progress >= 0.9 else 1.0)
 
+    @property
+    def stage2_lambda_semantic(self) -> float:
+        """Stage 2's weight of the multi-scale semantic loss (default: stage 1's)."""
+        value = self.config.stage2_lambda_semantic
+        return self.config.lambda_semantic if value is None else value
+
     def stage1_loss(self, x: Tensor) -> Dict[str, Tensor]:
         batch = x.shape[0]
         quality = torch.randint(0, self.config.model.num_qualities, (batch,), device=self.device)
@@ -226,7 +234,7 @@ class Trainer:
         x_machine = self.model.synthesize(y_hat_scaled, quality, torch.ones(batch, device=self.device))
         human, machine = mse_255(x_human, x), mse_255(x_machine, x)
         semantic = self.semantic(x_machine, x)
-        weighted = human + self.config.lambda_machine_mse * machine + self.config.lambda_semantic * semantic["total"]
+        weighted = human + self.config.lambda_machine_mse * machine + self.stage2_lambda_semantic * semantic["total"]
         loss = (self.lambdas[quality] * weighted).mean()
         logs = {
             "loss": loss,
