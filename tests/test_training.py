@@ -10,7 +10,7 @@ from PIL import Image
 from ugcodec.losses import MultiScaleSemanticLoss, bits_per_pixel, find_regions, mse_255
 from ugcodec.models import ModelConfig
 from ugcodec.teachers import OpenClipTeacher, load_teacher
-from ugcodec.training import CropSampler, TrainConfig, Trainer
+from ugcodec.training import CropSampler, TrainConfig, Trainer, crop_detail
 
 from conftest import make_photo_like
 
@@ -162,3 +162,27 @@ def test_stage2_semantic_weight_defaults_to_stage1s_and_weighs_the_loss(corpus, 
     _, logs_large = stage2_loss(1000.0)
     assert logs_zero["semantic_total"] > 0
     assert logs_zero["loss"] < logs_default["loss"] < logs_large["loss"]
+
+
+def test_crop_detail_measures_busyness():
+    flat = np.full((32, 32, 3), 128, dtype=np.uint8)
+    stripes = np.zeros((32, 32, 3), dtype=np.uint8)
+    stripes[:, ::2] = 200
+    assert crop_detail(flat) == 0.0
+    assert crop_detail(stripes) == pytest.approx(200.0)
+
+
+def test_crop_sampler_detail_prefers_busy_crops(tmp_path):
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    Image.fromarray(np.full((64, 64, 3), 90, dtype=np.uint8)).save(folder / "flat.png")
+    Image.fromarray(make_photo_like(64, 64, seed=2)).save(folder / "busy.png")
+    busy_detail = crop_detail(make_photo_like(64, 64, seed=2))
+
+    def flat_share(detail):
+        batch = CropSampler(str(folder), 64, seed=0, weighting="image", detail=detail).sample(200)
+        return float((batch.flatten(1).std(dim=1) < 1e-6).float().mean())
+
+    assert 0.35 < flat_share(0.0) < 0.65
+    # A flat crop is never kept unless all MAX_DRAWS draws were flat (probability 2^-20).
+    assert flat_share(busy_detail) == 0.0

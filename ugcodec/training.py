@@ -34,7 +34,7 @@ from .losses import MultiScaleSemanticLoss, bits_per_pixel, mse_255
 from .models import ModelConfig, UGHyperprior
 from .teachers import Teacher, load_teacher
 
-__all__ = ["TrainConfig", "CropSampler", "Trainer"]
+__all__ = ["TrainConfig", "CropSampler", "Trainer", "crop_detail"]
 
 
 @dataclass
@@ -45,6 +45,7 @@ class TrainConfig:
     corpus: str = "data/corpus"
     crop: int = 128
     crop_weighting: str = "pixel"
+    crop_detail: float = 0.0
     batch: int = 8
     stage1_steps: int = 20000
     stage2_steps: int = 2000
@@ -79,6 +80,13 @@ class TrainConfig:
         return data
 
 
+def crop_detail(crop: np.ndarray) -> float:
+    """Mean absolute difference between neighbouring pixels (grey, 0-255 units, both
+    directions summed) of an ``(H, W, 3)`` uint8 crop: about 2 for sky, 10 for a photo."""
+    grey = crop.astype(np.float32).mean(axis=2)
+    return float(np.abs(np.diff(grey, axis=0)).mean() + np.abs(np.diff(grey, axis=1)).mean())
+
+
 class CropSampler:
     """Random crops (with random flips) from every image in a folder, held in memory.
 
@@ -90,6 +98,10 @@ class CropSampler:
             equally likely); ``"image"`` draws every image equally often, so the small,
             strongly downscaled copies (denser in detail per pixel) are not drowned by
             the large ones.
+        detail: 0 keeps every crop; above 0, a crop is kept with probability
+            ``min(1, crop_detail(crop) / detail)``, so flat crops (sky, blur) are drawn
+            less often and the crops look more like ordinary photos, which are far
+            busier than wallpapers.
 
     Raises:
         FileNotFoundError: when the folder holds no PNG or JPEG large enough to crop.
@@ -98,7 +110,12 @@ class CropSampler:
 
     WEIGHTINGS = ("pixel", "image")
 
-    def __init__(self, folder: str, crop: int, seed: int = 0, weighting: str = "pixel") -> None:
+    #: Draws per crop before the detail test gives up and keeps the last one.
+    MAX_DRAWS = 20
+
+    def __init__(
+        self, folder: str, crop: int, seed: int = 0, weighting: str = "pixel", detail: float = 0.0
+    ) -> None:
         if weighting not in self.WEIGHTINGS:
             raise ValueError(f"unknown crop weighting {weighting!r}: use one of {', '.join(self.WEIGHTINGS)}")
         paths = sorted(glob.glob(os.path.join(folder, "*.png")) + glob.glob(os.path.join(folder, "*.jpg")))
@@ -116,15 +133,23 @@ class CropSampler:
             areas = np.ones(len(self.images))
         self.weights = areas / areas.sum()
         self.crop = crop
+        self.detail = detail
         self.rng = np.random.default_rng(seed)
 
+    def _draw(self) -> np.ndarray:
+        image = self.images[self.rng.choice(len(self.images), p=self.weights)]
+        top = self.rng.integers(0, image.shape[0] - self.crop + 1)
+        left = self.rng.integers(0, image.shape[1] - self.crop + 1)
+        return image[top : top + self.crop, left : left + self.crop]
+
     def sample(self, batch: int) -> Tensor:
+        """Returns ``batch`` crops as a float tensor ``(batch, 3, crop, crop)`` in [0, 1]."""
         crops = []
-        for index in self.rng.choice(len(self.images), size=batch, p=self.weights):
-            image = self.images[index]
-            top = self.rng.integers(0, image.shape[0] - self.crop + 1)
-            left = self.rng.integers(0, image.shape[1] - self.crop + 1)
-            crop = image[top : top + self.crop, left : left + self.crop]
+        for _ in range(batch):
+            for _ in range(self.MAX_DRAWS):
+                crop = self._draw()
+                if self.detail <= 0 or self.rng.random() * self.detail < crop_detail(crop):
+                    break
             if self.rng.random() < 0.5:
                 crop = crop[:, ::-1]
             crops.append(np.ascontiguousarray(crop))
@@ -158,7 +183,9 @@ class Trainer:
         self.model = UGHyperprior(config.model).to(self.device)
         self.teacher = (teacher or load_teacher(config.teacher, config.teacher_weights)).to(self.device)
         self.semantic = MultiScaleSemanticLoss(self.teacher, config.semantic_weights)
-        self.sampler = CropSampler(config.corpus, config.crop, config.seed, config.crop_weighting)
+        self.sampler = CropSampler(
+            config.corpus, config.crop, config.seed, config.crop_weighting, config.crop_detail
+        )
         self.lambdas = torch.tensor(config.model.lambdas, device=self.device)
         self.step = 0
         self.optimizer = self._make_optimizer()
