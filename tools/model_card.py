@@ -124,6 +124,8 @@ def main(argv=None) -> int:
     steps1 = min(state["step"], config["stage1_steps"])
     steps2 = max(0, state["step"] - config["stage1_steps"])
     model_cfg = config["model"]
+    stage2_semantic = config.get("stage2_lambda_semantic")
+    stage2_semantic = "λ_s" if stage2_semantic is None else f"λ_s2 = {stage2_semantic}"
     lines = [
         "# Model card: ugc-hyperprior-pcdm (shipped default weights)",
         "",
@@ -143,7 +145,9 @@ def main(argv=None) -> int:
         "downscaled by 2, 3 and 4 (`python tools/prepare_corpus.py`); random "
         f"{config['crop']}×{config['crop']} crops with horizontal flips, batch {config['batch']}; "
         + CROP_WEIGHTING_TEXT[config.get("crop_weighting", "pixel")]
-        + " (this setting may have changed between resumed segments: see the history in the run's config).",
+        + (f"; flat crops drawn less often (kept with probability min(1, detail / {config['crop_detail']}), "
+           "`ugcodec.training.crop_detail`)" if config.get("crop_detail", 0) > 0 else "")
+        + " (these settings may have changed between resumed segments: see the history in the run's config).",
         "- Evaluation photos (scikit-image, scikit-learn samples) were never trained on.",
         "",
         "## Training",
@@ -154,7 +158,7 @@ def main(argv=None) -> int:
         f"machine samples weigh MSE by λ₁ = {config['lambda_machine_mse']} and add "
         f"λ_s = {config['lambda_semantic']} × global semantic distance.",
         f"- Stage 2: {steps2} steps (of {config['stage2_steps']} planned), only g_s trained (lr {config['stage2_lr']}), "
-        "human MSE + λ₁ machine MSE + λ_s × (global + local + instance) semantic distance; "
+        f"human MSE + λ₁ machine MSE + {stage2_semantic} × (global + local + instance) semantic distance; "
         "instance regions from Felzenszwalb segmentation (no labels).",
         f"- Teacher: {state.get('teacher', config['teacher'])}.",
         "- Last logged training batch averages: "
