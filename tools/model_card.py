@@ -124,8 +124,8 @@ def main(argv=None) -> int:
     steps1 = min(state["step"], config["stage1_steps"])
     steps2 = max(0, state["step"] - config["stage1_steps"])
     model_cfg = config["model"]
-    stage2_semantic = config.get("stage2_lambda_semantic")
-    stage2_semantic = "λ_s" if stage2_semantic is None else f"λ_s2 = {stage2_semantic}"
+    stage2_weight = config.get("stage2_lambda_semantic")
+    stage2_semantic = "λ_s" if stage2_weight is None else f"λ_s2 = {stage2_weight}"
     lines = [
         "# Model card: ugc-hyperprior-pcdm (shipped default weights)",
         "",

@@ -128,10 +128,10 @@ class CropSampler:
         if not self.images:
             raise FileNotFoundError(f"no training image of at least {crop}x{crop} in {folder!r}")
         if weighting == "pixel":
-            areas = np.array([image.shape[0] * image.shape[1] for image in self.images], dtype=np.float64)
+            mass = np.array([image.shape[0] * image.shape[1] for image in self.images], dtype=np.float64)
         else:
-            areas = np.ones(len(self.images))
-        self.weights = areas / areas.sum()
+            mass = np.ones(len(self.images))
+        self.weights = mass / mass.sum()
         self.crop = crop
         self.detail = detail
         self.rng = np.random.default_rng(seed)
