@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import math
 import os
 import sys
 import time
@@ -209,9 +210,11 @@ def run(args: argparse.Namespace) -> dict:
                     continue
                 boxes, labels = references[classifier.name]
                 top5 = classifier.logits(cut(decoded, boxes, classifier.size)).topk(5, dim=1).indices
+                top1_hit = top5[:, 0] == labels
                 record["models"][classifier.name] = {
                     "crops": len(boxes),
-                    "top1_hits": int((top5[:, 0] == labels).sum()),
+                    "top1_hits": int(top1_hit.sum()),
+                    "top1_per_crop": top1_hit.int().tolist(),
                     "top5_hits": int((top5 == labels[:, None]).any(1).sum()),
                 }
             if teacher is not None:
@@ -247,6 +250,7 @@ def run(args: argparse.Namespace) -> dict:
         "notes": notes,
         "curves": curves,
         "matched": matched_bpp(curves, [c.name for c in classifiers]),
+        "machine_vs_human": machine_vs_human(records, [c.name for c in classifiers]),
         "records": records,
         "seconds": time.perf_counter() - started,
     }
@@ -297,6 +301,46 @@ def matched_bpp(curves: Dict[str, List[dict]], models: List[str]) -> List[dict]:
     return rows
 
 
+def mcnemar_p(only_a: int, only_b: int) -> float:
+    """Exact two-sided McNemar p-value for paired hits: ``only_a`` pairs where only A hit,
+    ``only_b`` where only B hit (a binomial test of ``only_a`` in ``only_a + only_b`` at 1/2).
+    Returns 1.0 when no pair disagrees."""
+    n = only_a + only_b
+    if n == 0:
+        return 1.0
+    tail = sum(math.comb(n, k) for k in range(min(only_a, only_b) + 1)) / 2.0**n
+    return min(1.0, 2.0 * tail)
+
+
+def machine_vs_human(records: List[dict], models: List[str]) -> List[dict]:
+    """Per ugc quality and classifier, the paired comparison of the two decodings of the
+    same files: crops only the machine decoding gets right, crops only the human decoding
+    gets right, and the exact McNemar p-value of that split. Agreement differences of a
+    few crops are noise; this says how many."""
+    per_crop = defaultdict(dict)
+    for record in records:
+        if record["codec"] in ("ugc-human", "ugc-machine"):
+            per_crop[(record["setting"], record["photo"])][record["codec"]] = record["models"]
+    rows = []
+    for quality in sorted({setting for setting, _ in per_crop}):
+        row = {"setting": quality}
+        for model in models:
+            machine_only = human_only = crops = 0
+            for (setting, _), decodings in per_crop.items():
+                if setting != quality or len(decodings) != 2:
+                    continue
+                human = decodings["ugc-human"].get(model, {}).get("top1_per_crop", [])
+                machine = decodings["ugc-machine"].get(model, {}).get("top1_per_crop", [])
+                crops += len(human)
+                machine_only += sum(m and not h for h, m in zip(human, machine))
+                human_only += sum(h and not m for h, m in zip(human, machine))
+            if crops:
+                row[model] = {"crops": crops, "machine_only": machine_only, "human_only": human_only,
+                              "p_value": mcnemar_p(machine_only, human_only)}
+        rows.append(row)
+    return rows
+
+
 def report(result: dict) -> str:
     models = list(result["classifiers"])
     lines = [f"Photos: {', '.join(p['name'] + ' ' + str(p['width']) + 'x' + str(p['height']) for p in result['photos'])}",
@@ -340,6 +384,15 @@ def report(result: dict) -> str:
                 common.fmt(row.get(f"{codec}/{model}_top1")) if row.get(f"{codec}/{model}_top1") is not None else "n/a"
                 for model in models for codec in codecs])
         lines.append(common.markdown_table(header, rows))
+    paired = result.get("machine_vs_human") or []
+    if any(model in row for row in paired for model in models):
+        lines.append("")
+        lines.append("Machine vs human decoding of the same files, paired by crop: crops only the machine "
+                     "decoding agrees on / only the human decoding agrees on (exact McNemar p-value):")
+        lines.append("")
+        rows = [[row["setting"]] + [f"{row[m]['machine_only']} / {row[m]['human_only']} (p={row[m]['p_value']:.2f})"
+                                    if m in row else "n/a" for m in models] for row in paired]
+        lines.append(common.markdown_table(["ugc quality"] + models, rows))
     for note in result["notes"]:
         lines.append(f"\nNote: {note}")
     return "\n".join(lines)

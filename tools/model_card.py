@@ -95,6 +95,14 @@ def target_lines(results: str) -> list:
             lines.append(f"- Machine decoding, {name} top-1 agreement higher than the human decoding's at every "
                          f"quality: at {len(higher)} of {len(pairs)} ("
                          + ("met" if len(higher) == len(pairs) else "not met") + f"; machine vs human: {detail}).")
+            paired = [(row["setting"], row[name]) for row in analytics.get("machine_vs_human", []) if name in row]
+            if paired:
+                lines.append(f"  Paired by crop ({paired[0][1]['crops']} crops), crops only the machine / only the human "
+                             "decoding agrees on: " + ", ".join(
+                                 f"q{q} {c['machine_only']}/{c['human_only']} (p={c['p_value']:.2f})" for q, c in paired)
+                             + "; exact McNemar p-values: "
+                             + ("none below 0.05, so no quality's difference is distinguishable from noise."
+                                if all(c["p_value"] >= 0.05 for _, c in paired) else "p < 0.05 marks a real difference."))
     if len(lines) == 2:
         lines.append("- Not checked: no benchmark reports.")
     return lines + [""]
