@@ -67,8 +67,24 @@ def _unpack_tables(packed: Dict[str, Tensor]) -> List[CodingTable]:
     ]
 
 
+# The fingerprint hashes dtype names as bitstream_spec.md §3.3 spells them; a fixed table
+# keeps fingerprints stable even if a future PyTorch prints its dtypes differently.
+_DTYPE_NAMES = {
+    torch.int16: "torch.int16",
+    torch.int32: "torch.int32",
+    torch.int64: "torch.int64",
+    torch.float16: "torch.float16",
+    torch.float32: "torch.float32",
+}
+
+
 def fingerprint_of(bundle: dict) -> bytes:
-    """First 8 bytes of the SHA-256 of every entry of a weights bundle, in sorted order."""
+    """First 8 bytes of the SHA-256 of every entry of a weights bundle, in sorted order
+    (bitstream_spec.md §3.3).
+
+    Raises:
+        ValueError: a tensor has a dtype the spec does not name.
+    """
     digest = hashlib.sha256()
 
     def visit(prefix: str, value) -> None:
@@ -79,7 +95,9 @@ def fingerprint_of(bundle: dict) -> bytes:
         digest.update(prefix.encode())
         if isinstance(value, Tensor):
             tensor = value.detach().cpu().contiguous()
-            digest.update(f"{tensor.dtype}{tuple(tensor.shape)}".encode())
+            if tensor.dtype not in _DTYPE_NAMES:
+                raise ValueError(f"{prefix}: dtype {tensor.dtype} has no fingerprint spelling (bitstream_spec.md §3.3)")
+            digest.update(f"{_DTYPE_NAMES[tensor.dtype]}{tuple(tensor.shape)}".encode())
             digest.update(tensor.numpy().tobytes())
         else:
             digest.update(repr(value).encode())
@@ -117,7 +135,12 @@ def _z_tables(model: UGHyperprior) -> List[CodingTable]:
 
 @torch.no_grad()
 def export_weights(model: UGHyperprior, path: str, model_id: int = 1) -> bytes:
-    """Writes a trained model as a compact weights file; returns its fingerprint."""
+    """Writes a trained model as a compact weights file; returns its fingerprint.
+
+    Raises:
+        ValueError: the model holds a tensor whose dtype the fingerprint cannot spell
+            (bitstream_spec.md §3.3); nothing is written then.
+    """
     # Parameters go to fp16; buffers (e.g. GDN's 2**-36 pedestal, which fp16 would
     # flush to zero) keep their dtype.
     parameters = {name for name, _ in model.named_parameters()}
@@ -139,13 +162,14 @@ def export_weights(model: UGHyperprior, path: str, model_id: int = 1) -> bytes:
         "y_tables": _pack_tables(_y_tables()),
         "z_tables": _pack_tables(_z_tables(model.cpu())),
     }
+    fingerprint = fingerprint_of(bundle)  # before writing: a bundle it refuses is never saved
     buffer = io.BytesIO()
     torch.save(bundle, buffer)
     temporary = path + ".tmp"
     with open(temporary, "wb") as handle:
         handle.write(buffer.getvalue())
     os.replace(temporary, path)
-    return fingerprint_of(bundle)
+    return fingerprint
 
 
 @dataclass

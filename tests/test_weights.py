@@ -1,0 +1,29 @@
+"""The weights fingerprint as bitstream_spec.md §3.3 defines it."""
+import hashlib
+
+import numpy as np
+import pytest
+import torch
+
+from ugcodec.weights import fingerprint_of
+
+
+def test_fingerprint_follows_the_spec_byte_for_byte():
+    bundle = {"b": {"w": torch.tensor([1, -2], dtype=torch.int16)}, "a": [0.5, 2], "c": torch.ones(2, 1, dtype=torch.float16)}
+    expected = hashlib.sha256()
+    # Keys in sorted order; dtype spelled as the spec writes it, shape as a Python tuple.
+    expected.update(b"/a" + b"[0.5, 2]")
+    expected.update(b"/b/w" + b"torch.int16(2,)" + np.array([1, -2], dtype="<i2").tobytes())
+    expected.update(b"/c" + b"torch.float16(2, 1)" + np.ones((2, 1), dtype="<f2").tobytes())
+    assert fingerprint_of(bundle) == expected.digest()[:8]
+
+
+def test_fingerprint_changes_with_any_weight():
+    bundle = {"w": torch.zeros(4, dtype=torch.float32)}
+    changed = {"w": torch.tensor([0.0, 0.0, 1e-7, 0.0], dtype=torch.float32)}
+    assert fingerprint_of(bundle) != fingerprint_of(changed)
+
+
+def test_fingerprint_refuses_a_dtype_the_spec_does_not_name():
+    with pytest.raises(ValueError, match="float64"):
+        fingerprint_of({"w": torch.zeros(2, dtype=torch.float64)})
