@@ -60,6 +60,19 @@ def _interpolate_psnr(curve: list, bpp: float):
     return float(np.interp(math.log(bpp), *zip(*points)))
 
 
+def paired_line(paired: list) -> str:
+    """One classifier's paired machine-vs-human counts per quality (analytics.py's
+    ``machine_vs_human``) and which differences are significant at 5 %."""
+    counts = ", ".join(f"q{q} {c['machine_only']}/{c['human_only']} (p={c['p_value']:.2f})" for q, c in paired)
+    significant = [(q, "machine" if c["machine_only"] > c["human_only"] else "human")
+                   for q, c in paired if c["p_value"] < 0.05]
+    verdict = ("none below 0.05, so no quality's difference is distinguishable from noise." if not significant else
+               "below 0.05 (a real difference) at "
+               + ", ".join(f"q{q}, in the {winner} decoding's favour" for q, winner in significant) + ".")
+    return (f"  Paired by crop ({paired[0][1]['crops']} crops), crops only the machine / only the human decoding "
+            f"agrees on: {counts}; exact McNemar p-values: {verdict}")
+
+
 def target_lines(results: str) -> list:
     """Issue 3's targets, checked against the benchmark reports (json) in ``results``."""
     lines = ["## Targets", ""]
@@ -97,14 +110,7 @@ def target_lines(results: str) -> list:
                          + ("met" if len(higher) == len(pairs) else "not met") + f"; machine vs human: {detail}).")
             paired = [(row["setting"], row[name]) for row in analytics.get("machine_vs_human", []) if name in row]
             if paired:
-                lines.append(f"  Paired by crop ({paired[0][1]['crops']} crops), crops only the machine / only the human "
-                             "decoding agrees on: " + ", ".join(
-                                 f"q{q} {c['machine_only']}/{c['human_only']} (p={c['p_value']:.2f})" for q, c in paired)
-                             + "; exact McNemar p-values: "
-                             + ("none below 0.05, so no quality's difference is distinguishable from noise."
-                                if all(c["p_value"] >= 0.05 for _, c in paired) else "below 0.05 (a real difference) at "
-                                + ", ".join(f"q{q}, in the {'machine' if c['machine_only'] > c['human_only'] else 'human'}"
-                                            " decoding's favour" for q, c in paired if c["p_value"] < 0.05) + "."))
+                lines.append(paired_line(paired))
     if len(lines) == 2:
         lines.append("- Not checked: no benchmark reports.")
     return lines + [""]
@@ -182,8 +188,8 @@ def main(argv=None) -> int:
         # Stage 2 ran once per resumed segment: describe the last one, which made these weights.
         final = [r for r in stage2 if not stage1 or r["step"] > stage1[-1]["step"]] or stage2
         window = max(1, min(4, len(final) // 2))  # single 50-step logs are noisy: average a few
-        before = sum(r.get("semantic_global", 0.0) for r in final[:window]) / window
-        after = sum(r.get("semantic_global", 0.0) for r in final[-window:]) / window
+        before = sum(r["semantic_global"] for r in final[:window]) / window
+        after = sum(r["semantic_global"] for r in final[-window:]) / window
         lines.append(f"- The final stage 2 (logs from step {final[0]['step']} to {final[-1]['step']}): global semantic "
                      f"distance {before:.4f} in its first {window} logs, {after:.4f} in its last {window} "
                      "(training-batch averages).")
