@@ -50,3 +50,52 @@ def test_machine_vs_human_pairs_crops_of_the_same_file(analytics):
                                 "p_value": pytest.approx(analytics.mcnemar_p(3, 1))}
     assert rows[1]["lite0"]["machine_only"] == rows[1]["lite0"]["human_only"] == 0
     assert rows[1]["lite0"]["p_value"] == 1.0
+
+
+@pytest.fixture(scope="module")
+def model_card():
+    tools = os.path.join(os.path.dirname(BENCHMARKS), "tools")
+    spec = importlib.util.spec_from_file_location("model_card_under_test", os.path.join(tools, "model_card.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _paired(*counts):
+    return [(q, {"machine_only": m, "human_only": h, "p_value": p, "crops": 84})
+            for q, (m, h, p) in enumerate(counts, start=1)]
+
+
+def test_model_card_separates_uncorrected_from_corrected_significance(model_card):
+    line = model_card.paired_line(_paired((2, 11, 0.02), (5, 5, 1.0), (12, 1, 0.003)))
+    assert "below 0.05 at q1, in the human decoding's favour, q3, in the machine decoding's favour" in line
+    # 0.05 / 3 qualities: only q3's p = 0.003 survives the correction.
+    assert "Bonferroni correction over the 3 qualities (p < 0.0167): q3, in the machine decoding's favour." in line
+
+
+def test_model_card_says_when_nothing_is_significant(model_card):
+    line = model_card.paired_line(_paired((2, 11, 0.02), (5, 5, 1.0), (4, 4, 1.0)))
+    assert line.endswith("Bonferroni correction over the 3 qualities (p < 0.0167): none.")
+    line = model_card.paired_line(_paired((4, 5, 1.0), (5, 5, 1.0)))
+    assert "none below 0.05" in line and "Bonferroni" not in line
+
+
+def test_model_card_refuses_a_run_that_is_not_the_shipped_weights(model_card, tmp_path):
+    # A run whose checkpoint exports as other weights (training went on after the export)
+    # would put the wrong steps and logs in the card of the shipped weights.
+    import torch
+
+    from conftest import TINY_CONFIG
+    from ugcodec.models import UGHyperprior
+
+    torch.manual_seed(0)
+    run = tmp_path / "run"
+    run.mkdir()
+    torch.save({"config": {"model": TINY_CONFIG.to_dict()}, "model": UGHyperprior(TINY_CONFIG).state_dict(),
+                "step": 5}, run / "checkpoint.pt")
+    (run / "log.jsonl").write_text("")
+    out = tmp_path / "card.md"
+    with pytest.raises(SystemExit) as refused:
+        model_card.main(["--run", str(run), "--out", str(out)])
+    assert refused.value.code == 2
+    assert not out.exists()

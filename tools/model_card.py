@@ -7,6 +7,9 @@ Takes the training facts from the run (its checkpoint: config, steps, teacher; i
 log: wall-clock time, last losses) and the evaluation from the benchmark reports
 (rd.md, analytics.md, speed.md written by benchmarks/*.py), so that every figure in the
 card comes from a command that was run. Missing reports are named as missing.
+Run it right after tools/export_weights.py: it refuses a run whose checkpoint is no
+longer the shipped weights (training went on), since its steps and logs would then
+describe other weights.
 """
 from __future__ import annotations
 
@@ -16,6 +19,7 @@ import math
 import os
 import platform
 import sys
+import tempfile
 
 import numpy as np
 
@@ -25,6 +29,8 @@ sys.path.insert(0, ROOT)
 import torch  # noqa: E402
 
 import ugcodec  # noqa: E402
+from ugcodec.models import ModelConfig, UGHyperprior  # noqa: E402
+from ugcodec.weights import export_weights  # noqa: E402
 
 BENCHMARKS = {
     "rd": ("Rate–distortion", "python benchmarks/rd.py"),
@@ -62,13 +68,23 @@ def _interpolate_psnr(curve: list, bpp: float):
 
 def paired_line(paired: list) -> str:
     """One classifier's paired machine-vs-human counts per quality (analytics.py's
-    ``machine_vs_human``) and which differences are significant at 5 %."""
+    ``machine_vs_human``) and which differences are significant at 5 %, each test alone
+    and after a Bonferroni correction over the qualities (one test per quality is run, so
+    an uncorrected p just under 0.05 is expected by chance now and then)."""
     counts = ", ".join(f"q{q} {c['machine_only']}/{c['human_only']} (p={c['p_value']:.2f})" for q, c in paired)
-    significant = [(q, "machine" if c["machine_only"] > c["human_only"] else "human")
-                   for q, c in paired if c["p_value"] < 0.05]
-    verdict = ("none below 0.05, so no quality's difference is distinguishable from noise." if not significant else
-               "below 0.05 (a real difference) at "
-               + ", ".join(f"q{q}, in the {winner} decoding's favour" for q, winner in significant) + ".")
+    corrected_level = 0.05 / len(paired)
+
+    def below(level: float) -> list:
+        return [f"q{q}, in the {'machine' if c['machine_only'] > c['human_only'] else 'human'} decoding's favour"
+                for q, c in paired if c["p_value"] < level]
+
+    uncorrected, corrected = below(0.05), below(corrected_level)
+    if not uncorrected:
+        verdict = "none below 0.05, so no quality's difference is distinguishable from noise."
+    else:
+        verdict = (f"below 0.05 at {', '.join(uncorrected)}; after a Bonferroni correction over the "
+                   f"{len(paired)} qualities (p < {corrected_level:.4f}): "
+                   + (", ".join(corrected) if corrected else "none") + ".")
     return (f"  Paired by crop ({paired[0][1]['crops']} crops), crops only the machine / only the human decoding "
             f"agrees on: {counts}; exact McNemar p-values: {verdict}")
 
@@ -122,6 +138,15 @@ CROP_WEIGHTING_TEXT = {
 }
 
 
+def exported_fingerprint(state: dict) -> bytes:
+    """The fingerprint tools/export_weights.py would give a training checkpoint's state."""
+    trained = UGHyperprior(ModelConfig.from_dict(state["config"]["model"]))
+    trained.load_state_dict(state["model"])
+    trained.eval()
+    with tempfile.TemporaryDirectory() as scratch:
+        return export_weights(trained, os.path.join(scratch, "weights.pt"))
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--run", required=True, help="training run folder (checkpoint.pt, log.jsonl)")
@@ -134,6 +159,11 @@ def main(argv=None) -> int:
     state = torch.load(os.path.join(args.run, "checkpoint.pt"), map_location="cpu", weights_only=False)
     config = state["config"]
     model = ugcodec.load_model()
+    run_fingerprint = exported_fingerprint(state)
+    if run_fingerprint != model.fingerprint:
+        parser.error(f"the run's checkpoint (step {state['step']}) exports as weights {run_fingerprint.hex()}, "
+                     f"not the shipped {model.fingerprint.hex()}: write the card right after "
+                     "tools/export_weights.py, before training goes on")
     seconds, last = training_time(os.path.join(args.run, "log.jsonl"))
     stage1 = stage_records(os.path.join(args.run, "log.jsonl"), 1)
     stage2 = stage_records(os.path.join(args.run, "log.jsonl"), 2)
