@@ -10,7 +10,8 @@ from PIL import Image
 from ugcodec.losses import MultiScaleSemanticLoss, bits_per_pixel, find_regions, mse_255
 from ugcodec.models import ModelConfig
 from ugcodec.teachers import OpenClipTeacher, load_teacher
-from ugcodec.training import CropSampler, TrainConfig, Trainer, crop_detail
+from ugcodec.training import CropSampler, TrainConfig, Trainer, crop_detail, model_from_checkpoint
+from ugcodec.weights import export_bundle, export_weights, fingerprint_of, load_model
 
 from conftest import make_photo_like
 
@@ -137,6 +138,13 @@ def test_both_stages_run_checkpoint_and_resume(corpus, tmp_path, clip_teacher):
     fresh.load_checkpoint(compact)
     assert fresh.step == 4
     assert torch.equal(fresh.model.g_s.up[0].weight, resumed.model.g_s.up[0].weight)
+
+    # What tools/export_weights.py and tools/model_card.py do with a checkpoint.
+    trained = model_from_checkpoint(torch.load(compact, map_location="cpu", weights_only=False))
+    assert not trained.training
+    assert torch.equal(trained.g_s.up[0].weight, resumed.model.g_s.up[0].weight)
+    written = export_weights(trained, str(tmp_path / "weights.pt"))
+    assert fingerprint_of(export_bundle(trained)) == written == load_model(str(tmp_path / "weights.pt")).fingerprint
 
 
 def test_config_file_parses():

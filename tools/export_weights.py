@@ -16,7 +16,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import torch  # noqa: E402
 
-from ugcodec.models import ModelConfig, UGHyperprior  # noqa: E402
+from ugcodec.training import model_from_checkpoint  # noqa: E402
 from ugcodec.weights import DEFAULT_WEIGHTS, export_weights  # noqa: E402
 
 
@@ -26,9 +26,7 @@ def main(argv=None) -> int:
     parser.add_argument("--out", default=DEFAULT_WEIGHTS, help="weights file to write")
     args = parser.parse_args(argv)
     state = torch.load(args.checkpoint, map_location="cpu", weights_only=False)
-    model = UGHyperprior(ModelConfig.from_dict(state["config"]["model"]))
-    model.load_state_dict(state["model"])
-    model.eval()
+    model = model_from_checkpoint(state)
     fingerprint = export_weights(model, args.out)
     size = os.path.getsize(args.out)
     print(f"step {state['step']} -> {args.out} ({size / 1e6:.1f} MB), fingerprint {fingerprint.hex()}")

@@ -19,7 +19,6 @@ import math
 import os
 import platform
 import sys
-import tempfile
 
 import numpy as np
 
@@ -29,8 +28,8 @@ sys.path.insert(0, ROOT)
 import torch  # noqa: E402
 
 import ugcodec  # noqa: E402
-from ugcodec.models import ModelConfig, UGHyperprior  # noqa: E402
-from ugcodec.weights import export_weights  # noqa: E402
+from ugcodec.training import model_from_checkpoint  # noqa: E402
+from ugcodec.weights import export_bundle, fingerprint_of  # noqa: E402
 
 BENCHMARKS = {
     "rd": ("Rate–distortion", "python benchmarks/rd.py"),
@@ -138,15 +137,6 @@ CROP_WEIGHTING_TEXT = {
 }
 
 
-def exported_fingerprint(state: dict) -> bytes:
-    """The fingerprint tools/export_weights.py would give a training checkpoint's state."""
-    trained = UGHyperprior(ModelConfig.from_dict(state["config"]["model"]))
-    trained.load_state_dict(state["model"])
-    trained.eval()
-    with tempfile.TemporaryDirectory() as scratch:
-        return export_weights(trained, os.path.join(scratch, "weights.pt"))
-
-
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--run", required=True, help="training run folder (checkpoint.pt, log.jsonl)")
@@ -159,7 +149,7 @@ def main(argv=None) -> int:
     state = torch.load(os.path.join(args.run, "checkpoint.pt"), map_location="cpu", weights_only=False)
     config = state["config"]
     model = ugcodec.load_model()
-    run_fingerprint = exported_fingerprint(state)
+    run_fingerprint = fingerprint_of(export_bundle(model_from_checkpoint(state)))
     if run_fingerprint != model.fingerprint:
         parser.error(f"the run's checkpoint (step {state['step']}) exports as weights {run_fingerprint.hex()}, "
                      f"not the shipped {model.fingerprint.hex()}: write the card right after "

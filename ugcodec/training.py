@@ -34,7 +34,7 @@ from .losses import MultiScaleSemanticLoss, bits_per_pixel, mse_255
 from .models import ModelConfig, UGHyperprior
 from .teachers import Teacher, load_teacher
 
-__all__ = ["TrainConfig", "CropSampler", "Trainer", "crop_detail"]
+__all__ = ["TrainConfig", "CropSampler", "Trainer", "crop_detail", "model_from_checkpoint"]
 
 
 @dataclass
@@ -344,3 +344,15 @@ class Trainer:
         torch.set_rng_state(state["torch_rng"])
         self.sampler.rng.bit_generator.state = state["sampler_rng"]
         print(f"resumed from {path} at step {self.step}", file=sys.stderr)
+
+
+def model_from_checkpoint(state: dict) -> UGHyperprior:
+    """The trained model of a checkpoint written by ``Trainer.save_checkpoint`` (the
+    loaded dict: ``torch.load(path, weights_only=False)``), in eval mode on the CPU.
+
+    Raises:
+        KeyError: ``state`` is not such a checkpoint (no ``config.model`` or ``model``).
+    """
+    model = UGHyperprior(ModelConfig.from_dict(state["config"]["model"]))
+    model.load_state_dict(state["model"])
+    return model.eval()

@@ -37,7 +37,7 @@ from .integer_net import (
 )
 from .models import ModelConfig, UGHyperprior, scale_table
 
-__all__ = ["CodecModel", "DEFAULT_WEIGHTS", "load_model", "export_weights", "fingerprint_of"]
+__all__ = ["CodecModel", "DEFAULT_WEIGHTS", "load_model", "export_bundle", "export_weights", "fingerprint_of"]
 
 DEFAULT_WEIGHTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "weights", "ugc-hyperprior-pcdm.pt")
 WEIGHTS_FORMAT = "ugcodec-weights-1"
@@ -134,13 +134,10 @@ def _z_tables(model: UGHyperprior) -> List[CodingTable]:
 
 
 @torch.no_grad()
-def export_weights(model: UGHyperprior, path: str, model_id: int = 1) -> bytes:
-    """Writes a trained model as a compact weights file; returns its fingerprint.
-
-    Raises:
-        ValueError: the model holds a tensor whose dtype the fingerprint cannot spell
-            (bitstream_spec.md §3.3); nothing is written then.
-    """
+def export_bundle(model: UGHyperprior, model_id: int = 1) -> dict:
+    """What a weights file holds for a trained model (fp16 parameters, integer
+    hyper-synthesis, gains, coding tables); ``fingerprint_of`` of it is the file's
+    fingerprint, so a model's fingerprint is known without writing the file."""
     # Parameters go to fp16; buffers (e.g. GDN's 2**-36 pedestal, which fp16 would
     # flush to zero) keep their dtype.
     parameters = {name for name, _ in model.named_parameters()}
@@ -162,6 +159,17 @@ def export_weights(model: UGHyperprior, path: str, model_id: int = 1) -> bytes:
         "y_tables": _pack_tables(_y_tables()),
         "z_tables": _pack_tables(_z_tables(model.cpu())),
     }
+    return bundle
+
+
+def export_weights(model: UGHyperprior, path: str, model_id: int = 1) -> bytes:
+    """Writes a trained model as a compact weights file; returns its fingerprint.
+
+    Raises:
+        ValueError: the model holds a tensor whose dtype the fingerprint cannot spell
+            (bitstream_spec.md §3.3); nothing is written then.
+    """
+    bundle = export_bundle(model, model_id)
     fingerprint = fingerprint_of(bundle)  # before writing: a bundle it refuses is never saved
     buffer = io.BytesIO()
     torch.save(bundle, buffer)
