@@ -99,3 +99,15 @@ def test_model_card_refuses_a_run_that_is_not_the_shipped_weights(model_card, tm
         model_card.main(["--run", str(run), "--out", str(out)])
     assert refused.value.code == 2
     assert not out.exists()
+
+
+def test_model_card_counts_a_webp_near_tie_as_a_tie(model_card):
+    webp = [{"bpp": 0.2, "psnr": 28.0}, {"bpp": 0.4, "psnr": 30.0}]
+    human = [{"setting": 1, "bpp": 0.1, "psnr": 27.0},       # outside WebP's range: not compared
+             {"setting": 2, "bpp": 0.2, "psnr": 28.3},
+             {"setting": 3, "bpp": 0.4, "psnr": 30.004},     # 0.004 dB: a tie, not a win
+             {"setting": 4, "bpp": 0.4, "psnr": 29.5}]
+    line = model_card.webp_line(human, webp)
+    assert "at 1 of 3 ugc rates inside WebP's range, 1 within 0.01 dB" in line
+    assert "q2 +0.30 dB, q3 +0.00 dB, q4 -0.50 dB" in line and line.endswith("not met.")
+    assert model_card.webp_line(human[:1], webp) == ""
