@@ -30,6 +30,12 @@ def clip_teacher():
     return load_teacher("clip:ugc-test-tiny")
 
 
+def tiny_config(corpus: str, **settings) -> TrainConfig:
+    """A run of a tiny model on 64-px crops, two at a time."""
+    model = ModelConfig(N=8, M=16, lambdas=(0.01, 0.05), embedding_dim=8)
+    return TrainConfig(model=model, corpus=corpus, crop=64, batch=2, **settings)
+
+
 @pytest.fixture()
 def corpus(tmp_path):
     folder = tmp_path / "corpus"
@@ -108,11 +114,7 @@ def test_crop_sampler_weighting(tmp_path):
 
 
 def test_both_stages_run_checkpoint_and_resume(corpus, tmp_path, clip_teacher):
-    config = TrainConfig(
-        model=ModelConfig(N=8, M=16, lambdas=(0.01, 0.05), embedding_dim=8),
-        corpus=corpus, crop=64, batch=2, stage1_steps=2, stage2_steps=2,
-        log_every=1, checkpoint_every=2,
-    )
+    config = tiny_config(corpus, stage1_steps=2, stage2_steps=2, log_every=1, checkpoint_every=2)
     run_dir = str(tmp_path / "run")
     trainer = Trainer(config, run_dir, teacher=clip_teacher)
     g_a_before = trainer.model.g_a[0].weight.detach().clone()
@@ -154,11 +156,7 @@ def test_config_file_parses():
 
 def test_stage2_semantic_weight_defaults_to_stage1s_and_weighs_the_loss(corpus, tmp_path, clip_teacher):
     def stage2_loss(weight):
-        config = TrainConfig(
-            model=ModelConfig(N=8, M=16, lambdas=(0.01, 0.05), embedding_dim=8),
-            corpus=corpus, crop=64, batch=2, stage1_steps=0, stage2_steps=1,
-            lambda_semantic=7.0, stage2_lambda_semantic=weight,
-        )
+        config = tiny_config(corpus, stage1_steps=0, stage2_steps=1, lambda_semantic=7.0, stage2_lambda_semantic=weight)
         trainer = Trainer(config, str(tmp_path / f"run{weight}"), teacher=clip_teacher)
         torch.manual_seed(0)
         trainer.sampler.rng = np.random.default_rng(0)
@@ -194,3 +192,78 @@ def test_crop_sampler_detail_prefers_busy_crops(tmp_path):
     assert 0.35 < flat_share(0.0) < 0.65
     # A flat crop is never kept unless all MAX_DRAWS draws were flat (probability 2^-20).
     assert flat_share(busy_detail) == 0.0
+
+
+def test_regions_at_reduced_size_match_full_size_and_keep_the_image_shape():
+    image = np.zeros((130, 126, 3))  # not a multiple of the shrink factor: edges are padded back
+    image[20:80, 16:60] = 1.0
+    regions = find_regions(image, max_side=64)
+    assert all(mask.shape == (130, 126) and mask.dtype == bool for mask, _ in regions)
+    assert any(np.abs(np.subtract(box, (20, 16, 80, 60))).max() <= 6 for _, box in regions)
+    assert [box for _, box in find_regions(image, max_side=None)] == [box for _, box in find_regions(image, max_side=1000)]
+
+
+def test_instance_regions_from_worker_processes_equal_in_process_ones(clip_teacher):
+    images = np.stack([make_photo_like(64, 64, seed=seed) for seed in range(3)]).astype(np.float32) / 255
+    in_process = MultiScaleSemanticLoss(clip_teacher, region_max_side=32)
+    workers = MultiScaleSemanticLoss(clip_teacher, region_max_side=32, region_workers=2)
+    try:
+        expected, got = in_process._regions_of_batch(images), workers._regions_of_batch(images)
+    finally:
+        workers._pool.shutdown()
+    assert len(got) == len(expected) == 3 and any(expected)
+    for mine, theirs in zip(got, expected):
+        assert [box for _, box in mine] == [box for _, box in theirs]
+        assert all(np.array_equal(a, b) for (a, _), (b, _) in zip(mine, theirs))
+
+
+def test_mobilenet_teacher_logits_are_the_classifier_of_the_features(tmp_path):
+    from torchvision.models import mobilenet_v2
+
+    from ugcodec.teachers import MobileNetV2Teacher
+
+    torch.manual_seed(0)
+    network = mobilenet_v2(width_mult=0.25)
+    network.classifier[-1] = torch.nn.Linear(network.last_channel, 10)
+    path = str(tmp_path / "mobilenet.pth")
+    torch.save(network.state_dict(), path)
+    with pytest.MonkeyPatch.context() as patch:  # the same small network behind both teachers
+        patch.setattr("torchvision.models.mobilenet_v2", lambda: mobilenet_v2(width_mult=0.25, num_classes=10))
+        features = MobileNetV2Teacher(path)
+        logits = load_teacher("mobilenet_v2:logits", path)
+    images = torch.rand(2, 3, 64, 64)
+    assert features.embed(images).shape == (2, network.last_channel)
+    assert torch.allclose(logits.embed(images), network.classifier[-1](features.embed(images)), atol=1e-5)
+    assert "logits" in logits.description and "logits" not in features.description
+    with pytest.raises(ValueError):
+        MobileNetV2Teacher(path, output="probabilities")
+
+
+def test_config_overrides_check_names_and_types():
+    config = TrainConfig.from_toml(os.path.join(os.path.dirname(__file__), "..", "tools", "configs", "gpu_small.toml"))
+    config.override("lr=3e-5")
+    config.override("batch = 4")
+    config.override("stage2_lambda_semantic=1000")  # None before: any number
+    config.override("teacher=mobilenet_v2:logits")  # a bare word is a string
+    config.override("model.M=192")
+    assert (config.lr, config.batch, config.stage2_lambda_semantic) == (3e-5, 4, 1000)
+    assert config.teacher == "mobilenet_v2:logits" and config.model.M == 192 and config.model.N == 64
+    for bad in ("lr", "learning_rate=1", "batch=2.5", "lr=fast", "model.lambdas=1", "model.depth=3"):
+        with pytest.raises(ValueError):
+            config.override(bad)
+
+
+def test_a_time_boxed_run_stops_with_a_checkpoint_and_logs_true_averages_after_resuming(corpus, tmp_path, clip_teacher):
+    config = tiny_config(corpus, stage1_steps=100, stage2_steps=0, log_every=4, checkpoint_every=100)
+    run_dir = str(tmp_path / "run")
+    trainer = Trainer(config, run_dir, teacher=clip_teacher)
+    trainer.run(max_seconds=0.0, progress=False)
+    assert trainer.step == 1 and os.path.exists(os.path.join(run_dir, "checkpoint.pt"))
+    resumed = Trainer(config, run_dir, teacher=clip_teacher)
+    real_loss = resumed.stage1_loss
+    resumed.stage1_loss = lambda x: {**real_loss(x), "constant": torch.tensor(2.0)}
+    resumed.run(max_steps=3, progress=False)  # steps 2..4: the record at 4 covers three steps
+    with open(os.path.join(run_dir, "log.jsonl")) as handle:
+        records = [json.loads(line) for line in handle]
+    assert [r["step"] for r in records] == [1, 4]
+    assert records[1]["constant"] == 2.0  # an average over the steps taken, not over log_every

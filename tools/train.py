@@ -7,7 +7,9 @@ Re-running the same command resumes from ``RUN/checkpoint.pt``; on a new machine
 ``--init-from checkpoints/cpu_small.pt`` resumes from the committed compact checkpoint,
 and ``--save-compact PATH`` writes one (once a session, overwriting). Options override the
 config: ``--teacher clip:ViT-B-32 --teacher-weights PATH_OR_TAG``, ``--device cuda``,
-``--max-steps N`` (stop after N more steps, e.g. to share a session).
+``--set KEY=VALUE`` (a top-level entry or ``model.N``, ``model.M``, ...),
+``--max-steps N`` (stop after N more steps, e.g. to share a session), ``--max-minutes M``
+(stop after M minutes of wall time, e.g. on a lent GPU).
 """
 from __future__ import annotations
 
@@ -32,11 +34,23 @@ def main(argv=None) -> int:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--threads", type=int, help="torch CPU threads")
     parser.add_argument("--max-steps", type=int, help="stop after this many more steps")
+    parser.add_argument("--max-minutes", type=float, help="stop (with a checkpoint) after this much wall time")
     parser.add_argument("--init-from", help="compact checkpoint to resume from when RUN has none")
+    parser.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE",
+        help="override a top-level config entry, VALUE in TOML syntax (e.g. --set lr=1e-5 --set batch=32)",
+    )
     parser.add_argument("--save-compact", help="write a compact resume checkpoint here and stop")
     args = parser.parse_args(argv)
+    if args.max_minutes is not None and args.max_minutes <= 0:
+        parser.error("--max-minutes must be positive")
 
     config = TrainConfig.from_toml(args.config)
+    try:
+        for assignment in args.set:
+            config.override(assignment)
+    except ValueError as error:
+        parser.error(str(error))
     if args.teacher:
         config.teacher = args.teacher
     if args.teacher_weights:
@@ -52,7 +66,7 @@ def main(argv=None) -> int:
         trainer.save_checkpoint(args.save_compact, compact=True)
         print(f"step {trainer.step} -> {args.save_compact}")
         return 0
-    trainer.run(max_steps=args.max_steps)
+    trainer.run(max_steps=args.max_steps, max_seconds=None if args.max_minutes is None else 60.0 * args.max_minutes)
     return 0
 
 

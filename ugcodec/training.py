@@ -59,6 +59,10 @@ class TrainConfig:
     )
     teacher: str = "mobilenet_v2"
     teacher_weights: Optional[str] = None
+    # Instance regions: segment crops shrunk to this side (None: full size), in this many
+    # worker processes (0: in the training process); see MultiScaleSemanticLoss.
+    region_max_side: Optional[int] = None
+    region_workers: int = 0
     log_every: int = 50
     checkpoint_every: int = 500
     seed: int = 0
@@ -73,6 +77,36 @@ class TrainConfig:
             data = tomllib.load(handle)
         model = ModelConfig.from_dict({**ModelConfig().to_dict(), **data.pop("model", {})})
         return cls(model=model, **data)
+
+    def override(self, assignment: str) -> None:
+        """Applies ``"key=value"`` (value in TOML syntax; a bare word is a string) to a
+        top-level entry or a ``model.`` one (as ``model.M=192``), checking the value's
+        type against the current one: an entry that is None takes any value, a float
+        entry takes an int.
+
+        Raises:
+            ValueError: no ``=``, an unknown or nested key, or a value of another type.
+        """
+        key, separator, text = assignment.partition("=")
+        key = key.strip()
+        target, field_name = (self.model, key[len("model."):]) if key.startswith("model.") else (self, key)
+        names = {name for name in target.__dataclass_fields__ if name != "model"}
+        if not separator or field_name not in names:
+            known = sorted(self.__dataclass_fields__.keys() - {"model"}) + [f"model.{name}" for name in ModelConfig.__dataclass_fields__]
+            raise ValueError(f"cannot set {assignment!r}: use KEY=VALUE with KEY one of {', '.join(known)}")
+        try:
+            value = tomllib.loads(f"value = {text.strip()}")["value"]
+        except tomllib.TOMLDecodeError:
+            value = text.strip()
+        current = getattr(target, field_name)
+        if isinstance(current, float) and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if current is not None and type(value) is not type(current):
+            raise ValueError(f"cannot set {key} to {value!r}: expected {type(current).__name__}")
+        if target is self.model:
+            self.model = ModelConfig.from_dict({**self.model.to_dict(), field_name: value})
+        else:
+            setattr(self, key, value)
 
     def to_dict(self) -> dict:
         data = dict(self.__dict__)
@@ -182,7 +216,12 @@ class Trainer:
         random.seed(config.seed)
         self.model = UGHyperprior(config.model).to(self.device)
         self.teacher = (teacher or load_teacher(config.teacher, config.teacher_weights)).to(self.device)
-        self.semantic = MultiScaleSemanticLoss(self.teacher, config.semantic_weights)
+        self.semantic = MultiScaleSemanticLoss(
+            self.teacher,
+            config.semantic_weights,
+            region_max_side=config.region_max_side,
+            region_workers=config.region_workers,
+        )
         self.sampler = CropSampler(
             config.corpus, config.crop, config.seed, config.crop_weighting, config.crop_detail
         )
@@ -273,13 +312,18 @@ class Trainer:
         return logs
 
     # -- loop ------------------------------------------------------------------------
-    def run(self, max_steps: Optional[int] = None, progress: bool = True) -> None:
-        """Trains until the config's total steps (or ``max_steps`` more), checkpointing."""
+    def run(self, max_steps: Optional[int] = None, progress: bool = True, max_seconds: Optional[float] = None) -> None:
+        """Trains until the config's total steps, checkpointing; ``max_steps`` more steps
+        or ``max_seconds`` of wall time end it earlier (with a log record and a checkpoint
+        at the step where it stops)."""
         stop = self.config.total_steps if max_steps is None else min(self.config.total_steps, self.step + max_steps)
         self.model.train()
         sums: Dict[str, float] = {}
+        counts: Dict[str, int] = {}
         started = time.time()
         while self.step < stop:
+            if max_seconds is not None and time.time() - started >= max_seconds:
+                stop = self.step + 1  # one more step, so the usual end-of-run log and checkpoint happen
             stage_before = self.stage
             for group in self.optimizer.param_groups:
                 group["lr"] = self._learning_rate()
@@ -295,11 +339,13 @@ class Trainer:
             for name, value in logs.items():
                 if torch.isfinite(value):
                     sums[name] = sums.get(name, 0.0) + float(value.detach())
+                    counts[name] = counts.get(name, 0) + 1
             if self.step % self.config.log_every == 0 or self.step == stop:
-                count = self.config.log_every if self.step % self.config.log_every == 0 else max(1, self.step % self.config.log_every)
+                # Averages over the steps since the last record, however many (a resumed
+                # run's first record covers fewer than log_every).
                 record = {"step": self.step, "stage": stage_before, "seconds": round(time.time() - started, 1)}
-                record.update({name: round(total / count, 5) for name, total in sums.items()})
-                sums = {}
+                record.update({name: round(total / counts[name], 5) for name, total in sums.items()})
+                sums, counts = {}, {}
                 with open(os.path.join(self.run_dir, "log.jsonl"), "a") as handle:
                     handle.write(json.dumps(record) + "\n")
                 if progress:
@@ -341,7 +387,7 @@ class Trainer:
                 self.optimizer.load_state_dict(state["optimizer"])
         except ValueError:
             pass  # the checkpoint was written at a stage boundary: start the new optimiser
-        torch.set_rng_state(state["torch_rng"])
+        torch.set_rng_state(state["torch_rng"].cpu())  # map_location may have moved it to the GPU
         self.sampler.rng.bit_generator.state = state["sampler_rng"]
         print(f"resumed from {path} at step {self.step}", file=sys.stderr)
 
