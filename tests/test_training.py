@@ -237,6 +237,33 @@ def test_mobilenet_teacher_logits_are_the_classifier_of_the_features(tmp_path):
     assert "logits" in logits.description and "logits" not in features.description
     with pytest.raises(ValueError):
         MobileNetV2Teacher(path, output="probabilities")
+    with pytest.raises(ValueError):
+        load_teacher("mobilenet_v2:probabilities", path)
+
+
+def test_mobilenet_teacher_maps_distance_is_one_minus_the_mean_feature_cosine(tmp_path):
+    from torchvision.models import mobilenet_v2
+
+    from ugcodec.losses import embedding_distance
+    from ugcodec.teachers import MobileNetV2Teacher
+
+    torch.manual_seed(0)
+    path = str(tmp_path / "mobilenet.pth")
+    torch.save(mobilenet_v2(width_mult=0.25).state_dict(), path)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr("torchvision.models.mobilenet_v2", lambda: mobilenet_v2(width_mult=0.25))
+        teacher = load_teacher("mobilenet_v2:maps", path)
+    assert isinstance(teacher, MobileNetV2Teacher) and "maps" in teacher.description
+    x, x_hat = torch.rand(2, 3, 64, 64), torch.rand(2, 3, 64, 64)
+    expected, a, b = [], teacher.mean, teacher.std
+    maps_x, maps_hat = (x - a) / b, (x_hat - a) / b
+    for index, block in enumerate(teacher.features[: max(teacher.MAP_BLOCKS) + 1]):
+        maps_x, maps_hat = block(maps_x), block(maps_hat)
+        if index in teacher.MAP_BLOCKS:
+            expected.append(torch.nn.functional.cosine_similarity(maps_x, maps_hat, dim=1).flatten(1).mean(dim=1))
+    want = 1 - torch.stack(expected).mean(dim=0)
+    assert torch.allclose(embedding_distance(teacher, x_hat, x), want, atol=1e-4)
+    assert embedding_distance(teacher, x, x).abs().max() < 1e-5
 
 
 def test_config_overrides_check_names_and_types():

