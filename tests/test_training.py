@@ -10,7 +10,7 @@ from PIL import Image
 from ugcodec.losses import MultiScaleSemanticLoss, bits_per_pixel, find_regions, mse_255
 from ugcodec.models import ModelConfig
 from ugcodec.teachers import OpenClipTeacher, load_teacher
-from ugcodec.training import CropSampler, TrainConfig, Trainer, crop_detail, model_from_checkpoint
+from ugcodec.training import CropSampler, TrainConfig, Trainer, compact_checkpoint, crop_detail, model_from_checkpoint
 from ugcodec.weights import export_bundle, export_weights, fingerprint_of, load_model
 
 from conftest import make_photo_like
@@ -141,6 +141,14 @@ def test_both_stages_run_checkpoint_and_resume(corpus, tmp_path, clip_teacher):
     assert fresh.step == 4
     assert torch.equal(fresh.model.g_s.up[0].weight, resumed.model.g_s.up[0].weight)
 
+    # What tools/gpu_round.sh packs: the run's own checkpoint, less the optimiser's moments.
+    packed = str(tmp_path / "packed.pt")
+    assert compact_checkpoint(os.path.join(run_dir, "checkpoint.pt"), packed) == 4
+    packed_state = torch.load(packed, weights_only=False)
+    assert "optimizer" not in packed_state
+    assert "optimizer" in torch.load(os.path.join(run_dir, "checkpoint.pt"), weights_only=False)
+    assert torch.equal(packed_state["model"]["g_s.up.0.weight"], resumed.model.g_s.up[0].weight)
+
     # What tools/export_weights.py and tools/model_card.py do with a checkpoint.
     trained = model_from_checkpoint(torch.load(compact, map_location="cpu", weights_only=False))
     assert not trained.training
@@ -267,7 +275,7 @@ def test_mobilenet_teacher_maps_distance_is_one_minus_the_mean_feature_cosine(tm
 
 
 def test_config_overrides_check_names_and_types():
-    config = TrainConfig.from_toml(os.path.join(os.path.dirname(__file__), "..", "tools", "configs", "gpu_small.toml"))
+    config = TrainConfig.from_toml(os.path.join(os.path.dirname(__file__), "..", "tools", "configs", "cpu_small.toml"))
     config.override("lr=3e-5")
     config.override("batch = 4")
     config.override("stage2_lambda_semantic=1000")  # None before: any number

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # One time-boxed training round on a lent GPU (the `device` tool), for the shipped model
-# size (tools/configs/gpu_small.toml). A lease is ~15 minutes all told, so every phase
+# (tools/configs/cpu_small.toml with the GPU settings below). A lease is ~15 minutes all told, so every phase
 # stops on wall time, never on a step count:
 #   1. stage 1 from INIT: S1_HIGH minutes at lr 1e-4, then S1_LOW minutes at lr 1e-5;
 #   2. stage 2 from phase 1's end, one run per variant below, all at once on the one GPU
@@ -25,7 +25,11 @@ SKIP_PROBE_AFTER=${SKIP_PROBE_AFTER:-480}  # seconds into the round
 # Per stage-2 run: segmentation workers and torch threads (4 runs share the machine's cores).
 WORKERS=${WORKERS:-2}
 THREADS=${THREADS:-2}
-CONFIG=tools/configs/gpu_small.toml
+CONFIG=tools/configs/cpu_small.toml
+# The shipped model's own config, with the GPU's batch and no step count in reach: a
+# lease is time-boxed, so every phase stops on --max-minutes and sets its own lr.
+GPU_SETTINGS=(--set batch=32 --set stage1_steps=10000000 --set stage2_steps=10000000
+  --set region_max_side=128 --set region_workers=3 --set log_every=100 --set checkpoint_every=1000)
 # name: settings. Stage 2 uses 256-px crops (the evaluation classifiers see 224-260 px).
 # The 2026-11-26 round tried pooled features at 100/1000/3000 and logits at 1000; the
 # heavier pooled-feature weights cost the human decoding 2-3 % BD-rate and Lite0 agreement
@@ -41,22 +45,16 @@ mkdir -p "$RUNS" "$OUT"
 train() {  # train MINUTES ARGS...: a hard timeout backs up --max-minutes
   local minutes=$1; shift
   timeout "$(awk "BEGIN {print int($minutes * 60 + 90)}")" \
-    "$PYTHON" tools/train.py --config "$CONFIG" --corpus "$CORPUS" --max-minutes "$minutes" "$@"
+    "$PYTHON" tools/train.py --config "$CONFIG" --corpus "$CORPUS" --max-minutes "$minutes" "${GPU_SETTINGS[@]}" "$@"
 }
 
 pack() {  # pack NAME...: RUNS/NAME/checkpoint.pt -> OUT/NAME.pt without optimiser moments
-  "$PYTHON" - "$RUNS" "$OUT" "$@" <<'PY'
-import os, sys, torch
-runs, out, names = sys.argv[1], sys.argv[2], sys.argv[3:]
-for name in names:
-    path = os.path.join(runs, name, "checkpoint.pt")
-    if not os.path.exists(path):
-        print(f"{name}: no checkpoint"); continue
-    state = torch.load(path, map_location="cpu", weights_only=False)
-    state.pop("optimizer", None)
-    torch.save(state, os.path.join(out, f"{name}.pt"))
-    print(f"{name}: step {state['step']} -> {out}/{name}.pt")
-PY
+  local name
+  for name in "$@"; do
+    if [[ ! -f "$RUNS/$name/checkpoint.pt" ]]; then echo "$name: no checkpoint"; continue; fi
+    "$PYTHON" -c 'import sys; from ugcodec.training import compact_checkpoint as c; print(sys.argv[3], "step", c(sys.argv[1], sys.argv[2]))' \
+      "$RUNS/$name/checkpoint.pt" "$OUT/$name.pt" "$name"
+  done
 }
 
 echo "== stage 1 from $INIT ($(date +%T))"

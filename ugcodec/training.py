@@ -34,7 +34,7 @@ from .losses import MultiScaleSemanticLoss, bits_per_pixel, mse_255
 from .models import ModelConfig, UGHyperprior
 from .teachers import Teacher, load_teacher
 
-__all__ = ["TrainConfig", "CropSampler", "Trainer", "crop_detail", "model_from_checkpoint"]
+__all__ = ["TrainConfig", "CropSampler", "Trainer", "compact_checkpoint", "crop_detail", "model_from_checkpoint"]
 
 
 @dataclass
@@ -369,10 +369,7 @@ class Trainer:
         }
         if not compact:
             state["optimizer"] = self.optimizer.state_dict()
-        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-        temporary = path + ".tmp"
-        torch.save(state, temporary)
-        os.replace(temporary, path)
+        _save_atomically(state, path)
 
     def load_checkpoint(self, path: Optional[str] = None) -> None:
         """Resumes from ``path`` (default: the run's own checkpoint); a compact one
@@ -390,6 +387,27 @@ class Trainer:
         torch.set_rng_state(state["torch_rng"].cpu())  # map_location may have moved it to the GPU
         self.sampler.rng.bit_generator.state = state["sampler_rng"]
         print(f"resumed from {path} at step {self.step}", file=sys.stderr)
+
+
+def _save_atomically(state: dict, path: str) -> None:
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    temporary = path + ".tmp"
+    torch.save(state, temporary)
+    os.replace(temporary, path)
+
+
+def compact_checkpoint(source: str, destination: str) -> int:
+    """Copies a checkpoint written by ``Trainer.save_checkpoint`` without the optimiser's
+    moments (what ``compact=True`` writes), without building a Trainer; returns its step.
+
+    Raises:
+        FileNotFoundError: no ``source``.
+        KeyError: ``source`` is not such a checkpoint (no ``step``).
+    """
+    state = torch.load(source, map_location="cpu", weights_only=False)
+    state.pop("optimizer", None)
+    _save_atomically(state, destination)
+    return int(state["step"])
 
 
 def model_from_checkpoint(state: dict) -> UGHyperprior:
