@@ -217,8 +217,11 @@ def test_instance_regions_from_worker_processes_equal_in_process_ones(clip_teach
     workers = MultiScaleSemanticLoss(clip_teacher, region_max_side=32, region_workers=2)
     try:
         expected, got = in_process._regions_of_batch(images), workers._regions_of_batch(images)
+        processes = list(workers._pool._processes.values())
     finally:
-        workers._pool.shutdown()
+        workers.close()
+    assert processes and not any(process.is_alive() for process in processes)
+    workers.close()  # idempotent
     assert len(got) == len(expected) == 3 and any(expected)
     for mine, theirs in zip(got, expected):
         assert [box for _, box in mine] == [box for _, box in theirs]
@@ -302,3 +305,17 @@ def test_a_time_boxed_run_stops_with_a_checkpoint_and_logs_true_averages_after_r
         records = [json.loads(line) for line in handle]
     assert [r["step"] for r in records] == [1, 4]
     assert records[1]["constant"] == 2.0  # an average over the steps taken, not over log_every
+
+
+def test_a_run_releases_the_segmentation_workers_even_when_a_step_fails(corpus, tmp_path, clip_teacher):
+    trainer = Trainer(tiny_config(corpus, stage1_steps=10, stage2_steps=0), str(tmp_path / "run"), teacher=clip_teacher)
+    closed = []
+    trainer.semantic.close = lambda: closed.append(True)
+
+    def failing_loss(x):
+        raise RuntimeError("out of memory")
+
+    trainer.stage1_loss = failing_loss
+    with pytest.raises(RuntimeError):
+        trainer.run(progress=False)
+    assert closed == [True]

@@ -143,6 +143,13 @@ class MultiScaleSemanticLoss(torch.nn.Module):
             )
         return list(self._pool.map(find, images))
 
+    def close(self) -> None:
+        """Shuts down the segmentation worker processes, if any were started. Idempotent;
+        a later batch starts them again."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
+
     def global_term(self, x_hat: Tensor, x: Tensor) -> Tensor:
         return embedding_distance(self.teacher, x_hat, x)
 

@@ -321,39 +321,43 @@ class Trainer:
         sums: Dict[str, float] = {}
         counts: Dict[str, int] = {}
         started = time.time()
-        while self.step < stop:
-            if max_seconds is not None and time.time() - started >= max_seconds:
-                stop = self.step + 1  # one more step, so the usual end-of-run log and checkpoint happen
-            stage_before = self.stage
-            for group in self.optimizer.param_groups:
-                group["lr"] = self._learning_rate()
-            x = self.sampler.sample(self.config.batch).to(self.device)
-            logs = self.stage1_loss(x) if self.stage == 1 else self.stage2_loss(x)
-            self.optimizer.zero_grad(set_to_none=True)
-            logs["loss"].backward()
-            torch.nn.utils.clip_grad_norm_(
-                [p for group in self.optimizer.param_groups for p in group["params"]], 1.0
-            )
-            self.optimizer.step()
-            self.step += 1
-            for name, value in logs.items():
-                if torch.isfinite(value):
-                    sums[name] = sums.get(name, 0.0) + float(value.detach())
-                    counts[name] = counts.get(name, 0) + 1
-            if self.step % self.config.log_every == 0 or self.step == stop:
-                # Averages over the steps since the last record, however many (a resumed
-                # run's first record covers fewer than log_every).
-                record = {"step": self.step, "stage": stage_before, "seconds": round(time.time() - started, 1)}
-                record.update({name: round(total / counts[name], 5) for name, total in sums.items()})
-                sums, counts = {}, {}
-                with open(os.path.join(self.run_dir, "log.jsonl"), "a") as handle:
-                    handle.write(json.dumps(record) + "\n")
-                if progress:
-                    print(json.dumps(record), flush=True)
-            if self.stage != stage_before:
-                self.optimizer = self._make_optimizer()
-            if self.step % self.config.checkpoint_every == 0 or self.step == stop:
-                self.save_checkpoint()
+        try:
+            while self.step < stop:
+                if max_seconds is not None and time.time() - started >= max_seconds:
+                    stop = self.step + 1  # one more step, so the usual end-of-run log and checkpoint happen
+                stage_before = self.stage
+                for group in self.optimizer.param_groups:
+                    group["lr"] = self._learning_rate()
+                x = self.sampler.sample(self.config.batch).to(self.device)
+                logs = self.stage1_loss(x) if self.stage == 1 else self.stage2_loss(x)
+                self.optimizer.zero_grad(set_to_none=True)
+                logs["loss"].backward()
+                torch.nn.utils.clip_grad_norm_(
+                    [p for group in self.optimizer.param_groups for p in group["params"]], 1.0
+                )
+                self.optimizer.step()
+                self.step += 1
+                for name, value in logs.items():
+                    if torch.isfinite(value):
+                        sums[name] = sums.get(name, 0.0) + float(value.detach())
+                        counts[name] = counts.get(name, 0) + 1
+                if self.step % self.config.log_every == 0 or self.step == stop:
+                    # Averages over the steps since the last record, however many (a resumed
+                    # run's first record covers fewer than log_every).
+                    record = {"step": self.step, "stage": stage_before, "seconds": round(time.time() - started, 1)}
+                    record.update({name: round(total / counts[name], 5) for name, total in sums.items()})
+                    sums, counts = {}, {}
+                    with open(os.path.join(self.run_dir, "log.jsonl"), "a") as handle:
+                        handle.write(json.dumps(record) + "\n")
+                    if progress:
+                        print(json.dumps(record), flush=True)
+                if self.stage != stage_before:
+                    self.optimizer = self._make_optimizer()
+                if self.step % self.config.checkpoint_every == 0 or self.step == stop:
+                    self.save_checkpoint()
+        finally:
+            # Segmentation workers would otherwise outlive the run (leaked-semaphore warnings at exit).
+            self.semantic.close()
 
     def save_checkpoint(self, path: Optional[str] = None, compact: bool = False) -> None:
         """Writes the resume state (atomically). ``compact`` leaves out the optimiser's
