@@ -57,6 +57,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument("--sweep-step", type=int, default=1, help="keep every K-th setting of the JPEG/WebP sweeps")
     parser.add_argument("--no-teacher", action="store_true", help="skip the MobileNetV2 teacher distances")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's choice)")
+    parser.add_argument("--refine", type=int, default=0,
+                        help="ugc encoder refinement steps (ugcodec.encode's refine; default 0: off)")
     parser.add_argument("--out", default=common.DEFAULT_OUT, help="output folder (default: benchmarks/results)")
     return parser.parse_args(argv)
 
@@ -177,7 +179,7 @@ def run(args: argparse.Namespace) -> dict:
         model = common.load_ugc_model(args.weights)
         qualities = ([int(q) for q in args.ugc_qualities.split(",")] if args.ugc_qualities
                      else list(range(1, model.num_qualities + 1)))
-        print(common.ugc_description(model))
+        print(common.ugc_description(model, args.refine))
 
     def embed(images: np.ndarray) -> "torch.Tensor":
         x = torch.from_numpy(np.array(images)).permute(0, 3, 1, 2).float().div_(255.0)
@@ -226,7 +228,7 @@ def run(args: argparse.Namespace) -> dict:
             records.append(record)
 
         for quality in qualities:
-            size, decoded = common.ugc_roundtrip(image, quality, model)
+            size, decoded = common.ugc_roundtrip(image, quality, model, refine=args.refine)
             evaluate("ugc-human", quality, size, decoded["human"])
             evaluate("ugc-machine", quality, size, decoded["machine"])
         for codec in pillow:
@@ -240,7 +242,8 @@ def run(args: argparse.Namespace) -> dict:
         "benchmark": "analytics",
         "command": " ".join(["python", "benchmarks/analytics.py"] + sys.argv[1:]),
         "environment": common.environment(threads),
-        "model": common.ugc_description(model) if model else None,
+        "model": common.ugc_description(model, args.refine) if model else None,
+        "ugc_refine": args.refine,
         "classifiers": {c.name: {"weights": c.weights, "input_size": c.size} for c in classifiers},
         "sanity_check": sanity,
         "teacher": teacher.description if teacher is not None else None,

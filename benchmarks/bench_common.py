@@ -133,20 +133,24 @@ def load_ugc_model(weights: Optional[str]):
     return ugcodec.load_model(weights)
 
 
-def ugc_roundtrip(image: np.ndarray, quality: int, model, preferences=("human", "machine")) -> Tuple[int, Dict[str, np.ndarray]]:
-    """Encodes once, parses once, decodes once per preference; returns (bytes, pixels)."""
+def ugc_roundtrip(
+    image: np.ndarray, quality: int, model, preferences=("human", "machine"), refine: int = 0
+) -> Tuple[int, Dict[str, np.ndarray]]:
+    """Encodes once (with ``refine`` encoder refinement steps), parses once, decodes once
+    per preference; returns (bytes, pixels)."""
     from ugcodec.codec import decode_pixels, encode_latents, parse_latents
 
-    data, _ = encode_latents(image, quality, model)
+    data, _ = encode_latents(image, quality, model, refine=refine)
     latents = parse_latents(data, model)
     return len(data), {pref: decode_pixels(latents, pref, model) for pref in preferences}
 
 
-def ugc_description(model) -> str:
+def ugc_description(model, refine: int = 0) -> str:
     config = model.config
     return (
         f"ugc weights {os.path.basename(model.path)} (fingerprint {model.fingerprint.hex()}, "
         f"N={config.N}, M={config.M}, {model.num_qualities} qualities)"
+        + (f", encoder refinement {refine} steps" if refine else "")
     )
 
 

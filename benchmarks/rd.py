@@ -44,6 +44,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument("--ugc-qualities", default=None, help="comma-separated ugc quality levels (default: all)")
     parser.add_argument("--sweep-step", type=int, default=1, help="keep every K-th setting of the Pillow sweeps (faster)")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's choice)")
+    parser.add_argument("--refine", type=int, default=0,
+                        help="ugc encoder refinement steps (ugcodec.encode's refine; default 0: off)")
     return parser.parse_args(argv)
 
 
@@ -95,7 +97,7 @@ def run(args: argparse.Namespace) -> dict:
         qualities = (
             [int(q) for q in args.ugc_qualities.split(",")] if args.ugc_qualities else list(range(1, model.num_qualities + 1))
         )
-        print(common.ugc_description(model))
+        print(common.ugc_description(model, args.refine))
 
     records: List[dict] = []
     started = time.perf_counter()
@@ -111,7 +113,7 @@ def run(args: argparse.Namespace) -> dict:
 
         for quality in qualities:
             t0 = time.perf_counter()
-            size, decoded = common.ugc_roundtrip(image, quality, model)
+            size, decoded = common.ugc_roundtrip(image, quality, model, refine=args.refine)
             seconds = time.perf_counter() - t0
             add("ugc-human", quality, size, decoded["human"], seconds)
             add("ugc-machine", quality, size, decoded["machine"], seconds)
@@ -161,7 +163,8 @@ def run(args: argparse.Namespace) -> dict:
         "benchmark": "rd",
         "command": " ".join(["python", "benchmarks/rd.py"] + sys.argv[1:]),
         "environment": common.environment(threads),
-        "model": common.ugc_description(model) if model else None,
+        "model": common.ugc_description(model, args.refine) if model else None,
+        "ugc_refine": args.refine,
         "photos": [{"name": n, "width": im.shape[1], "height": im.shape[0]} for n, im in photos],
         "max_size": args.max_size,
         "anchor": ANCHOR,

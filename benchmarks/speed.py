@@ -57,6 +57,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument("--photo", default="rocket", help="which evaluation photo to use (default rocket)")
     parser.add_argument("--quality", type=int, default=None, help="ugc quality level (default: the middle one)")
     parser.add_argument("--weights", default=None, help="ugc weights file (default: the shipped weights)")
+    parser.add_argument("--refine", type=int, default=0,
+                        help="also time encoding with this many refinement steps (one timed run; default 0: skip)")
     parser.add_argument("--symbols", type=int, default=1_000_000, help="symbols for the entropy-coder test (default 1M)")
     parser.add_argument("--large", action="store_true", help="also measure peak memory on a large image (slow)")
     parser.add_argument("--large-size", default="4000x3000", help="image size for --large (default 4000x3000)")
@@ -108,7 +110,7 @@ def _to_tensor(image: np.ndarray):
 
 
 # --------------------------------------------------------------------------- part 1
-def bench_codecs(image: np.ndarray, model, quality: int, runs: int) -> dict:
+def bench_codecs(image: np.ndarray, model, quality: int, runs: int, refine: int = 0) -> dict:
     import torch
 
     import ugcodec
@@ -127,6 +129,11 @@ def bench_codecs(image: np.ndarray, model, quality: int, runs: int) -> dict:
     add("ugc", "encode", timed(lambda: ugcodec.encode(image, quality, model), runs), len(data))
     add("ugc", "decode (human)", timed(lambda: ugcodec.decode(data, "human", model), runs), len(data))
     add("ugc", "decode (machine)", timed(lambda: ugcodec.decode(data, "machine", model), runs), len(data))
+    if refine:
+        # Tens of seconds per call: the warm-up plus one timed run.
+        outputs = []
+        timing = timed(lambda: outputs.append(ugcodec.encode(image, quality, model, refine=refine)), 1)
+        add("ugc", f"encode (refine {refine})", timing, len(outputs[-1]))
 
     network = compressai_model(model.config.N, model.config.M)
     x = _pad(_to_tensor(image))
@@ -362,7 +369,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     if "codec" not in skip:
         image = load_photos(names=[args.photo], max_size=parse_size(args.size), upscale=True)[0][1]
         print(f"[speed] codec timing on {args.photo} {image.shape[1]}x{image.shape[0]} ...", flush=True)
-        result["codec"] = bench_codecs(image, model, quality, args.runs)
+        result["codec"] = bench_codecs(image, model, quality, args.runs, args.refine)
     if "entropy" not in skip:
         print(f"[speed] entropy coders on {args.symbols:,} symbols ...", flush=True)
         result["entropy"] = bench_entropy(model, args.symbols, args.runs)

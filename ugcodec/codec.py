@@ -20,6 +20,7 @@ from .errors import FormatError, ImageError, ModelMismatchError, UgcError
 from .image_io import ImageSource, array_to_image, load_image
 from .integer_net import GAIN_BITS, entropy_parameters
 from .models import preference_to_beta
+from .refinement import check_steps, refine_residuals
 from .weights import CodecModel, load_model
 
 __all__ = ["DEFAULT_QUALITY", "Latents", "encode", "encode_latents", "decode", "decode_pixels", "read_header", "parse_latents"]
@@ -121,11 +122,16 @@ def _gain(model: CodecModel, quality: int) -> Tensor:
 
 @torch.inference_mode()
 def encode_latents(
-    image: ImageSource, quality: int = DEFAULT_QUALITY, model: Optional[CodecModel] = None, progress: bool = False
+    image: ImageSource,
+    quality: int = DEFAULT_QUALITY,
+    model: Optional[CodecModel] = None,
+    progress: bool = False,
+    refine: int = 0,
 ) -> "tuple[bytes, Latents]":
     """Like :func:`encode`, and also returns the symbols it coded (for tests and tools)."""
     model = model or load_model()
     quality = _check_quality(model, quality)
+    refine = check_steps(refine)
     pixels, mode = load_image(image)
     height, width = pixels.shape[:2]
     if height * width > MAX_PIXELS:
@@ -137,7 +143,9 @@ def encode_latents(
     gain = _gain(model, quality)
     mu, scale_index = entropy_parameters(means, scales, gain, model.thresholds)
     gain_float = gain.to(torch.float64)[None, :, None, None] / float(1 << GAIN_BITS)
-    y_symbols = torch.round(y.to(torch.float64) * gain_float - mu).to(torch.int64)
+    residual = y.to(torch.float64) * gain_float - mu
+    residual = refine_residuals(model, pixels, residual, mu, scale_index, quality, refine, progress=progress)
+    y_symbols = torch.round(residual).to(torch.int64)
     z_channel = torch.arange(z_symbols.shape[1])[None, :, None, None].expand_as(z_symbols)
     try:
         z_stream = encode_symbols(z_symbols.numpy(), z_channel.numpy(), model.z_tables)
@@ -159,7 +167,11 @@ def encode_latents(
 
 
 def encode(
-    image: ImageSource, quality: int = DEFAULT_QUALITY, model: Optional[CodecModel] = None, progress: bool = False
+    image: ImageSource,
+    quality: int = DEFAULT_QUALITY,
+    model: Optional[CodecModel] = None,
+    progress: bool = False,
+    refine: int = 0,
 ) -> bytes:
     """Compresses an image to the bytes of a .ugc file.
 
@@ -168,16 +180,21 @@ def encode(
             :func:`ugcodec.image_io.load_image`).
         quality: level from 1 (smallest file) to the model's number of levels.
         model: weights to use (default: the shipped ones).
-        progress: show a progress bar on stderr for large images.
+        progress: show a progress bar on stderr for large images (and for refinement).
+        refine: encoder effort: gradient steps spent per 512-pixel tile choosing the
+            latent symbols (:mod:`ugcodec.refinement`); better quality for the bits at
+            about ``refine`` times the decoder's work. 0 (default) is the plain, fast
+            analysis transform. Any value makes a standard file.
 
     Returns:
-        the .ugc file's bytes; encoding the same image twice gives the same bytes.
+        the .ugc file's bytes; encoding the same image twice gives the same bytes
+        (with ``refine`` > 0, on the same machine and thread count).
 
     Raises:
         ImageError: the image cannot be read or coded.
-        ValueError: quality out of range.
+        ValueError: quality or refine out of range.
     """
-    return encode_latents(image, quality, model, progress)[0]
+    return encode_latents(image, quality, model, progress, refine)[0]
 
 
 def read_header(data: bytes) -> Header:

@@ -1,0 +1,73 @@
+"""Encoder-side latent refinement (ugcodec.refinement): same format, better symbols."""
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+from PIL import Image
+
+import ugcodec
+from ugcodec.cli import main
+from ugcodec.codec import decode_pixels, encode_latents, parse_latents
+from ugcodec.refinement import HUMAN_WEIGHT, MACHINE_WEIGHT, refine_residuals
+
+from conftest import make_photo_like
+
+
+def objective(model, image, data, quality):
+    """What refinement minimises, measured on the real file: y bits per pixel plus the
+    weighted squared errors of both decodings (z's bits do not change)."""
+    latents = parse_latents(data, model)
+    pixels = image.shape[0] * image.shape[1]
+    errors = [
+        np.mean((decode_pixels(latents, preference, model).astype(np.float64) - image) ** 2)
+        for preference in ("human", "machine")
+    ]
+    lam = model.config.lambdas[quality - 1]
+    return 8 * latents.header.y_length / pixels + lam * (HUMAN_WEIGHT * errors[0] + MACHINE_WEIGHT * errors[1])
+
+
+def test_refinement_lowers_the_rate_distortion_cost_of_the_real_file(shipped_model):
+    image = make_photo_like(96, 128, seed=3)
+    plain, plain_latents = encode_latents(image, 4, shipped_model)
+    refined, refined_latents = encode_latents(image, 4, shipped_model, refine=15)
+    assert refined != plain
+    assert torch.equal(refined_latents.z, plain_latents.z)  # only y's symbols are chosen again
+    assert objective(shipped_model, image, refined, 4) < 0.98 * objective(shipped_model, image, plain, 4)
+    assert np.asarray(ugcodec.decode(refined, "human", model=shipped_model)).shape == image.shape
+
+
+def test_refinement_is_deterministic_and_off_by_default(tiny_model, photo):
+    assert ugcodec.encode(photo, 2, model=tiny_model, refine=0) == ugcodec.encode(photo, 2, model=tiny_model)
+    first = ugcodec.encode(photo, 2, model=tiny_model, refine=3)
+    assert first == ugcodec.encode(photo, 2, model=tiny_model, refine=3)
+
+
+def test_refinement_of_several_tiles_keeps_the_input_and_touches_every_tile(tiny_model):
+    image = make_photo_like(40, 1100, seed=1)  # latent grid 4 x 72: three 32-wide tiles
+    data, latents = encode_latents(image, 3, tiny_model)
+    residual = latents.y.to(torch.float64) + 0.25  # off-integer, so any step shows
+    before = residual.clone()
+    flags = [p.requires_grad for p in tiny_model.network.parameters()]
+    refined = refine_residuals(tiny_model, image, residual, latents.mu, latents.scale_index, 3, steps=2)
+    assert torch.equal(residual, before)
+    assert refined.shape == residual.shape and refined.dtype == torch.float64
+    for left in (0, 32, 64):
+        assert not torch.equal(refined[..., left : left + 32], before[..., left : left + 32])
+    assert flags == [p.requires_grad for p in tiny_model.network.parameters()]  # the model is left as it was
+
+
+@pytest.mark.parametrize("steps", [-1, 1001, 2.5, True, "20"])
+def test_bad_refinement_steps_are_refused(tiny_model, photo, steps):
+    with pytest.raises(ValueError, match="refinement steps"):
+        ugcodec.encode(photo, 2, model=tiny_model, refine=steps)
+
+
+def test_cli_refine_option(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    Image.fromarray(make_photo_like(48, 70)).save("photo.png")
+    runner = CliRunner()
+    assert runner.invoke(main, ["encode", "photo.png", "a.ugc", "--refine", "2"]).exit_code == 0
+    assert runner.invoke(main, ["decode", "a.ugc", "a.png"]).exit_code == 0
+    bad = runner.invoke(main, ["encode", "photo.png", "b.ugc", "--refine", "-3"])
+    assert bad.exit_code == 2 and not (tmp_path / "b.ugc").exists()
+    assert "--refine" in runner.invoke(main, ["encode", "--help"]).output
