@@ -1,5 +1,6 @@
 """The statistics benchmarks/analytics.py reports (the benchmark itself runs outside CI)."""
 import importlib.util
+import json
 import os
 import sys
 
@@ -111,3 +112,19 @@ def test_model_card_counts_a_webp_near_tie_as_a_tie(model_card):
     assert "at 1 of 3 ugc rates inside WebP's range, 1 within 0.01 dB" in line
     assert "q2 +0.30 dB, q3 +0.00 dB, q4 -0.50 dB" in line and line.endswith("not met.")
     assert model_card.webp_line(human[:1], webp) == ""
+
+
+def test_model_card_checks_the_targets_again_for_each_refinement_report(model_card, tmp_path):
+    (tmp_path / "refine7").mkdir()
+    (tmp_path / "refine_empty").mkdir()
+    curve = [{"setting": q, "bpp": 0.1 * q, "psnr": 27.0 + q} for q in (1, 2, 3)]
+    webp = [{"setting": 5, "bpp": 0.05, "psnr": 26.0}, {"setting": 50, "bpp": 0.5, "psnr": 29.0}]  # below ugc
+    rd = {"command": "python benchmarks/rd.py --refine 7", "ugc_refine": 7,
+          "bd_rate": {"ugc-human": {"psnr": {"bd_rate": -31.5}}}, "curves": {"ugc-human": curve, "webp": webp}}
+    (tmp_path / "refine7" / "rd.json").write_text(json.dumps(rd))
+    lines = model_card.refinement_target_lines(str(tmp_path))
+    assert lines[0] == "## Targets with encoder refinement (7 steps, `ugc encode --refine N`)"
+    assert "`python benchmarks/rd.py --refine 7`" in lines[2]
+    assert any("-31.5% (target: -30% or better): met." in line for line in lines)
+    assert any("at 3 of 3 ugc rates" in line and line.endswith("met.") for line in lines)
+    assert model_card.refinement_target_lines(str(tmp_path / "refine_empty")) == []

@@ -14,6 +14,7 @@ describe other weights.
 from __future__ import annotations
 
 import argparse
+import glob
 import json
 import math
 import os
@@ -109,9 +110,9 @@ def paired_line(paired: list) -> str:
             f"agrees on: {counts}; exact McNemar p-values: {verdict}")
 
 
-def target_lines(results: str) -> list:
+def target_lines(results: str, title: str = "Targets") -> list:
     """Issue 3's targets, checked against the benchmark reports (json) in ``results``."""
-    lines = ["## Targets", ""]
+    lines = [f"## {title}", ""]
     rd_path, analytics_path = (os.path.join(results, f"{name}.json") for name in ("rd", "analytics"))
     if os.path.exists(rd_path):
         with open(rd_path) as handle:
@@ -145,6 +146,28 @@ def target_lines(results: str) -> list:
     if len(lines) == 2:
         lines.append("- Not checked: no benchmark reports.")
     return lines + [""]
+
+
+def refinement_target_lines(results: str) -> list:
+    """The targets again for each ``results/refine*/`` folder: the same benchmarks run on
+    files made with encoder refinement (``rd.py --refine N --out results/refineN``)."""
+    lines = []
+    for folder in sorted(glob.glob(os.path.join(results, "refine*"))):
+        reports = []
+        for name in ("rd", "analytics"):
+            path = os.path.join(folder, f"{name}.json")
+            if os.path.exists(path):
+                with open(path) as handle:
+                    reports.append(json.load(handle))
+        steps = sorted({report.get("ugc_refine") for report in reports} - {None})
+        if not steps:
+            continue
+        commands = [report["command"] for report in reports]
+        title = f"Targets with encoder refinement ({', '.join(map(str, steps))} steps, `ugc encode --refine N`)"
+        section = target_lines(folder, title)
+        lines += section[:2] + [f"Commands: {'; '.join(f'`{c}`' for c in commands)}; reports in "
+                                f"`benchmarks/results/{os.path.basename(folder)}/`.", ""] + section[2:]
+    return lines
 
 
 CROP_WEIGHTING_TEXT = {
@@ -229,7 +252,7 @@ def main(argv=None) -> int:
         lines.append(f"- The final stage 2 (logs from step {final[0]['step']} to {final[-1]['step']}): global semantic "
                      f"distance {before:.4f} in its first {window} logs, {after:.4f} in its last {window} "
                      "(training-batch averages).")
-    lines += [""] + target_lines(args.results)
+    lines += [""] + target_lines(args.results) + refinement_target_lines(args.results)
     lines += ["## Evaluation (photos never used in training)", ""]
     for name, (title, command) in BENCHMARKS.items():
         path = os.path.join(args.results, f"{name}.md")
