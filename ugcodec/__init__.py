@@ -2,6 +2,7 @@
 
     >>> import ugcodec
     >>> data = ugcodec.encode("photo.png", quality=3)       # bytes of a .ugc file
+    >>> better = ugcodec.encode("photo.png", quality=3, refine=20)  # slower encoder, same format
     >>> picture = ugcodec.decode(data, preference="human")    # PIL.Image
     >>> features = ugcodec.decode(data, preference="machine")
     >>> ugcodec.read_header(data).width
