@@ -21,6 +21,7 @@ from .image_io import ImageSource, array_to_image, load_image
 from .integer_net import GAIN_BITS, entropy_parameters
 from .models import preference_to_beta
 from .refinement import check_steps, refine_residuals
+from .tiling import ANALYSIS_MARGIN, ANALYSIS_TILE, LATENT_STRIDE, SYNTHESIS_MARGIN, SYNTHESIS_TILE, tiles
 from .weights import CodecModel, load_model
 
 __all__ = ["DEFAULT_QUALITY", "Latents", "encode", "encode_latents", "decode", "decode_pixels", "read_header", "parse_latents"]
@@ -57,51 +58,25 @@ def _padded(size: int) -> int:
     return -(-size // _STRIDE) * _STRIDE
 
 
-# Large images are transformed in overlapping tiles so memory stays bounded. Each tile
-# carries a margin wider than the transform's receptive field (g_a: < 32 pixels, g_s:
-# < 4 latents, measured), so tiled and whole-image results agree to float rounding:
-# no seams. Small images are a single tile.
-_LATENT_STRIDE = 16
-_ANALYSIS_TILE = 64  # latents (1024 pixels)
-_ANALYSIS_MARGIN = 4  # latents (64 pixels)
-_SYNTHESIS_TILE = 32  # latents (512 pixels)
-_SYNTHESIS_MARGIN = 6  # latents
-
-
-def _tiles(height: int, width: int, tile: int, margin: int, progress: Optional[str] = None):
-    """Yields ``(row slice, column slice, (core top, core left))`` covering a latent grid;
-    each slice is the core tile plus ``margin`` on every side, clipped to the grid.
-    ``progress`` names a progress bar on stderr (shown for several tiles on a terminal)."""
-    corners = [(top, left) for top in range(0, height, tile) for left in range(0, width, tile)]
-    if progress and len(corners) > 1:
-        from tqdm import tqdm
-
-        corners = tqdm(corners, desc=progress, unit="tile", leave=False, disable=None)
-    for top, left in corners:
-        rows = slice(max(0, top - margin), min(height, top + tile + margin))
-        cols = slice(max(0, left - margin), min(width, left + tile + margin))
-        yield rows, cols, (top, left)
-
-
 def _analyze(network, pixels: np.ndarray, progress: bool = False) -> Tensor:
     """g_a of a uint8 ``(H, W, 3)`` image, padded to a multiple of 64, tile by tile."""
     height, width = pixels.shape[:2]
     padded_height, padded_width = _padded(height), _padded(width)
-    latent_height, latent_width = padded_height // _LATENT_STRIDE, padded_width // _LATENT_STRIDE
+    latent_height, latent_width = padded_height // LATENT_STRIDE, padded_width // LATENT_STRIDE
     image = torch.from_numpy(pixels).permute(2, 0, 1)[None]
     y = None
-    for rows, cols, (top, left) in _tiles(
-        latent_height, latent_width, _ANALYSIS_TILE, _ANALYSIS_MARGIN, "encoding" if progress else None
+    for rows, cols, (top, left) in tiles(
+        latent_height, latent_width, ANALYSIS_TILE, ANALYSIS_MARGIN, "encoding" if progress else None
     ):
         # Edge replication (clamped indexes) keeps the padding free of artificial edges.
-        row_index = torch.arange(rows.start * _LATENT_STRIDE, rows.stop * _LATENT_STRIDE).clamp_(max=height - 1)
-        col_index = torch.arange(cols.start * _LATENT_STRIDE, cols.stop * _LATENT_STRIDE).clamp_(max=width - 1)
+        row_index = torch.arange(rows.start * LATENT_STRIDE, rows.stop * LATENT_STRIDE).clamp_(max=height - 1)
+        col_index = torch.arange(cols.start * LATENT_STRIDE, cols.stop * LATENT_STRIDE).clamp_(max=width - 1)
         x = image[:, :, row_index][:, :, :, col_index].float().div_(255.0)
         out = network.g_a(x)
         if y is None:
             y = out.new_empty((1, out.shape[1], latent_height, latent_width))
-        core_height = min(_ANALYSIS_TILE, latent_height - top)
-        core_width = min(_ANALYSIS_TILE, latent_width - left)
+        core_height = min(ANALYSIS_TILE, latent_height - top)
+        core_width = min(ANALYSIS_TILE, latent_width - left)
         y[:, :, top : top + core_height, left : left + core_width] = out[
             :, :, top - rows.start : top - rows.start + core_height, left - cols.start : left - cols.start + core_width
         ]
@@ -255,16 +230,16 @@ def decode_pixels(
     y_hat = y_hat_scaled * inverse_gain
     beta_tensor = torch.tensor([beta])
     pixels = np.empty((header.height, header.width, 3), dtype=np.uint8)
-    for rows, cols, (top, left) in _tiles(
-        y_hat.shape[-2], y_hat.shape[-1], _SYNTHESIS_TILE, _SYNTHESIS_MARGIN, "decoding" if progress else None
+    for rows, cols, (top, left) in tiles(
+        y_hat.shape[-2], y_hat.shape[-1], SYNTHESIS_TILE, SYNTHESIS_MARGIN, "decoding" if progress else None
     ):
         x_hat = model.network.g_s(y_hat[:, :, rows, cols], beta_tensor)
         # Keep the tile's core (drop the margin) and the part inside the image.
-        out_top, out_left = top * _LATENT_STRIDE, left * _LATENT_STRIDE
-        core_top = (top - rows.start) * _LATENT_STRIDE
-        core_left = (left - cols.start) * _LATENT_STRIDE
-        core_height = min(_SYNTHESIS_TILE * _LATENT_STRIDE, header.height - out_top)
-        core_width = min(_SYNTHESIS_TILE * _LATENT_STRIDE, header.width - out_left)
+        out_top, out_left = top * LATENT_STRIDE, left * LATENT_STRIDE
+        core_top = (top - rows.start) * LATENT_STRIDE
+        core_left = (left - cols.start) * LATENT_STRIDE
+        core_height = min(SYNTHESIS_TILE * LATENT_STRIDE, header.height - out_top)
+        core_width = min(SYNTHESIS_TILE * LATENT_STRIDE, header.width - out_left)
         if core_height <= 0 or core_width <= 0:
             continue
         core = x_hat[0, :, core_top : core_top + core_height, core_left : core_left + core_width]

@@ -32,6 +32,7 @@ import torch
 from torch import Tensor
 
 from .models import scale_table
+from .tiling import LATENT_STRIDE, SYNTHESIS_MARGIN, SYNTHESIS_TILE, tiles
 from .weights import CodecModel
 
 __all__ = ["HUMAN_WEIGHT", "MACHINE_WEIGHT", "MAX_STEPS", "check_steps", "refine_residuals"]
@@ -41,9 +42,6 @@ HUMAN_WEIGHT = 0.5
 MACHINE_WEIGHT = 0.25
 #: Upper bound on ``steps``: beyond a few hundred the gain is nil and the wait is long.
 MAX_STEPS = 1000
-_TILE = 32  # latents (512 pixels): the decoder's synthesis tile
-_MARGIN = 6  # latents: wider than g_s's receptive field (< 4 latents)
-_STRIDE = 16  # pixels per latent
 
 
 def check_steps(steps: int) -> int:
@@ -98,21 +96,18 @@ def refine_residuals(
         scale = scale_table()[scale_index].clone()
         inverse_gain = model.inverse_gains[quality - 1][None, :, None, None].clone()
         image = torch.from_numpy(np.ascontiguousarray(pixels)).permute(2, 0, 1)[None].float().div(255.0)
-        height, width = pixels.shape[:2]
-        latent_height, latent_width = residual.shape[-2:]
-        corners = [(top, left) for top in range(0, latent_height, _TILE) for left in range(0, latent_width, _TILE)]
+        grid = list(tiles(*residual.shape[-2:], SYNTHESIS_TILE, SYNTHESIS_MARGIN))
         bar = None
         if progress:
             from tqdm import tqdm
 
-            bar = tqdm(total=len(corners) * steps, desc="refining", unit="step", leave=False, disable=None)
+            bar = tqdm(total=len(grid) * steps, desc="refining", unit="step", leave=False, disable=None)
         requires_grad = [p.requires_grad for p in network.g_s.parameters()]
         network.g_s.requires_grad_(False)
         try:
-            for top, left in corners:
+            for rows, cols, corner in grid:
                 _refine_tile(
-                    network, image, result, mean, scale, inverse_gain, lam, (top, left),
-                    (height, width, latent_height, latent_width), steps, step_size, bar,
+                    network, image, result, mean, scale, inverse_gain, lam, rows, cols, corner, steps, step_size, bar
                 )
         finally:
             for parameter, flag in zip(network.g_s.parameters(), requires_grad):
@@ -142,23 +137,25 @@ def _refine_tile(
     scale: Tensor,
     inverse_gain: Tensor,
     lam: float,
+    rows: slice,
+    cols: slice,
     corner: "tuple[int, int]",
-    sizes: "tuple[int, int, int, int]",
     steps: int,
     step_size: float,
     bar: Optional[object],
 ) -> None:
-    """Refines one tile's core residuals in place (its margin stays fixed)."""
+    """Refines the residuals of one tile's core (at ``corner``) in place; the rest of the
+    window ``rows, cols`` (its margin) stays fixed."""
     top, left = corner
-    height, width, latent_height, latent_width = sizes
-    rows = slice(max(0, top - _MARGIN), min(latent_height, top + _TILE + _MARGIN))
-    cols = slice(max(0, left - _MARGIN), min(latent_width, left + _TILE + _MARGIN))
-    core_rows = slice(top - rows.start, min(top + _TILE, latent_height) - rows.start)
-    core_cols = slice(left - cols.start, min(left + _TILE, latent_width) - cols.start)
+    latent_height, latent_width = residual.shape[-2:]
+    core_rows = slice(top - rows.start, min(top + SYNTHESIS_TILE, latent_height) - rows.start)
+    core_cols = slice(left - cols.start, min(left + SYNTHESIS_TILE, latent_width) - cols.start)
     # Pixels of the core that lie inside the image: the distortion is measured there only.
-    pixel_top, pixel_left = top * _STRIDE, left * _STRIDE
-    pixel_bottom = min(height, (top + _TILE) * _STRIDE)
-    pixel_right = min(width, (left + _TILE) * _STRIDE)
+    # A core always starts inside the image (padding is under 64 pixels, cores start at
+    # multiples of 512), so this is never empty.
+    pixel_top, pixel_left = top * LATENT_STRIDE, left * LATENT_STRIDE
+    pixel_bottom = min(image.shape[-2], (top + SYNTHESIS_TILE) * LATENT_STRIDE)
+    pixel_right = min(image.shape[-1], (left + SYNTHESIS_TILE) * LATENT_STRIDE)
     window = residual[:, :, rows, cols].to(torch.float32)
     mask = torch.zeros_like(window, dtype=torch.bool)
     mask[:, :, core_rows, core_cols] = True
@@ -172,22 +169,18 @@ def _refine_tile(
     normal = torch.distributions.Normal(0.0, 1.0)
     target = image[:, :, pixel_top:pixel_bottom, pixel_left:pixel_right]
     crop = (
-        slice(pixel_top - rows.start * _STRIDE, pixel_bottom - rows.start * _STRIDE),
-        slice(pixel_left - cols.start * _STRIDE, pixel_right - cols.start * _STRIDE),
+        slice(pixel_top - rows.start * LATENT_STRIDE, pixel_bottom - rows.start * LATENT_STRIDE),
+        slice(pixel_left - cols.start * LATENT_STRIDE, pixel_right - cols.start * LATENT_STRIDE),
     )
-    pixels_in_image = max(1, target.shape[-2] * target.shape[-1])
+    pixels_in_image = target.shape[-2] * target.shape[-1]
     for _ in range(steps):
         values = window.masked_scatter(mask, core)
         rounded = values + (torch.round(values) - values).detach()
         bits = _interpolated_bits(core, core_scale, normal)
         y_hat = (rounded + tile_mean) * inverse_gain
         x_hat = network.g_s(y_hat.expand(2, -1, -1, -1), beta)[:, :, crop[0], crop[1]]
-        if target.numel():
-            squared_error = ((x_hat - target) ** 2).mean(dim=(1, 2, 3)) * 255.0**2
-            distortion = (weights * squared_error).sum()
-        else:
-            distortion = x_hat.sum() * 0.0  # a tile wholly in the padding: rate only
-        loss = bits / pixels_in_image + lam * distortion
+        squared_error = ((x_hat - target) ** 2).mean(dim=(1, 2, 3)) * 255.0**2
+        loss = bits / pixels_in_image + lam * (weights * squared_error).sum()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
