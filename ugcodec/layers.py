@@ -3,7 +3,9 @@
 The Preference Conditional Decoding Module (PCDM) follows the UG-ICM paper's released
 code: a scalar preference beta (0 = human, 1 = machine) is embedded with Fourier features
 and a small MLP, and every residual block of g_s adds a per-channel shift computed from
-that embedding after each activation. Everything else comes from compressai.layers.
+that embedding after each activation. Optionally, a machine adapter after each block
+adds a residual that is scaled by beta itself, so the human decoding (beta = 0) is exactly
+the decoder without it. Everything else comes from compressai.layers.
 """
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ from torch import Tensor, nn
 
 from ._compressai import conv3x3
 
-__all__ = ["FourierPreferenceEmbedding", "ShiftedResidualBlock"]
+__all__ = ["FourierPreferenceEmbedding", "MachineAdapter", "ShiftedResidualBlock"]
 
 
 class FourierPreferenceEmbedding(nn.Module):
@@ -72,3 +74,33 @@ class ShiftedResidualBlock(nn.Module):
         out = self.activation(self.conv1(x)) + self.shift1(embedding)[:, :, None, None]
         out = self.activation(self.conv2(out)) + self.shift2(embedding)[:, :, None, None]
         return x + out
+
+
+class MachineAdapter(nn.Module):
+    """``x + beta * (conv3x3 - LeakyReLU - conv3x3)(x)``: capacity that only the machine
+    decoding uses.
+
+    The per-channel shifts of :class:`ShiftedResidualBlock` can only move whole channels;
+    this block lets beta change the synthesis spatially (texture, edges) as well. It is
+    gated by beta itself, so at beta = 0 it returns its input unchanged (and is not
+    evaluated), and adding it to trained weights leaves their human decoding exactly as
+    it was. The second convolution starts at zero: a new adapter changes nothing.
+
+    Shape:
+        x: ``(B, C, H, W)``; gate: ``(B,)`` (beta per sample); returns ``(B, C, H, W)``.
+    """
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.conv1 = conv3x3(channels, channels)
+        self.conv2 = conv3x3(channels, channels)
+        self.activation = nn.LeakyReLU(inplace=False)
+        nn.init.zeros_(self.conv2.weight)
+        nn.init.zeros_(self.conv2.bias)
+
+    def forward(self, x: Tensor, gate: Tensor) -> Tensor:
+        gate = gate.reshape(-1).to(x.dtype)
+        if not bool(torch.any(gate != 0)):
+            return x
+        residual = self.conv2(self.activation(self.conv1(x)))
+        return x + gate[:, None, None, None] * residual

@@ -20,7 +20,7 @@ import torch
 from torch import Tensor, nn
 
 from ._compressai import EntropyBottleneck, GaussianConditional, GDN, conv, conv3x3, deconv, subpel_conv3x3
-from .layers import FourierPreferenceEmbedding, ShiftedResidualBlock
+from .layers import FourierPreferenceEmbedding, MachineAdapter, ShiftedResidualBlock
 
 __all__ = ["ModelConfig", "UGHyperprior", "PREFERENCES", "preference_to_beta"]
 
@@ -60,12 +60,15 @@ class ModelConfig:
         M: channels of the latent y.
         lambdas: rate-distortion trade-off of each quality level, lowest rate first.
         embedding_dim: width of the preference embedding.
+        machine_adapter: g_s has a beta-gated :class:`~ugcodec.layers.MachineAdapter`
+            after each residual block (extra capacity for the machine decoding only).
     """
 
     N: int = 64
     M: int = 128
     lambdas: Sequence[float] = (0.0018, 0.0035, 0.0067, 0.0130, 0.0250, 0.0483)
     embedding_dim: int = 64
+    machine_adapter: bool = False
 
     @property
     def num_qualities(self) -> int:
@@ -74,6 +77,10 @@ class ModelConfig:
     def to_dict(self) -> dict:
         data = asdict(self)
         data["lambdas"] = list(self.lambdas)
+        if not self.machine_adapter:
+            # Weights without adapters keep the config (and so the fingerprint) they had
+            # before the option existed.
+            del data["machine_adapter"]
         return data
 
     @classmethod
@@ -83,6 +90,7 @@ class ModelConfig:
             M=int(data["M"]),
             lambdas=tuple(float(v) for v in data["lambdas"]),
             embedding_dim=int(data["embedding_dim"]),
+            machine_adapter=bool(data.get("machine_adapter", False)),
         )
 
 
@@ -94,20 +102,24 @@ def scale_table(levels: int = 64, low: float = 0.11, high: float = 256.0) -> Ten
 class PreferenceConditionalSynthesis(nn.Module):
     """g_s: latent y_hat and preference beta to an image in [0, 1] (unclipped)."""
 
-    def __init__(self, N: int, M: int, embedding_dim: int) -> None:
+    def __init__(self, N: int, M: int, embedding_dim: int, machine_adapter: bool = False) -> None:
         super().__init__()
         self.embedding = FourierPreferenceEmbedding(dim=embedding_dim)
         self.up = nn.ModuleList([deconv(M, N), deconv(N, N), deconv(N, N), deconv(N, 3)])
         self.gdn = nn.ModuleList([GDN(N, inverse=True) for _ in range(3)])
         self.blocks = nn.ModuleList([ShiftedResidualBlock(N, embedding_dim) for _ in range(3)])
+        self.adapters = nn.ModuleList([MachineAdapter(N) for _ in range(3)]) if machine_adapter else None
 
     def forward(self, y_hat: Tensor, beta: Tensor) -> Tensor:
-        embedding = self.embedding(beta.to(y_hat.device))
+        beta = beta.to(y_hat.device)
+        embedding = self.embedding(beta)
         if embedding.shape[0] == 1 and y_hat.shape[0] > 1:
             embedding = embedding.expand(y_hat.shape[0], -1)
         x = y_hat
-        for up, gdn, block in zip(self.up[:3], self.gdn, self.blocks):
+        for index, (up, gdn, block) in enumerate(zip(self.up[:3], self.gdn, self.blocks)):
             x = block(gdn(up(x)), embedding)
+            if self.adapters is not None:
+                x = self.adapters[index](x, beta)
         return self.up[3](x)
 
 
@@ -138,7 +150,7 @@ class UGHyperprior(nn.Module):
             nn.ReLU(),
             conv3x3(M * 3 // 2, 2 * M),
         )
-        self.g_s = PreferenceConditionalSynthesis(N, M, config.embedding_dim)
+        self.g_s = PreferenceConditionalSynthesis(N, M, config.embedding_dim, config.machine_adapter)
         self.entropy_bottleneck = EntropyBottleneck(N)
         self.gaussian_conditional = GaussianConditional(scale_table().tolist())
 

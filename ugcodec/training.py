@@ -8,6 +8,11 @@ Stage 2: everything but g_s is frozen (the bitstream stays fixed); g_s is tuned 
     L = lambda_q * (255^2 MSE(x_hat_0, x) + lambda_1 * 255^2 MSE(x_hat_1, x)
                     + lambda_s2 * (global + local + instance)(x_hat_1, x)),
     where lambda_s2 is the config's ``stage2_lambda_semantic`` (default: lambda_s).
+Adapter fine-tuning (config ``base_weights``): a shipped weights file is the start, and
+    only g_s's beta-gated machine adapters train, on latents made exactly as the coder
+    makes them (integer hyper-synthesis), with stage 2's machine terms
+    L = lambda_q * (lambda_1 * 255^2 MSE(x_hat_1, x) + lambda_s2 * (global + local + instance)),
+    so the bitstream and the human decoding of the weights stay exactly what they were.
 
 The run is resumable: one checkpoint file, overwritten, holds model, optimiser, step and
 random state.
@@ -30,11 +35,21 @@ import torch
 from PIL import Image
 from torch import Tensor
 
+from .integer_net import GAIN_BITS, entropy_parameters
 from .losses import MultiScaleSemanticLoss, bits_per_pixel, mse_255
 from .models import ModelConfig, UGHyperprior
 from .teachers import Teacher, load_teacher
+from .weights import CodecModel, load_model
 
-__all__ = ["TrainConfig", "CropSampler", "Trainer", "compact_checkpoint", "crop_detail", "model_from_checkpoint"]
+__all__ = [
+    "TrainConfig",
+    "CropSampler",
+    "Trainer",
+    "coded_synthesis_input",
+    "compact_checkpoint",
+    "crop_detail",
+    "model_from_checkpoint",
+]
 
 
 @dataclass
@@ -63,6 +78,9 @@ class TrainConfig:
     # worker processes (0: in the training process); see MultiScaleSemanticLoss.
     region_max_side: Optional[int] = None
     region_workers: int = 0
+    # A weights file to fine-tune instead of training from scratch: only the machine
+    # adapters of g_s train (needs model.machine_adapter = true and stage1_steps = 0).
+    base_weights: Optional[str] = None
     log_every: int = 50
     checkpoint_every: int = 500
     seed: int = 0
@@ -215,6 +233,7 @@ class Trainer:
         torch.manual_seed(config.seed)
         random.seed(config.seed)
         self.model = UGHyperprior(config.model).to(self.device)
+        self.coder: Optional[CodecModel] = self._load_base_weights() if config.base_weights else None
         self.teacher = (teacher or load_teacher(config.teacher, config.teacher_weights)).to(self.device)
         self.semantic = MultiScaleSemanticLoss(
             self.teacher,
@@ -232,6 +251,30 @@ class Trainer:
         if os.path.exists(self.checkpoint_path):
             self.load_checkpoint()
 
+    def _load_base_weights(self) -> CodecModel:
+        """The weights file that adapter fine-tuning starts from; copies its float
+        transforms into the model.
+
+        Raises:
+            ValueError: the config cannot fine-tune adapters, or its model sizes differ
+                from the file's.
+            UgcError: the file cannot be read.
+        """
+        config = self.config
+        if config.stage1_steps != 0 or not config.model.machine_adapter:
+            raise ValueError("base_weights fine-tunes the machine adapters only: set stage1_steps = 0 and model.machine_adapter = true")
+        coder = load_model(config.base_weights)
+        sizes = ("N", "M", "lambdas", "embedding_dim")
+        if any(getattr(coder.config, name) != getattr(config.model, name) for name in sizes):
+            raise ValueError(f"the model config differs from {config.base_weights}'s ({coder.config})")
+        shipped = {
+            name: value for name, value in coder.network.state_dict().items() if name.startswith(("g_a.", "h_a.", "g_s."))
+        }
+        missing = set(self.model.load_state_dict(shipped, strict=False).missing_keys)
+        if any(name.startswith(("g_a.", "h_a.", "g_s.")) and not name.startswith("g_s.adapters.") for name in missing):
+            raise ValueError(f"{config.base_weights} lacks some of the transforms' parameters")
+        return coder
+
     # -- stages ----------------------------------------------------------------------
     @property
     def stage(self) -> int:
@@ -242,8 +285,9 @@ class Trainer:
             self.model.requires_grad_(True)
             return torch.optim.Adam(self.model.parameters(), lr=self.config.lr)
         self.model.requires_grad_(False)
-        self.model.g_s.requires_grad_(True)
-        return torch.optim.Adam(self.model.g_s.parameters(), lr=self.config.stage2_lr)
+        tuned = self.model.g_s.adapters if self.coder is not None else self.model.g_s
+        tuned.requires_grad_(True)
+        return torch.optim.Adam(tuned.parameters(), lr=self.config.stage2_lr)
 
     def _learning_rate(self) -> float:
         # Constant, then a tenfold decay over the last 10 % of each stage.
@@ -288,6 +332,8 @@ class Trainer:
         }
 
     def stage2_loss(self, x: Tensor) -> Dict[str, Tensor]:
+        if self.coder is not None:
+            return self.adapter_loss(x)
         batch = x.shape[0]
         quality = torch.randint(0, self.config.model.num_qualities, (batch,), device=self.device)
         # The bitstream is frozen: quantise once, without gradients, as the coder does.
@@ -305,6 +351,28 @@ class Trainer:
         logs = {
             "loss": loss,
             "bpp": bpp.mean(),
+            "psnr_human": psnr((human / 255.0**2).mean()),
+            "psnr_machine": psnr((machine / 255.0**2).mean()),
+        }
+        logs.update({f"semantic_{name}": value.mean() for name, value in semantic.items()})
+        return logs
+
+    def adapter_loss(self, x: Tensor) -> Dict[str, Tensor]:
+        """Stage 2 with ``base_weights``: only the machine decoding's terms (the adapters
+        cannot change the human one). Every level weighs the same: with no rate or human
+        term to balance, lambda_q would only make the low rates, where machine use
+        suffers most, count up to 27 times less."""
+        batch = x.shape[0]
+        quality = torch.randint(0, self.config.model.num_qualities, (batch,), device=self.device)
+        y_hat = coded_synthesis_input(self.coder, self.model, x, quality)
+        with torch.no_grad():
+            human = mse_255(self.model.g_s(y_hat, torch.zeros(batch, device=self.device)), x)
+        x_machine = self.model.g_s(y_hat, torch.ones(batch, device=self.device))
+        machine = mse_255(x_machine, x)
+        semantic = self.semantic(x_machine, x)
+        loss = (self.config.lambda_machine_mse * machine + self.stage2_lambda_semantic * semantic["total"]).mean()
+        logs = {
+            "loss": loss,
             "psnr_human": psnr((human / 255.0**2).mean()),
             "psnr_machine": psnr((machine / 255.0**2).mean()),
         }
@@ -391,6 +459,36 @@ class Trainer:
         torch.set_rng_state(state["torch_rng"].cpu())  # map_location may have moved it to the GPU
         self.sampler.rng.bit_generator.state = state["sampler_rng"]
         print(f"resumed from {path} at step {self.step}", file=sys.stderr)
+
+
+@torch.no_grad()
+def coded_synthesis_input(coder: CodecModel, network: UGHyperprior, x: Tensor, quality: Tensor) -> Tensor:
+    """What g_s receives when the coder codes and decodes crops ``x``.
+
+    The latent goes through the coder's own path (bitstream_spec.md §8-§9): g_a and h_a
+    of ``network``, z rounded, the integer hyper-synthesis and exact means of ``coder``,
+    symbols rounded around them, then the level's inverse gain; only the entropy coding
+    itself is skipped (it is lossless).
+
+    Args:
+        coder: the weights whose integer parts code the latents.
+        network: the float transforms (g_a, h_a) to analyse with, on x's device.
+        x: crops ``(B, 3, H, W)`` in [0, 1], H and W multiples of 64.
+        quality: level index per crop ``(B,)``, 0-based.
+
+    Returns:
+        float32 ``(B, M, H/16, W/16)``, no gradient.
+    """
+    y = network.g_a(x)
+    means, scales = coder.hyper_synthesis(torch.round(network.h_a(y)))
+    out = torch.empty_like(y)
+    for index, level in enumerate(quality.tolist()):
+        gain = coder.gains[level].to(x.device)
+        mu, _ = entropy_parameters(means[index : index + 1], scales[index : index + 1], gain, coder.thresholds)
+        gained = y[index : index + 1].double() * (gain.double()[None, :, None, None] / float(1 << GAIN_BITS))
+        symbols_plus_mu = (torch.round(gained - mu) + mu).float()
+        out[index : index + 1] = symbols_plus_mu * coder.inverse_gains[level].to(x.device)[None, :, None, None]
+    return out
 
 
 def _save_atomically(state: dict, path: str) -> None:

@@ -37,7 +37,15 @@ from .integer_net import (
 )
 from .models import ModelConfig, UGHyperprior, scale_table
 
-__all__ = ["CodecModel", "DEFAULT_WEIGHTS", "load_model", "export_bundle", "export_weights", "fingerprint_of"]
+__all__ = [
+    "CodecModel",
+    "DEFAULT_WEIGHTS",
+    "load_model",
+    "export_adapted_bundle",
+    "export_bundle",
+    "export_weights",
+    "fingerprint_of",
+]
 
 DEFAULT_WEIGHTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "weights", "ugc-hyperprior-pcdm.pt")
 WEIGHTS_FORMAT = "ugcodec-weights-1"
@@ -133,19 +141,43 @@ def _z_tables(model: UGHyperprior) -> List[CodingTable]:
     return tables
 
 
+def _float_state(model: UGHyperprior) -> Dict[str, Tensor]:
+    # Parameters go to fp16; buffers (e.g. GDN's 2**-36 pedestal, which fp16 would
+    # flush to zero) keep their dtype.
+    parameters = {name for name, _ in model.named_parameters()}
+    return {
+        name: value.detach().cpu().to(torch.float16) if name in parameters else value.detach().cpu()
+        for name, value in model.state_dict().items()
+        if not name.startswith(_NOT_SHIPPED)
+    }
+
+
+def export_adapted_bundle(model: UGHyperprior, base: dict) -> dict:
+    """A weights bundle that is ``base`` (a loaded weights file) with the machine
+    adapters of ``model`` added: same coding parts, same g_a, h_a and human decoding.
+
+    Raises:
+        ValueError: ``model`` has no adapters, or differs from ``base`` anywhere but in
+            its adapters (it was not fine-tuned from it).
+    """
+    if not model.config.machine_adapter:
+        raise ValueError("the model has no machine adapters to add")
+    float_state = _float_state(model)
+    base_float = base["float"]
+    adapter_names = {name for name in float_state if name.startswith("g_s.adapters.")}
+    if set(float_state) - adapter_names != set(base_float) - adapter_names or any(
+        not torch.equal(float_state[name], base_float[name]) for name in set(float_state) - adapter_names
+    ):
+        raise ValueError("the model differs from the base weights outside its machine adapters")
+    return {**base, "config": model.config.to_dict(), "float": float_state}
+
+
 @torch.no_grad()
 def export_bundle(model: UGHyperprior, model_id: int = 1) -> dict:
     """What a weights file holds for a trained model (fp16 parameters, integer
     hyper-synthesis, gains, coding tables); ``fingerprint_of`` of it is the file's
     fingerprint, so a model's fingerprint is known without writing the file."""
-    # Parameters go to fp16; buffers (e.g. GDN's 2**-36 pedestal, which fp16 would
-    # flush to zero) keep their dtype.
-    parameters = {name for name, _ in model.named_parameters()}
-    float_state = {
-        name: value.detach().cpu().to(torch.float16) if name in parameters else value.detach().cpu()
-        for name, value in model.state_dict().items()
-        if not name.startswith(_NOT_SHIPPED)
-    }
+    float_state = _float_state(model)
     gains = torch.round(torch.exp(model.log_gain.detach().double()) * float(1 << GAIN_BITS)).to(torch.int64)
     bundle = {
         "format": WEIGHTS_FORMAT,
@@ -162,14 +194,23 @@ def export_bundle(model: UGHyperprior, model_id: int = 1) -> dict:
     return bundle
 
 
-def export_weights(model: UGHyperprior, path: str, model_id: int = 1) -> bytes:
+def export_weights(model: UGHyperprior, path: str, model_id: int = 1, base: Optional[str] = None) -> bytes:
     """Writes a trained model as a compact weights file; returns its fingerprint.
+
+    Args:
+        model: the trained model.
+        path: file to write (atomically).
+        model_id: container model id.
+        base: for a model whose machine adapters were fine-tuned on a weights file
+            (``TrainConfig.base_weights``): that file; the new file is it plus the
+            adapters (:func:`export_adapted_bundle`).
 
     Raises:
         ValueError: the model holds a tensor whose dtype the fingerprint cannot spell
-            (bitstream_spec.md §3.3); nothing is written then.
+            (bitstream_spec.md §3.3), or does not match ``base``; nothing is written then.
+        UgcError: ``base`` cannot be read.
     """
-    bundle = export_bundle(model, model_id)
+    bundle = export_bundle(model, model_id) if base is None else export_adapted_bundle(model, _read_bundle(base))
     fingerprint = fingerprint_of(bundle)  # before writing: a bundle it refuses is never saved
     buffer = io.BytesIO()
     torch.save(bundle, buffer)
