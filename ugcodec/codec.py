@@ -157,8 +157,9 @@ def encode(
         model: weights to use (default: the shipped ones).
         progress: show a progress bar on stderr for large images (and for refinement).
         refine: encoder effort: gradient steps spent per 512-pixel tile choosing the
-            latent symbols (:mod:`ugcodec.refinement`); better quality for the bits at
-            about ``refine`` times the decoder's work. 0 (default) is the plain, fast
+            latent symbols, then a greedy rate-distortion rounding of them
+            (:mod:`ugcodec.refinement`); better quality for the bits at about
+            ``refine`` times the decoder's work. 0 (default) is the plain, fast
             analysis transform. Any value makes a standard file.
 
     Returns:

@@ -16,6 +16,14 @@ linear interpolation between the exact costs of floor(r) and floor(r) + 1 under 
 symbol's coding-table Gaussian: exact at the integers, and its slope is the true price
 of moving to the next symbol (the Gaussian's bin at the unrounded r instead makes a
 new nonzero symbol look several times cheaper than it is, and rates grew; measured).
+After the gradient steps, the symbols are chosen by greedy rate-distortion rounding
+instead of rounding to nearest (as RDOQ does in video coders): symbols move by one where a
+first-order estimate (the distortion's gradient, the exact table costs) says the cost
+falls, the most promising quarter first, and a move is kept only if the exact cost falls
+(fewer symbols are tried after a failure). On the 7 evaluation photos with 20 steps
+(``benchmarks/rd.py --refine 20``) it moved the PSNR margin over WebP at equal rate from
+-0.05 to +0.01 dB at quality 4 and from -0.55 to -0.46 dB at quality 5, for about a
+third more encoding time.
 Any choice of symbols is a valid file: the format and the decoder do not change, and
 refinement off (``steps=0``) leaves the bytes as they were.
 
@@ -25,7 +33,7 @@ over symbols and needs no margin.
 """
 from __future__ import annotations
 
-from typing import Optional
+from typing import Callable, Optional
 
 import numpy as np
 import torch
@@ -42,6 +50,12 @@ HUMAN_WEIGHT = 0.5
 MACHINE_WEIGHT = 0.25
 #: Upper bound on ``steps``: beyond a few hundred the gain is nil and the wait is long.
 MAX_STEPS = 1000
+#: Greedy rounding after the gradient steps: at most this many passes, the first of
+#: which tries this share of the symbol moves that promise a lower cost.
+ROUNDING_PASSES = 8
+ROUNDING_SHARE = 0.25
+#: Rounding stops when the share tried has been halved below this.
+_MIN_ROUNDING_SHARE = 0.01
 
 
 def check_steps(steps: int) -> int:
@@ -117,16 +131,76 @@ def refine_residuals(
     return result.detach()
 
 
+def _symbol_bits(symbol: Tensor, scale: Tensor, normal: torch.distributions.Normal) -> Tensor:
+    """Cost in bits of each integer residual under its coding-table Gaussian."""
+    mass = normal.cdf((symbol + 0.5) / scale) - normal.cdf((symbol - 0.5) / scale)
+    return -torch.log2(mass.clamp_min(1e-9))
+
+
 def _interpolated_bits(residual: Tensor, scale: Tensor, normal: torch.distributions.Normal) -> Tensor:
     """Sum over symbols of the cost in bits, interpolated linearly between the integers."""
-
-    def cost(symbol: Tensor) -> Tensor:
-        mass = normal.cdf((symbol + 0.5) / scale) - normal.cdf((symbol - 0.5) / scale)
-        return -torch.log2(mass.clamp_min(1e-9))
-
     below = torch.floor(residual).detach()
-    cost_below, cost_above = cost(below), cost(below + 1.0)
+    cost_below, cost_above = _symbol_bits(below, scale, normal), _symbol_bits(below + 1.0, scale, normal)
     return (cost_below + (residual - below) * (cost_above - cost_below)).sum()
+
+
+def _rate_distortion_rounding(
+    distortion: Callable[[Tensor], Tensor],
+    symbols: Tensor,
+    scale: Tensor,
+    normal: torch.distributions.Normal,
+    pixels: int,
+) -> Tensor:
+    """Greedy rounding: moves integer residuals by one while that lowers the exact cost
+    ``distortion(symbols) + bits(symbols) / pixels``.
+
+    Each pass predicts every move's change of cost to first order (the distortion's
+    gradient plus the exact change of bits), tries the most promising share of the
+    moves that promise a fall together, and keeps them if the cost measured again has
+    fallen; otherwise it halves the share.
+
+    Args:
+        distortion: differentiable scalar distortion term of a symbol vector.
+        symbols: integer-valued float residuals (1-D), the start.
+        scale: their coding-table scales; normal: the standard normal distribution.
+        pixels: pixel count that the bits are divided by.
+
+    Returns:
+        integer-valued residuals whose cost is at most the start's.
+    """
+
+    def measure(candidate: Tensor) -> "tuple[float, Tensor]":
+        candidate = candidate.clone().requires_grad_(True)
+        value = distortion(candidate)
+        (gradient,) = torch.autograd.grad(value, candidate)
+        bits = float(_symbol_bits(candidate.detach(), scale, normal).sum())
+        return float(value.detach()) + bits / pixels, gradient
+
+    share = ROUNDING_SHARE
+    cost, gradient = measure(symbols)
+    for _ in range(ROUNDING_PASSES):
+        bits = _symbol_bits(symbols, scale, normal)
+        best_move = torch.zeros_like(symbols)
+        best_change = torch.zeros_like(symbols)
+        for move in (-1.0, 1.0):
+            change = move * gradient + (_symbol_bits(symbols + move, scale, normal) - bits) / pixels
+            better = change < best_change
+            best_change = torch.where(better, change, best_change)
+            best_move = torch.where(better, torch.full_like(symbols, move), best_move)
+        promising = int((best_change < 0).sum())
+        if promising == 0:
+            break
+        chosen = torch.argsort(best_change)[: max(1, int(share * promising))]
+        trial = symbols.clone()
+        trial[chosen] += best_move[chosen]
+        trial_cost, trial_gradient = measure(trial)
+        if trial_cost < cost:
+            symbols, cost, gradient = trial, trial_cost, trial_gradient
+        else:
+            share /= 2
+            if share < _MIN_ROUNDING_SHARE:
+                break
+    return symbols
 
 
 def _refine_tile(
@@ -173,18 +247,25 @@ def _refine_tile(
         slice(pixel_left - cols.start * LATENT_STRIDE, pixel_right - cols.start * LATENT_STRIDE),
     )
     pixels_in_image = target.shape[-2] * target.shape[-1]
-    for _ in range(steps):
-        values = window.masked_scatter(mask, core)
+
+    def distortion(core_values: Tensor) -> Tensor:
+        """lambda * the weighted squared errors of both decodings, rounding straight-through."""
+        values = window.masked_scatter(mask, core_values)
         rounded = values + (torch.round(values) - values).detach()
-        bits = _interpolated_bits(core, core_scale, normal)
         y_hat = (rounded + tile_mean) * inverse_gain
         x_hat = network.g_s(y_hat.expand(2, -1, -1, -1), beta)[:, :, crop[0], crop[1]]
         squared_error = ((x_hat - target) ** 2).mean(dim=(1, 2, 3)) * 255.0**2
-        loss = bits / pixels_in_image + lam * (weights * squared_error).sum()
+        return lam * (weights * squared_error).sum()
+
+    for _ in range(steps):
+        loss = _interpolated_bits(core, core_scale, normal) / pixels_in_image + distortion(core)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
         schedule.step()
         if bar is not None:
             bar.update(1)
-    residual[:, :, rows, cols] = window.masked_scatter(mask, core.detach()).to(residual.dtype)
+    symbols = _rate_distortion_rounding(
+        distortion, torch.round(core.detach()), core_scale, normal, pixels_in_image
+    )
+    residual[:, :, rows, cols] = window.masked_scatter(mask, symbols).to(residual.dtype)
