@@ -16,7 +16,7 @@ from torch import Tensor
 
 from .container import COLOR_MODES, Container, Header
 from .entropy_coding import SymbolRangeError, decode_symbols, encode_symbols
-from .errors import FormatError, ImageError, ModelMismatchError, UgcError
+from .errors import FormatError, ImageError, ModelMismatchError
 from .image_io import ImageSource, array_to_image, load_image
 from .integer_net import GAIN_BITS, entropy_parameters
 from .models import preference_to_beta
@@ -24,7 +24,18 @@ from .refinement import check_steps, refine_residuals
 from .tiling import ANALYSIS_MARGIN, ANALYSIS_TILE, LATENT_STRIDE, SYNTHESIS_MARGIN, SYNTHESIS_TILE, tiles
 from .weights import CodecModel, load_model
 
-__all__ = ["DEFAULT_QUALITY", "Latents", "encode", "encode_latents", "decode", "decode_pixels", "read_header", "parse_latents"]
+__all__ = [
+    "DEFAULT_QUALITY",
+    "Latents",
+    "encode",
+    "encode_latents",
+    "decode",
+    "decode_pixels",
+    "latent_residuals",
+    "read_header",
+    "parse_latents",
+    "synthesis_input",
+]
 
 #: Quality used when none is given (levels are numbered from 1, lowest rate first).
 DEFAULT_QUALITY = 3
@@ -95,6 +106,39 @@ def _gain(model: CodecModel, quality: int) -> Tensor:
     return model.gains[quality - 1]
 
 
+def latent_residuals(model: CodecModel, y: Tensor, z_symbols: Tensor, quality: int) -> "tuple[Tensor, Tensor, Tensor]":
+    """The exact coding parameters of a latent (bitstream_spec.md §8).
+
+    Args:
+        model: the weights that code it.
+        y: float latent ``(B, M, 4h, 4w)`` from g_a; z_symbols: its hyper-latent ``(B, N, h, w)``.
+        quality: level from 1 to ``model.num_qualities``.
+
+    Returns:
+        ``(residual, mu, scale_index)``: float64 ``y * gain - mu`` (its rounding gives the
+        symbols), the exact float64 means and the int64 coding-table indexes.
+    """
+    means, scales = model.hyper_synthesis(z_symbols)
+    gain = _gain(model, quality)
+    mu, scale_index = entropy_parameters(means, scales, gain, model.thresholds)
+    gain_float = gain.to(y.device, torch.float64)[None, :, None, None] / float(1 << GAIN_BITS)
+    return y.to(torch.float64) * gain_float - mu, mu, scale_index
+
+
+def synthesis_input(model: CodecModel, y_symbols: Tensor, mu: Tensor, quality: int) -> Tensor:
+    """What g_s decodes (bitstream_spec.md §9): ``float32(y + mu) * inverse_gain``.
+
+    Args:
+        model: the weights; y_symbols: the latent symbols (any dtype holding integers);
+        mu: their exact float64 means; quality: level from 1 to ``model.num_qualities``.
+
+    Returns:
+        float32 tensor of the symbols' shape.
+    """
+    y_hat_scaled = (y_symbols.to(torch.float64) + mu).to(torch.float32)
+    return y_hat_scaled * model.inverse_gains[quality - 1].to(y_hat_scaled.device)[None, :, None, None]
+
+
 @torch.inference_mode()
 def encode_latents(
     image: ImageSource,
@@ -114,11 +158,7 @@ def encode_latents(
     network = model.network
     y = _analyze(network, pixels, progress)
     z_symbols = torch.round(network.h_a(y)).to(torch.int64)
-    means, scales = model.hyper_synthesis(z_symbols)
-    gain = _gain(model, quality)
-    mu, scale_index = entropy_parameters(means, scales, gain, model.thresholds)
-    gain_float = gain.to(torch.float64)[None, :, None, None] / float(1 << GAIN_BITS)
-    residual = y.to(torch.float64) * gain_float - mu
+    residual, mu, scale_index = latent_residuals(model, y, z_symbols, quality)
     residual = refine_residuals(model, pixels, residual, mu, scale_index, quality, refine, progress=progress)
     y_symbols = torch.round(residual).to(torch.int64)
     z_channel = torch.arange(z_symbols.shape[1])[None, :, None, None].expand_as(z_symbols)
@@ -225,10 +265,7 @@ def decode_pixels(
     model = model or load_model()
     beta = preference_to_beta(preference)
     header = latents.header
-    quality = header.quality - 1
-    y_hat_scaled = (latents.y.to(torch.float64) + latents.mu).to(torch.float32)
-    inverse_gain = model.inverse_gains[quality][None, :, None, None]
-    y_hat = y_hat_scaled * inverse_gain
+    y_hat = synthesis_input(model, latents.y, latents.mu, header.quality)
     beta_tensor = torch.tensor([beta])
     pixels = np.empty((header.height, header.width, 3), dtype=np.uint8)
     for rows, cols, (top, left) in tiles(

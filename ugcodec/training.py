@@ -10,8 +10,8 @@ Stage 2: everything but g_s is frozen (the bitstream stays fixed); g_s is tuned 
     where lambda_s2 is the config's ``stage2_lambda_semantic`` (default: lambda_s).
 Adapter fine-tuning (config ``base_weights``): a shipped weights file is the start, and
     only g_s's beta-gated machine adapters train, on latents made exactly as the coder
-    makes them (integer hyper-synthesis), with stage 2's machine terms
-    L = lambda_q * (lambda_1 * 255^2 MSE(x_hat_1, x) + lambda_s2 * (global + local + instance)),
+    makes them (integer hyper-synthesis), with stage 2's machine terms and every level
+    weighed alike, L = lambda_1 * 255^2 MSE(x_hat_1, x) + lambda_s2 * (global + local + instance),
     so the bitstream and the human decoding of the weights stay exactly what they were.
 
 The run is resumable: one checkpoint file, overwritten, holds model, optimiser, step and
@@ -35,7 +35,7 @@ import torch
 from PIL import Image
 from torch import Tensor
 
-from .integer_net import GAIN_BITS, entropy_parameters
+from .codec import latent_residuals, synthesis_input
 from .losses import MultiScaleSemanticLoss, bits_per_pixel, mse_255
 from .models import ModelConfig, UGHyperprior
 from .teachers import Teacher, load_teacher
@@ -480,14 +480,12 @@ def coded_synthesis_input(coder: CodecModel, network: UGHyperprior, x: Tensor, q
         float32 ``(B, M, H/16, W/16)``, no gradient.
     """
     y = network.g_a(x)
-    means, scales = coder.hyper_synthesis(torch.round(network.h_a(y)))
+    z_symbols = torch.round(network.h_a(y))
     out = torch.empty_like(y)
     for index, level in enumerate(quality.tolist()):
-        gain = coder.gains[level].to(x.device)
-        mu, _ = entropy_parameters(means[index : index + 1], scales[index : index + 1], gain, coder.thresholds)
-        gained = y[index : index + 1].double() * (gain.double()[None, :, None, None] / float(1 << GAIN_BITS))
-        symbols_plus_mu = (torch.round(gained - mu) + mu).float()
-        out[index : index + 1] = symbols_plus_mu * coder.inverse_gains[level].to(x.device)[None, :, None, None]
+        sample = slice(index, index + 1)
+        residual, mu, _ = latent_residuals(coder, y[sample], z_symbols[sample], level + 1)
+        out[sample] = synthesis_input(coder, torch.round(residual), mu, level + 1)
     return out
 
 
