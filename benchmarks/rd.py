@@ -25,7 +25,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import bench_common as common  # noqa: E402
-from photos import describe, load_photos  # noqa: E402
+from photos import PHOTO_SETS, describe, load_photos  # noqa: E402
 
 ANCHOR = "jpeg"
 UGC_CODECS = ("ugc-human", "ugc-machine")
@@ -34,6 +34,9 @@ UGC_CODECS = ("ugc-human", "ugc-machine")
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="Rate-distortion benchmark (bpp, PSNR, MS-SSIM, BD-rate vs JPEG).")
     parser.add_argument("--photos", type=int, default=None, help="use at most N photos (default: all)")
+    parser.add_argument("--photo-set", default="standard", choices=PHOTO_SETS,
+                        help="standard (7 photos from Python packages, the default), debian (29 more, fetched once "
+                             "with 'python benchmarks/photos.py --fetch') or all (see photos.py)")
     parser.add_argument("--max-size", default="768x512", help="shrink/center-crop photos to at most WxH ('0': full size)")
     parser.add_argument("--weights", default=None, help="ugc weights file (default: the shipped weights)")
     parser.add_argument("--out", default=common.DEFAULT_OUT, help="output folder (default: benchmarks/results)")
@@ -81,7 +84,7 @@ def bd_rate(anchor_rate, anchor_dist, test_rate, test_dist) -> Dict[str, Optiona
 # --------------------------------------------------------------------------- main
 def run(args: argparse.Namespace) -> dict:
     threads = common.set_threads(args.threads)
-    photos = load_photos(args.photos, args.max_size, verbose=True)
+    photos = load_photos(args.photos, args.max_size, verbose=True, photo_set=args.photo_set)
     print(f"Photos ({len(photos)}): {describe(photos)}")
     wanted = [name.strip() for name in args.codecs.split(",") if name.strip()]
     notes: List[str] = []
@@ -165,6 +168,7 @@ def run(args: argparse.Namespace) -> dict:
         "environment": common.environment(threads),
         "model": common.ugc_description(model, args.refine) if model else None,
         "ugc_refine": args.refine,
+        "photo_set": args.photo_set,
         "photos": [{"name": n, "width": im.shape[1], "height": im.shape[0]} for n, im in photos],
         "max_size": args.max_size,
         "anchor": ANCHOR,

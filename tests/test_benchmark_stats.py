@@ -128,3 +128,46 @@ def test_model_card_checks_the_targets_again_for_each_refinement_report(model_ca
     assert any("-31.5% (target: -30% or better): met." in line for line in lines)
     assert any("at 3 of 3 ugc rates" in line and line.endswith("met.") for line in lines)
     assert model_card.refinement_target_lines(str(tmp_path / "refine_empty")) == []
+
+
+def test_machine_vs_human_breaks_down_by_photo_group(analytics):
+    records = [
+        record("ugc-human", "astronaut", 1, [1, 0, 0]), record("ugc-machine", "astronaut", 1, [0, 0, 0]),
+        record("ugc-human", "plasma-Kite", 1, [0, 0]), record("ugc-machine", "plasma-Kite", 1, [1, 1]),
+        record("ugc-human", "opencv-apple", 1, [0]), record("ugc-machine", "opencv-apple", 1, [1]),
+    ]
+    every = analytics.machine_vs_human(records, ["lite0"])[0]["lite0"]
+    assert (every["machine_only"], every["human_only"], every["crops"]) == (3, 1, 6)
+    standard = analytics.machine_vs_human(records, ["lite0"], "standard")[0]["lite0"]
+    assert (standard["machine_only"], standard["human_only"], standard["crops"]) == (0, 1, 3)
+    plasma = analytics.machine_vs_human(records, ["lite0"], "plasma-workspace-wallpapers")[0]["lite0"]
+    assert (plasma["machine_only"], plasma["human_only"], plasma["crops"]) == (2, 0, 2)
+    assert analytics.machine_vs_human(records, ["lite0"], "no-such-group") == []
+
+
+def test_model_card_checks_the_machine_target_again_on_another_photo_set(model_card, tmp_path):
+    def curve(values):
+        return [{"setting": q, "bpp": 0.1 * q, "psnr": 27.0, "lite0_top1": v, "teacher_top1": v} for q, v in enumerate(values, 1)]
+
+    def paired(machine_only, human_only):
+        return {"setting": 1, "lite0": {"crops": 10, "machine_only": machine_only, "human_only": human_only, "p_value": 0.5}}
+
+    report = {
+        "command": "python benchmarks/analytics.py --photo-set all", "photo_set": "all",
+        "photos": [{"name": "astronaut"}, {"name": "plasma-Kite"}], "classifiers": {"lite0": {}, "teacher": {}},
+        "curves": {"ugc-human": curve([0.30, 0.40]), "ugc-machine": curve([0.35, 0.38])},
+        "machine_vs_human": [paired(4, 2)],
+        "machine_vs_human_by_group": {"standard": [paired(0, 2)], "plasma-workspace-wallpapers": [paired(4, 0)]},
+    }
+    (tmp_path / "all").mkdir()
+    (tmp_path / "all" / "analytics.json").write_text(json.dumps(report))
+    (tmp_path / "standard_only").mkdir()
+    (tmp_path / "standard_only" / "analytics.json").write_text(json.dumps({**report, "photo_set": "standard"}))
+    lines = model_card.photo_set_target_lines(str(tmp_path))
+    assert lines[0] == "## Targets on the `all` photo set (2 photos)"
+    assert "`python benchmarks/analytics.py --photo-set all`" in lines[2]
+    assert any(line.startswith("- Machine decoding, lite0") and "at 1 of 2 (not met" in line for line in lines)
+    assert any(line.startswith("- Diagnostic, not a target") for line in lines)  # the teacher is never a target
+    assert "- Group standard, lite0: machine decoding above the human decoding at 0 of 1 qualities." in lines
+    assert "- Group plasma-workspace-wallpapers, lite0: machine decoding above the human decoding at 1 of 1 qualities." in lines
+    assert sum(line.startswith("## ") for line in lines) == 1  # the standard-set folder is not repeated
