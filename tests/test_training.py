@@ -1,13 +1,14 @@
 """Training code on tiny inputs: losses, teachers (open_clip with random weights), resume."""
 import json
 import os
+import random
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
-from ugcodec.losses import MultiScaleSemanticLoss, bits_per_pixel, find_regions, mse_255
+from ugcodec.losses import MultiScaleSemanticLoss, bits_per_pixel, find_regions, mse_255, paired_augment
 from ugcodec.models import ModelConfig
 from ugcodec.teachers import OpenClipTeacher, load_teacher
 from ugcodec.training import CropSampler, TrainConfig, Trainer, compact_checkpoint, crop_detail, model_from_checkpoint
@@ -71,6 +72,38 @@ def test_semantic_loss_is_zero_for_a_perfect_decoding_and_grows_with_damage(clip
         assert perfect[name].abs().max() < 1e-4, name
     damaged = loss(torch.rand_like(x), x)
     assert damaged["total"].item() > 0.01
+
+
+def test_paired_augment_gives_both_images_the_same_varied_view():
+    random.seed(4)
+    x = torch.rand(2, 3, 96, 80)
+    x_hat = (x + 0.1 * torch.randn_like(x)).requires_grad_(True)
+    shapes = set()
+    for _ in range(20):
+        view_hat, view = paired_augment(x_hat, x)
+        assert view_hat.shape == view.shape and view.shape[:2] == (2, 3)
+        assert 32 <= view.shape[-2] <= 96 and 32 <= view.shape[-1] <= 80
+        shapes.add(tuple(view.shape[-2:]))
+        # One transform for both: flip, crop and resize are linear, so the view of the
+        # difference is the difference of the views.
+        random.seed(len(shapes) * 7)
+        a, b = paired_augment(x_hat, x)
+        random.seed(len(shapes) * 7)
+        difference, zeros = paired_augment(x_hat - x, torch.zeros_like(x))
+        assert torch.allclose(a - b, difference, atol=1e-5)
+        assert zeros.abs().max() == 0
+    assert len(shapes) > 5
+    view_hat.sum().backward()
+    assert x_hat.grad.abs().sum() > 0
+
+
+def test_semantic_loss_with_augmentation_is_zero_for_a_perfect_decoding(clip_teacher):
+    random.seed(0)
+    loss = MultiScaleSemanticLoss(clip_teacher, augment=True)
+    x = torch.from_numpy(make_photo_like(64, 64, seed=3)).permute(2, 0, 1)[None].float() / 255
+    for _ in range(3):
+        assert loss(x.clone(), x)["total"].abs().max() < 1e-4
+    assert loss(torch.rand_like(x), x)["total"].item() > 0.01
 
 
 def test_regions_are_found_without_labels():
@@ -275,6 +308,34 @@ def test_mobilenet_teacher_maps_distance_is_one_minus_the_mean_feature_cosine(tm
     want = 1 - torch.stack(expected).mean(dim=0)
     assert torch.allclose(embedding_distance(teacher, x_hat, x), want, atol=1e-4)
     assert embedding_distance(teacher, x, x).abs().max() < 1e-5
+
+
+def test_kl_distance_compares_the_teachers_class_probabilities(tmp_path, clip_teacher):
+    from torchvision.models import mobilenet_v2
+
+    from ugcodec.losses import embedding_distance
+
+    torch.manual_seed(0)
+    path = str(tmp_path / "mobilenet.pth")
+    torch.save(mobilenet_v2(width_mult=0.25, num_classes=10).state_dict(), path)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr("torchvision.models.mobilenet_v2", lambda: mobilenet_v2(width_mult=0.25, num_classes=10))
+        teacher = load_teacher("mobilenet_v2:logits", path)
+        features = load_teacher("mobilenet_v2", path)
+    assert teacher.class_scores and not features.class_scores and not clip_teacher.class_scores
+    x, x_hat = torch.rand(3, 3, 64, 64), torch.rand(3, 3, 64, 64)
+    p, q = teacher.embed(x).softmax(1), teacher.embed(x_hat).softmax(1)
+    want = (p * (p.log() - q.log())).sum(1)
+    got = embedding_distance(teacher, x_hat, x, "kl")
+    assert torch.allclose(got, want, atol=1e-6) and got.min() > -1e-7 and got.max() > 0
+    assert embedding_distance(teacher, x, x, "kl").abs().max() < 1e-6
+    loss = MultiScaleSemanticLoss(teacher, distance="kl")
+    assert torch.allclose(loss.global_term(x_hat, x), want, atol=1e-5)
+    for refused in ((features, "kl"), (clip_teacher, "kl"), (teacher, "euclid")):
+        with pytest.raises(ValueError):
+            MultiScaleSemanticLoss(*refused[:1], distance=refused[1])
+    with pytest.raises(ValueError):
+        embedding_distance(teacher, x_hat, x, "euclid")
 
 
 def test_config_overrides_check_names_and_types():

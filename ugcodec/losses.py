@@ -30,6 +30,7 @@ __all__ = [
     "embedding_distance",
     "MultiScaleSemanticLoss",
     "find_regions",
+    "paired_augment",
 ]
 
 
@@ -44,11 +45,77 @@ def mse_255(x_hat: Tensor, x: Tensor) -> Tensor:
     return (255.0**2) * (x_hat - x).pow(2).flatten(1).mean(dim=1)
 
 
-def embedding_distance(teacher: Teacher, x_hat: Tensor, x: Tensor) -> Tensor:
-    """1 - cos(teacher(x_hat), teacher(x)) per sample, ``(B,)``; no gradient through x."""
+#: Distances between the teacher's outputs for x and x_hat (see embedding_distance).
+DISTANCES = ("cosine", "kl")
+
+
+def check_distance(teacher: Teacher, distance: str) -> None:
+    """Raises ValueError unless ``distance`` is one of DISTANCES that applies to the teacher."""
+    if distance not in DISTANCES:
+        raise ValueError(f"unknown distance {distance!r}: use one of {', '.join(DISTANCES)}")
+    if distance == "kl" and not teacher.class_scores:
+        raise ValueError(
+            "the kl distance needs a teacher that outputs class scores (such as mobilenet_v2:logits), "
+            f"not {teacher.description or type(teacher).__name__}"
+        )
+
+
+def embedding_distance(teacher: Teacher, x_hat: Tensor, x: Tensor, distance: str = "cosine") -> Tensor:
+    """Per-sample distance between the teacher's outputs for x_hat and x, ``(B,)``; no
+    gradient through x.
+
+    Args:
+        distance: ``"cosine"``, 1 - cos(teacher(x_hat), teacher(x)) (the paper's); or
+            ``"kl"``, KL(softmax(teacher(x)) || softmax(teacher(x_hat))) in nats, for a
+            teacher whose outputs are class scores: it weighs the classes the teacher
+            finds likely in x, which is what keeping its top-1 decision needs, where the
+            cosine weighs every component alike.
+
+    Raises:
+        ValueError: an unknown distance, or ``"kl"`` with a teacher whose outputs are
+            not class scores (``teacher.class_scores`` false).
+    """
+    check_distance(teacher, distance)
     with torch.no_grad():
         target = teacher.embed(x)
+    if distance == "kl":
+        log_target = F.log_softmax(target.float(), dim=1)
+        log_decoded = F.log_softmax(teacher.embed(x_hat).float(), dim=1)
+        return (log_target.exp() * (log_target - log_decoded)).sum(dim=1)
     return 1.0 - F.cosine_similarity(teacher.embed(x_hat), target, dim=1)
+
+
+def paired_augment(x_hat: Tensor, x: Tensor, min_scale: float = 0.5, max_shift: int = 8) -> Tuple[Tensor, Tensor]:
+    """The same random view of x_hat and x, for a teacher distance that transfers.
+
+    Both images are mirrored (half the time), shifted by dropping up to ``max_shift``
+    rows and columns at the top-left, and downscaled (antialiased) by a factor drawn
+    from ``[min_scale, 1]``. A change of x_hat that only moves one network's features
+    at one scale and one alignment to its strides (as an adversarial perturbation does)
+    is averaged away over such views; input diversity is what makes such changes carry
+    over to other networks (Xie et al., CVPR 2019), and the machine decoding must serve
+    networks it was never trained with.
+
+    Args:
+        x_hat, x: ``(B, 3, H, W)`` images of the same shape; gradients flow through x_hat.
+        min_scale: smallest downscaling factor, in (0, 1].
+        max_shift: most rows (and columns) dropped at the top-left; kept below a quarter
+            of the side.
+
+    Returns:
+        ``(x_hat_view, x_view)``, of equal shape.
+    """
+    height, width = x.shape[-2:]
+    if random.random() < 0.5:
+        x_hat, x = x_hat.flip(-1), x.flip(-1)
+    shift = min(max_shift, height // 4, width // 4)
+    top, left = random.randint(0, shift), random.randint(0, shift)
+    x_hat, x = x_hat[..., top:, left:], x[..., top:, left:]
+    scale = random.uniform(min_scale, 1.0)
+    if scale < 1.0:
+        size = (max(32, round((height - top) * scale)), max(32, round((width - left) * scale)))
+        x_hat, x = (F.interpolate(image, size=size, mode="bilinear", align_corners=False, antialias=True) for image in (x_hat, x))
+    return x_hat, x
 
 
 def find_regions(
@@ -110,6 +177,13 @@ class MultiScaleSemanticLoss(torch.nn.Module):
             ``max_side``); None segments at full size.
         region_workers: 0 segments in this process; N > 0 segments a batch's images in
             N worker processes, so a GPU run is not held up by the CPU.
+        augment: compare a random view of both images (:func:`paired_augment`, one per
+            batch) instead of the images themselves.
+        distance: ``"cosine"`` or ``"kl"`` (see :func:`embedding_distance`).
+
+    Raises:
+        ValueError: an unknown distance, or ``"kl"`` with a teacher that does not output
+            class scores.
     """
 
     def __init__(
@@ -121,8 +195,11 @@ class MultiScaleSemanticLoss(torch.nn.Module):
         max_regions: int = 4,
         region_max_side: Optional[int] = None,
         region_workers: int = 0,
+        augment: bool = False,
+        distance: str = "cosine",
     ) -> None:
         super().__init__()
+        check_distance(teacher, distance)
         self.teacher = teacher
         self.weights = {"global": 1.0, "local": 1.0, "instance": 1.0, **(weights or {})}
         self.local_fraction = local_fraction
@@ -130,6 +207,8 @@ class MultiScaleSemanticLoss(torch.nn.Module):
         self.max_regions = max_regions
         self.region_max_side = region_max_side
         self.region_workers = region_workers
+        self.augment = augment
+        self.distance = distance
         self._pool: Optional[concurrent.futures.Executor] = None
 
     def _regions_of_batch(self, images: np.ndarray) -> list:
@@ -151,7 +230,7 @@ class MultiScaleSemanticLoss(torch.nn.Module):
             self._pool = None
 
     def global_term(self, x_hat: Tensor, x: Tensor) -> Tensor:
-        return embedding_distance(self.teacher, x_hat, x)
+        return embedding_distance(self.teacher, x_hat, x, self.distance)
 
     def local_term(self, x_hat: Tensor, x: Tensor) -> Tensor:
         height, width = x.shape[-2:]
@@ -160,7 +239,7 @@ class MultiScaleSemanticLoss(torch.nn.Module):
         top = random.randint(0, height - crop_h)
         left = random.randint(0, width - crop_w)
         window = (..., slice(top, top + crop_h), slice(left, left + crop_w))
-        return embedding_distance(self.teacher, x_hat[window], x[window])
+        return embedding_distance(self.teacher, x_hat[window], x[window], self.distance)
 
     def instance_term(self, x_hat: Tensor, x: Tensor) -> Tensor:
         """Mean region distance per sample; samples with no region score 0."""
@@ -178,7 +257,7 @@ class MultiScaleSemanticLoss(torch.nn.Module):
         result = torch.zeros(x.shape[0], device=x.device, dtype=x.dtype)
         if not owners:
             return result
-        distances = embedding_distance(self.teacher, torch.cat(crops_hat), torch.cat(crops))
+        distances = embedding_distance(self.teacher, torch.cat(crops_hat), torch.cat(crops), self.distance)
         owner_index = torch.tensor(owners, device=x.device)
         result = result.index_add(0, owner_index, distances)
         counts = torch.bincount(owner_index, minlength=x.shape[0]).clamp(min=1).to(x.dtype)
@@ -186,6 +265,8 @@ class MultiScaleSemanticLoss(torch.nn.Module):
 
     def forward(self, x_hat: Tensor, x: Tensor) -> Dict[str, Tensor]:
         """Returns per-sample terms ``global``, ``local``, ``instance`` and their weighted ``total``."""
+        if self.augment:
+            x_hat, x = paired_augment(x_hat, x)
         terms = {}
         if self.weights["global"]:
             terms["global"] = self.global_term(x_hat, x)

@@ -35,6 +35,8 @@ class Teacher(nn.Module):
 
     input_size: Optional[int] = None
     description: str = ""
+    #: True where ``embed`` returns class scores (logits), so a KL distance applies.
+    class_scores: bool = False
 
     def __init__(self, mean, std) -> None:
         super().__init__()
@@ -99,6 +101,7 @@ class MobileNetV2Teacher(Teacher):
         network.load_state_dict(state)
         self.features = network.features
         self.output = output
+        self.class_scores = output == "logits"
         # The classifier's dropout is inert in eval mode; only its linear layer matters.
         self.classifier = network.classifier[-1] if output == "logits" else None
         suffix = "" if output == "features" else f", {output}"

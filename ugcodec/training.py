@@ -78,6 +78,11 @@ class TrainConfig:
     # worker processes (0: in the training process); see MultiScaleSemanticLoss.
     region_max_side: Optional[int] = None
     region_workers: int = 0
+    # Compare the teacher's features of a random view (mirror, shift, downscale) of both
+    # images, the same for both (losses.paired_augment), so as not to overfit one network.
+    semantic_augment: bool = False
+    # "cosine" (the paper's) or "kl" (teacher class scores; see losses.embedding_distance).
+    semantic_distance: str = "cosine"
     # A weights file to fine-tune instead of training from scratch: only the machine
     # adapters of g_s train (needs model.machine_adapter = true and stage1_steps = 0).
     base_weights: Optional[str] = None
@@ -240,6 +245,8 @@ class Trainer:
             config.semantic_weights,
             region_max_side=config.region_max_side,
             region_workers=config.region_workers,
+            augment=config.semantic_augment,
+            distance=config.semantic_distance,
         )
         self.sampler = CropSampler(
             config.corpus, config.crop, config.seed, config.crop_weighting, config.crop_detail
