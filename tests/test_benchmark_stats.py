@@ -171,3 +171,6 @@ def test_model_card_checks_the_machine_target_again_on_another_photo_set(model_c
     assert "- Group standard, lite0: machine decoding above the human decoding at 0 of 1 qualities." in lines
     assert "- Group plasma-workspace-wallpapers, lite0: machine decoding above the human decoding at 1 of 1 qualities." in lines
     assert sum(line.startswith("## ") for line in lines) == 1  # the standard-set folder is not repeated
+    assert ("- lite0, group by group: not above at every quality in every group (standard 0 of 1), "
+            "so a pooled verdict rests on the groups where it is.") in lines
+    assert not any(line.startswith("- teacher, group by group") for line in lines)
