@@ -35,7 +35,7 @@ import os
 import sys
 import time
 from collections import defaultdict
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -106,20 +106,14 @@ class Classifier:
         self.normalize = lambda x: (x - 127.0) / 128.0
 
     def _load_teacher(self) -> None:
-        import torch
-        from torchvision.models import mobilenet_v2
+        from ugcodec.teachers import load_teacher
 
-        from ugcodec.teachers import IMAGENET_MEAN, IMAGENET_STD, _packaged_mobilenet_weights
-
-        path = _packaged_mobilenet_weights()
-        network = mobilenet_v2()
-        network.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
-        self.network = network.eval().requires_grad_(False)
+        # The training teacher itself, class scores out; it normalises [0, 1] images.
+        teacher = load_teacher("mobilenet_v2:logits")
+        self.network = teacher.embed
         self.size = 224
-        self.weights = os.path.basename(path)
-        mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1) * 255.0
-        std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1) * 255.0
-        self.normalize = lambda x: (x - mean) / std
+        self.weights = teacher.description
+        self.normalize = lambda x: x / 255.0
 
     def logits(self, crops: np.ndarray):
         """``crops``: uint8 (B, S, S, 3) at the model's input size -> (B, 1000) logits."""
@@ -268,6 +262,7 @@ def run(args: argparse.Namespace) -> dict:
         print(f"  {name}: done ({time.perf_counter() - started:.1f} s so far)", flush=True)
 
     curves = aggregate(records, [c.name for c in classifiers], len(photos))
+    groups = sorted({group_of(name) for name, _ in photos})
     return {
         "benchmark": "analytics",
         "command": " ".join(["python", "benchmarks/analytics.py"] + sys.argv[1:]),
@@ -286,9 +281,8 @@ def run(args: argparse.Namespace) -> dict:
         "matched": matched_bpp(curves, [c.name for c in classifiers]),
         "machine_vs_human": machine_vs_human(records, [c.name for c in classifiers]),
         "machine_vs_human_by_group": {
-            group: machine_vs_human(records, [c.name for c in classifiers], group)
-            for group in sorted({group_of(name) for name, _ in photos})
-        } if len({group_of(name) for name, _ in photos}) > 1 else {},
+            group: machine_vs_human(records, [c.name for c in classifiers], group) for group in groups
+        } if len(groups) > 1 else {},
         "records": records,
         "seconds": time.perf_counter() - started,
     }
@@ -350,8 +344,7 @@ def mcnemar_p(only_a: int, only_b: int) -> float:
     return min(1.0, 2.0 * tail)
 
 
-def machine_vs_human(records: List[dict], models: List[str], group: Optional[str] = None,
-                     group_of: Callable[[str], str] = group_of) -> List[dict]:
+def machine_vs_human(records: List[dict], models: List[str], group: Optional[str] = None) -> List[dict]:
     """Per ugc quality and classifier, the paired comparison of the two decodings of the
     same files: crops only the machine decoding gets right, crops only the human decoding
     gets right, and the exact McNemar p-value of that split. Agreement differences of a

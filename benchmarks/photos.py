@@ -113,7 +113,7 @@ DEBIAN_LONG_SIDE = 768
 PHOTO_SETS = ("standard", "debian", "all")
 
 
-def _debian_source(image_path: str, package_root: str, entry: str) -> str:
+def _debian_source(name: str, package_root: str, entry: str) -> str:
     """The image file of a :data:`DEBIAN_PHOTOS` entry inside an extracted package."""
     path = os.path.join(package_root, entry)
     if os.path.isfile(path):
@@ -122,7 +122,7 @@ def _debian_source(image_path: str, package_root: str, entry: str) -> str:
         os.path.join(path, "contents", "images", "*.png")
     )
     if not candidates:
-        raise FileNotFoundError(f"no image for {image_path} under {path}")
+        raise FileNotFoundError(f"no image for {name} under {path}")
 
     def pixels(candidate: str) -> int:
         with Image.open(candidate) as image:
