@@ -1,6 +1,12 @@
 """Shared fixtures: a tiny random model for unit tests, the shipped model for end-to-end ones."""
 from __future__ import annotations
 
+import importlib.util
+import os
+import shutil
+import subprocess
+from types import ModuleType
+
 import numpy as np
 import pytest
 import torch
@@ -25,6 +31,36 @@ def make_photo_like(height: int, width: int, seed: int = 0, channels: int = 3) -
     )
     image = np.clip(base + rng.normal(0, 6, base.shape), 0, 255).astype(np.uint8)
     return image[:, :, 0] if channels == 1 else image
+
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def load_script(path: str) -> ModuleType:
+    """Imports a script of tools/ or benchmarks/ (``path`` relative to the repository root,
+    e.g. ``"tools/prepare_objects.py"``), which are not packages, as a module of its own."""
+    stem = os.path.splitext(os.path.basename(path))[0]
+    spec = importlib.util.spec_from_file_location(f"{stem}_under_test", os.path.join(ROOT, path))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+#: For tests of the data-preparation scripts, which read Debian packages.
+needs_dpkg_deb = pytest.mark.skipif(shutil.which("dpkg-deb") is None, reason="needs dpkg-deb")
+
+
+def build_deb(root, package: str, folder, version: str = "1.0") -> str:
+    """Builds ``folder/<package>_<version>_all.deb`` from the file tree ``root`` (a stand-in
+    for a real package, whose files tests cannot download) and returns its path."""
+    os.makedirs(os.path.join(root, "DEBIAN"), exist_ok=True)
+    with open(os.path.join(root, "DEBIAN", "control"), "w") as handle:
+        handle.write(f"Package: {package}\nVersion: {version}\nArchitecture: all\n"
+                     "Maintainer: test <t@t>\nDescription: stand-in\n")
+    os.makedirs(folder, exist_ok=True)
+    path = os.path.join(folder, f"{package}_{version}_all.deb")
+    subprocess.run(["dpkg-deb", "--build", "-Zgzip", str(root), path], check=True, capture_output=True)
+    return path
 
 
 @pytest.fixture(scope="session")

@@ -1,24 +1,18 @@
 """The benchmarks' photo sets (benchmarks/photos.py): the debian set's fetch and loading,
 on stand-in packages built here (the real ones are fetched outside CI)."""
-import importlib.util
 import os
-import shutil
-import subprocess
 import sys
 
 import numpy as np
 import pytest
 from PIL import Image
 
-BENCHMARKS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks")
+from conftest import build_deb, load_script, needs_dpkg_deb
 
 
 @pytest.fixture(scope="module")
 def photos():
-    spec = importlib.util.spec_from_file_location("photos_under_test", os.path.join(BENCHMARKS, "photos.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("benchmarks/photos.py")
 
 
 def _write(path, size, seed):
@@ -41,14 +35,10 @@ def _stand_in_debs(photos, folder):
             else:
                 _write(os.path.join(data, entry, "contents", "images", "320x200.jpg"), (320, 200), index)
                 _write(os.path.join(data, entry, "contents", "images", "1000x500.png"), (1000, 500), index)
-        os.makedirs(os.path.join(root, "DEBIAN"))
-        with open(os.path.join(root, "DEBIAN", "control"), "w") as handle:
-            handle.write(f"Package: {package}\nVersion: 1.0\nArchitecture: all\nMaintainer: test <t@t>\nDescription: stand-in\n")
-        subprocess.run(["dpkg-deb", "--build", "-Zgzip", root, os.path.join(folder, f"{package}_1.0_all.deb")],
-                       check=True, capture_output=True)
+        build_deb(root, package, folder)
 
 
-@pytest.mark.skipif(shutil.which("dpkg-deb") is None, reason="needs dpkg-deb")
+@needs_dpkg_deb
 def test_debian_set_is_fetched_from_the_packages_shrunk_and_loaded(photos, tmp_path):
     debs, cache = str(tmp_path / "debs"), str(tmp_path / "cache")
     os.makedirs(debs)

@@ -1,10 +1,11 @@
 """The statistics benchmarks/analytics.py reports (the benchmark itself runs outside CI)."""
-import importlib.util
 import json
 import os
 import sys
 
 import pytest
+
+from conftest import load_script
 
 BENCHMARKS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks")
 
@@ -13,10 +14,7 @@ BENCHMARKS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file
 def analytics():
     sys.path.insert(0, BENCHMARKS)
     try:
-        spec = importlib.util.spec_from_file_location("analytics_under_test", os.path.join(BENCHMARKS, "analytics.py"))
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        yield module
+        yield load_script("benchmarks/analytics.py")
     finally:
         sys.path.remove(BENCHMARKS)
 
@@ -55,11 +53,7 @@ def test_machine_vs_human_pairs_crops_of_the_same_file(analytics):
 
 @pytest.fixture(scope="module")
 def model_card():
-    tools = os.path.join(os.path.dirname(BENCHMARKS), "tools")
-    spec = importlib.util.spec_from_file_location("model_card_under_test", os.path.join(tools, "model_card.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("tools/model_card.py")
 
 
 def _paired(*counts):

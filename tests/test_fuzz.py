@@ -14,6 +14,8 @@ from ugcodec.codec import decode_pixels
 from ugcodec.errors import FormatError
 from ugcodec.fuzzing import mutate
 
+from conftest import load_script
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 GOLDEN = os.path.join(HERE, "golden", "golden.ugc")
 CORPUS = sorted(glob.glob(os.path.join(HERE, "fuzz_corpus", "*.ugc")))
@@ -66,12 +68,7 @@ def test_seed_corpus_exists():
 
 
 def _fuzz_tool():
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("fuzz_tool", os.path.join(HERE, "..", "tools", "fuzz.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("tools/fuzz.py")
 
 
 def test_fuzz_script_counts_outcomes_and_enforces_the_memory_bound(capsys):

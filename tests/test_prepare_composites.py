@@ -1,8 +1,6 @@
 """tools/prepare_composites.py on a locally built stand-in of tuxpaint-stamps-default."""
-import importlib.util
 import os
 import random
-import shutil
 import subprocess
 import sys
 
@@ -10,17 +8,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import make_photo_like
+from conftest import ROOT, build_deb, load_script, make_photo_like, needs_dpkg_deb
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 @pytest.fixture(scope="module")
 def composites():
-    spec = importlib.util.spec_from_file_location("prepare_composites", os.path.join(ROOT, "tools", "prepare_composites.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("tools/prepare_composites.py")
 
 
 def _stamp(size, colours, opaque=1.0, seed=0):
@@ -57,21 +51,15 @@ def test_a_composite_pastes_stamps_on_a_window_of_the_background(composites):
         composites.composite(background, [], random.Random(0))
 
 
-@pytest.mark.skipif(shutil.which("dpkg-deb") is None, reason="needs dpkg-deb")
+@needs_dpkg_deb
 def test_the_corpus_is_written_from_the_package(composites, tmp_path):
     package = tmp_path / "pkg"
     stamps = package / composites.STAMP_FOLDER / "animals"
     stamps.mkdir(parents=True)
     _stamp((200, 180), 20000, seed=1).save(stamps / "photo.png")
     _stamp((200, 180), 300, seed=2).save(stamps / "drawing.png")
-    (package / "DEBIAN").mkdir()
-    (package / "DEBIAN/control").write_text(
-        f"Package: {composites.PACKAGE}\nVersion: 1.0\nArchitecture: all\nMaintainer: t <t@t>\nDescription: test\n"
-    )
     debs = tmp_path / "debs"
-    debs.mkdir()
-    subprocess.run(["dpkg-deb", "--build", "-Zgzip", str(package), str(debs / f"{composites.PACKAGE}_1.0_all.deb")],
-                   check=True, capture_output=True)
+    build_deb(package, composites.PACKAGE, debs)
     corpus = tmp_path / "corpus"
     corpus.mkdir()
     Image.fromarray(make_photo_like(400, 600)).save(corpus / "Meadow_x2.png")

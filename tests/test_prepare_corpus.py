@@ -1,7 +1,6 @@
 """tools/prepare_corpus.py on a locally built .deb (the real packages need the archive)."""
 import json
 import os
-import shutil
 import subprocess
 import sys
 
@@ -9,25 +8,20 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import make_photo_like
+from conftest import build_deb, make_photo_like, needs_dpkg_deb
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-@pytest.mark.skipif(shutil.which("dpkg-deb") is None, reason="needs dpkg-deb")
+@needs_dpkg_deb
 def test_photos_are_extracted_and_downscaled(tmp_path):
     package = tmp_path / "pkg"
     nature = package / "usr/share/backgrounds/mate/nature"
     nature.mkdir(parents=True)
-    (package / "DEBIAN").mkdir()
-    (package / "DEBIAN/control").write_text(
-        "Package: fake-backgrounds\nVersion: 1.0\nArchitecture: all\nMaintainer: t <t@t>\nDescription: test\n"
-    )
     Image.fromarray(make_photo_like(120, 160)).save(nature / "Meadow.jpg")
     Image.fromarray(make_photo_like(90, 90, seed=2)).save(package / "usr/share/backgrounds/top.jpg")
     debs = tmp_path / "debs"
-    debs.mkdir()
-    subprocess.run(["dpkg-deb", "--build", str(package), str(debs / "fake.deb")], check=True, capture_output=True)
+    build_deb(package, "fake-backgrounds", debs)
     out = tmp_path / "corpus"
     subprocess.run(
         [sys.executable, os.path.join(ROOT, "tools", "prepare_corpus.py"), "--debs", str(debs), "--out", str(out)],

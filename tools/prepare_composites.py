@@ -34,6 +34,9 @@ from typing import List, Optional, Sequence
 import numpy as np
 from PIL import Image
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from debian_packages import extract_package  # noqa: E402
+
 PACKAGE = "tuxpaint-stamps-default"
 STAMP_FOLDER = "usr/share/tuxpaint/stamps"
 CANVAS = (512, 384)
@@ -93,20 +96,6 @@ def composite(background: Image.Image, stamps: Sequence[Image.Image], rng: rando
     return canvas.convert("RGB")
 
 
-def fetch(workdir: str, debs: Optional[str]) -> str:
-    """Extracts the stamp package into ``workdir/root`` and returns that folder."""
-    if debs:
-        found = sorted(glob.glob(os.path.join(debs, f"{PACKAGE}_*.deb")))
-    else:
-        subprocess.run(["apt-get", "download", PACKAGE], cwd=workdir, check=True)
-        found = sorted(glob.glob(os.path.join(workdir, f"{PACKAGE}_*.deb")))
-    if not found:
-        raise FileNotFoundError(f"no {PACKAGE} .deb" + (f" in {debs}" if debs else ""))
-    root = os.path.join(workdir, "root")
-    subprocess.run(["dpkg", "-x", found[-1], root], check=True)
-    return root
-
-
 def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--corpus", default="data/corpus", help="the standard corpus (tools/prepare_corpus.py)")
@@ -122,7 +111,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         return 1
     try:
         with tempfile.TemporaryDirectory() as workdir:
-            stamps = load_stamps(fetch(workdir, args.debs))
+            stamps = load_stamps(extract_package(PACKAGE, workdir, args.debs))
     except (FileNotFoundError, subprocess.CalledProcessError) as error:
         print(f"cannot get {PACKAGE}: {error}", file=sys.stderr)
         return 1

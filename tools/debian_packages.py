@@ -1,0 +1,32 @@
+"""Getting one Debian package's files for the data-preparation scripts in tools/."""
+from __future__ import annotations
+
+import glob
+import os
+import subprocess
+from typing import Optional
+
+
+def extract_package(package: str, workdir: str, debs: Optional[str] = None) -> str:
+    """Extracts ``package`` into ``workdir/root`` and returns that folder.
+
+    Args:
+        package: the Debian package name (``"gcompris-qt-data"``).
+        workdir: a scratch folder; the download goes there too.
+        debs: a folder holding an already downloaded ``<package>_*.deb`` (the newest
+            version is taken); None downloads it with ``apt-get download`` (no root needed).
+
+    Raises:
+        FileNotFoundError: no ``<package>_*.deb`` in ``debs`` (or after the download).
+        subprocess.CalledProcessError: ``apt-get download`` or ``dpkg -x`` failed.
+    """
+    if debs:
+        found = sorted(glob.glob(os.path.join(debs, f"{package}_*.deb")))
+    else:
+        subprocess.run(["apt-get", "download", package], cwd=workdir, check=True)
+        found = sorted(glob.glob(os.path.join(workdir, f"{package}_*.deb")))
+    if not found:
+        raise FileNotFoundError(f"no {package} .deb" + (f" in {debs}" if debs else ""))
+    root = os.path.join(workdir, "root")
+    subprocess.run(["dpkg", "-x", found[-1], root], check=True)
+    return root

@@ -1,0 +1,217 @@
+#!/usr/bin/env python3
+"""An experimental training corpus with photographs of objects, animals and buildings:
+a corpus plus the photographs of Debian's ``gcompris-qt-data``.
+
+    python tools/prepare_objects.py --corpus data/corpus --out data/corpus_gc
+
+Why: the standard corpus (``tools/prepare_corpus.py``) is 27 nature wallpapers, and the
+machine decoding trained on it helps unseen classifiers on landscapes but not on photos
+of objects (tools/README, "What limits the machine decoding"). The educational suite
+GCompris ships, inside Qt resource files (``usr/share/gcompris-qt/rcc/*.rcc``), a few
+hundred ordinary photographs for its activities: tools, fish, fruit and household things
+(``categorization``), wild and farm animals, musical instruments, monuments, and the
+animal photos of ``erase``. This script downloads the package with ``apt-get download``
+(``--debs DIR`` takes an already downloaded .deb), reads the resource files
+(:func:`read_qt_resources`), keeps the opaque images of :data:`ACTIVITIES` (the suite's
+drawings are cut-outs with an alpha channel, and the other activities hold drawings,
+paintings and maps), and writes each photograph downscaled as the corpus is
+(:func:`downscale_factors`). The ``--corpus`` images are copied alongside, so ``--out``
+is a complete corpus for ``tools/train.py``; ``--corpus data/corpus_obj`` adds the
+composites of ``tools/prepare_composites.py`` as well.
+
+Like ``prepare_composites.py`` this grows the corpus beyond the two packages DESIGN.md
+names: it is for experiments until DESIGN.md says otherwise. None of the evaluation
+photos' packages (``benchmarks/photos.py``) is used.
+"""
+from __future__ import annotations
+
+import argparse
+import glob
+import io
+import json
+import os
+import shutil
+import struct
+import subprocess
+import sys
+import tempfile
+import zlib
+from typing import Dict, List, Optional, Tuple
+
+from PIL import Image
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from debian_packages import extract_package  # noqa: E402
+
+PACKAGE = "gcompris-qt-data"
+RESOURCE_FOLDER = "usr/share/gcompris-qt/rcc"
+#: The activities whose opaque images are photographs (checked by eye, 2026-11-26, version 3.1).
+ACTIVITIES = (
+    "categorization",
+    "erase",
+    "explore_farm_animals",
+    "explore_monuments",
+    "explore_world_animals",
+    "explore_world_music",
+)
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
+#: Downscales tried, as in the standard corpus; a photo keeps those that leave its short
+#: side at least :data:`MIN_SIDE`, or is kept at full size when none does.
+FACTORS = (2, 3, 4)
+MIN_SIDE = 160
+#: Training crops are 128 px: smaller photos are left out.
+MIN_CROP = 128
+
+_QT_MAGIC = b"qres"
+_QT_DIRECTORY = 0x02
+_QT_ZLIB = 0x01
+_QT_ZSTD = 0x04
+
+
+def read_qt_resources(data: bytes) -> Dict[str, bytes]:
+    """Reads a compiled Qt resource file (``rcc`` binary output, format versions 1 to 3).
+
+    The file is a header (``b"qres"``, then big-endian u32 version, tree offset, data
+    offset and names offset), a tree of nodes (14 bytes each in version 1, 22 from
+    version 2: u32 name offset, u16 flags, then either u32 child count and u32 first
+    child index for a directory, or u16 territory, u16 language and u32 data offset for a
+    file), a data area (u32 length, then the bytes; zlib-compressed entries begin with
+    their u32 uncompressed length) and a names area (u16 length, u32 hash, UTF-16BE).
+
+    Args:
+        data: the whole file.
+
+    Returns:
+        Every file's contents, uncompressed, by its path (``"/folder/name.webp"``).
+
+    Raises:
+        ValueError: not a Qt resource file, an entry outside the file, or an entry
+            compressed with zstd (Qt 6's option, which GCompris's files do not use).
+    """
+    if data[:4] != _QT_MAGIC or len(data) < 20:
+        raise ValueError("not a Qt resource file (no 'qres' header)")
+    version, tree, payload, names = struct.unpack(">IIII", data[4:20])
+    node_size = 14 if version < 2 else 22
+
+    def unpack(fmt: str, offset: int) -> tuple:
+        if offset < 0 or offset + struct.calcsize(fmt) > len(data):
+            raise ValueError(f"Qt resource entry at {offset} lies outside the {len(data)}-byte file")
+        return struct.unpack_from(fmt, data, offset)
+
+    def name(offset: int) -> str:
+        (length,) = unpack(">H", names + offset)
+        start = names + offset + 6
+        if start + 2 * length > len(data):
+            raise ValueError(f"Qt resource name at {offset} runs past the end of the file")
+        return data[start : start + 2 * length].decode("utf-16-be")
+
+    files: Dict[str, bytes] = {}
+    pending: List[Tuple[int, str]] = [(0, "")]
+    visited = set()
+    while pending:
+        index, path = pending.pop()
+        if index in visited:
+            raise ValueError("Qt resource tree has a cycle")
+        visited.add(index)
+        node = tree + index * node_size
+        name_offset, flags = unpack(">IH", node)
+        here = path + "/" + name(name_offset) if index else ""
+        if flags & _QT_DIRECTORY:
+            count, first = unpack(">II", node + 6)
+            pending.extend((child, here) for child in range(first, first + count))
+            continue
+        (data_offset,) = unpack(">I", node + 10)
+        (length,) = unpack(">I", payload + data_offset)
+        start = payload + data_offset + 4
+        if start + length > len(data):
+            raise ValueError(f"Qt resource entry {here!r} runs past the end of the file")
+        blob = data[start : start + length]
+        if flags & _QT_ZSTD:
+            raise ValueError(f"Qt resource entry {here!r} is zstd-compressed, which this reader does not support")
+        if flags & _QT_ZLIB:
+            blob = zlib.decompress(blob[4:])
+        files[here] = blob
+    return files
+
+
+def is_opaque_photo(image: Image.Image) -> bool:
+    """True for an image without transparency whose short side is at least :data:`MIN_CROP`."""
+    return image.mode in ("RGB", "L", "CMYK", "YCbCr") and min(image.size) >= MIN_CROP
+
+
+def downscale_factors(size: Tuple[int, int]) -> Tuple[int, ...]:
+    """The :data:`FACTORS` that leave the short side of ``size`` at least
+    :data:`MIN_SIDE`; ``(1,)`` when none does (small photos are kept as they are)."""
+    kept = tuple(factor for factor in FACTORS if min(size) // factor >= MIN_SIDE)
+    return kept or (1,)
+
+
+def load_photos(package_root: str) -> Dict[str, Image.Image]:
+    """The photographs of :data:`ACTIVITIES` in an extracted package, by a file-name stem
+    (``"<activity>-<image name>"``).
+
+    Raises:
+        FileNotFoundError: the package has none of the activities' resource files.
+    """
+    photos: Dict[str, Image.Image] = {}
+    found = 0
+    for activity in ACTIVITIES:
+        path = os.path.join(package_root, RESOURCE_FOLDER, f"{activity}.rcc")
+        if not os.path.exists(path):
+            continue
+        found += 1
+        with open(path, "rb") as handle:
+            resources = read_qt_resources(handle.read())
+        for resource, blob in sorted(resources.items()):
+            if not resource.lower().endswith(IMAGE_SUFFIXES):
+                continue
+            with Image.open(io.BytesIO(blob)) as image:
+                if is_opaque_photo(image):
+                    stem = os.path.splitext(os.path.basename(resource))[0]
+                    photos[f"{activity}-{stem}"] = image.convert("RGB")
+    if not found:
+        raise FileNotFoundError(f"none of the {len(ACTIVITIES)} activities' .rcc files in {package_root}")
+    return photos
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--corpus", default="data/corpus", help="corpus to copy alongside (tools/prepare_corpus.py)")
+    parser.add_argument("--out", default="data/corpus_gc", help="output folder (default: data/corpus_gc)")
+    parser.add_argument("--debs", help=f"folder with an already downloaded {PACKAGE} .deb")
+    args = parser.parse_args(argv)
+
+    corpus = sorted(glob.glob(os.path.join(args.corpus, "*.png")))
+    if not corpus:
+        print(f"no corpus images in {args.corpus} (run tools/prepare_corpus.py first)", file=sys.stderr)
+        return 1
+    try:
+        with tempfile.TemporaryDirectory() as workdir:
+            photos = load_photos(extract_package(PACKAGE, workdir, args.debs))
+    except (FileNotFoundError, ValueError, subprocess.CalledProcessError) as error:
+        print(f"cannot read {PACKAGE}: {error}", file=sys.stderr)
+        return 1
+    if not photos:
+        print(f"no photograph in {PACKAGE}'s activities {', '.join(ACTIVITIES)}", file=sys.stderr)
+        return 1
+    os.makedirs(args.out, exist_ok=True)
+    manifest = []
+    for stem, image in sorted(photos.items()):
+        for factor in downscale_factors(image.size):
+            size = (image.width // factor, image.height // factor)
+            name = f"{stem}_x{factor}.png"
+            scaled = image if factor == 1 else image.resize(size, Image.Resampling.LANCZOS, reducing_gap=3.0)
+            temporary = os.path.join(args.out, "." + name)
+            scaled.save(temporary, format="PNG")
+            os.replace(temporary, os.path.join(args.out, name))
+            manifest.append({"file": name, "source": stem, "factor": factor, "size": list(size)})
+    for path in corpus:
+        shutil.copy(path, args.out)
+    with open(os.path.join(args.out, "objects_manifest.json"), "w") as handle:
+        json.dump({"package": PACKAGE, "activities": list(ACTIVITIES), "photos": len(photos), "images": manifest}, handle, indent=1)
+    print(f"{len(photos)} photographs of {PACKAGE} ({len(manifest)} images), plus {len(corpus)} corpus images, in {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
