@@ -147,7 +147,8 @@ def test_adapter_fine_tuning_checks_its_config(corpus, base_weights, tmp_path, c
         Trainer(wrong_size, str(tmp_path / "c"), teacher=clip_teacher)
 
 
-def test_adapter_config_file_parses():
-    path = os.path.join(os.path.dirname(__file__), "..", "tools", "configs", "adapter.toml")
+@pytest.mark.parametrize("name", ["adapter.toml", "adapter_objects.toml"])
+def test_adapter_config_files_parse(name):
+    path = os.path.join(os.path.dirname(__file__), "..", "tools", "configs", name)
     config = TrainConfig.from_toml(path)
     assert config.model.machine_adapter and config.stage1_steps == 0 and config.base_weights
