@@ -4,7 +4,10 @@ from __future__ import annotations
 import glob
 import os
 import subprocess
-from typing import Optional
+import tempfile
+from typing import Callable, Optional, TypeVar
+
+T = TypeVar("T")
 
 
 def extract_package(package: str, workdir: str, debs: Optional[str] = None) -> str:
@@ -30,3 +33,18 @@ def extract_package(package: str, workdir: str, debs: Optional[str] = None) -> s
     root = os.path.join(workdir, "root")
     subprocess.run(["dpkg", "-x", found[-1], root], check=True)
     return root
+
+
+def read_package(package: str, read: Callable[[str], T], debs: Optional[str] = None) -> T:
+    """Extracts ``package`` into a temporary folder (see :func:`extract_package`) and
+    returns ``read(root)``, which must copy out what it keeps: the folder is deleted after.
+
+    Raises:
+        RuntimeError: the package cannot be had or read (``FileNotFoundError``,
+            ``ValueError`` or ``subprocess.CalledProcessError`` inside, as the cause).
+    """
+    try:
+        with tempfile.TemporaryDirectory() as workdir:
+            return read(extract_package(package, workdir, debs))
+    except (FileNotFoundError, ValueError, subprocess.CalledProcessError) as error:
+        raise RuntimeError(f"cannot get {package}: {error}") from error

@@ -26,16 +26,14 @@ import glob
 import os
 import random
 import shutil
-import subprocess
 import sys
-import tempfile
 from typing import List, Optional, Sequence
 
 import numpy as np
 from PIL import Image
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from debian_packages import extract_package  # noqa: E402
+from debian_packages import read_package  # noqa: E402
 
 PACKAGE = "tuxpaint-stamps-default"
 STAMP_FOLDER = "usr/share/tuxpaint/stamps"
@@ -110,10 +108,9 @@ def main(argv: Optional[List[str]] = None) -> int:
         print(f"no *_x2.png corpus images in {args.corpus} (run tools/prepare_corpus.py first)", file=sys.stderr)
         return 1
     try:
-        with tempfile.TemporaryDirectory() as workdir:
-            stamps = load_stamps(extract_package(PACKAGE, workdir, args.debs))
-    except (FileNotFoundError, subprocess.CalledProcessError) as error:
-        print(f"cannot get {PACKAGE}: {error}", file=sys.stderr)
+        stamps = read_package(PACKAGE, load_stamps, args.debs)
+    except RuntimeError as error:
+        print(error, file=sys.stderr)
         return 1
     if not stamps:
         print(f"no photographic stamp in {PACKAGE}", file=sys.stderr)

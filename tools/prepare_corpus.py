@@ -44,6 +44,22 @@ def extract(debs: list[str], root: str) -> list[str]:
     return photos
 
 
+def save_downscales(image: Image.Image, stem: str, factors: tuple, out: str, source: str) -> list[dict]:
+    """Writes ``image`` downscaled by each factor (Lanczos; 1 keeps it as it is) as
+    ``out/<stem>_x<factor>.png``, each file complete or absent, and returns the manifest
+    entries (file, source, factor, size)."""
+    entries = []
+    for factor in factors:
+        size = (image.width // factor, image.height // factor)
+        name = f"{stem}_x{factor}.png"
+        scaled = image if factor == 1 else image.resize(size, Image.Resampling.LANCZOS, reducing_gap=3.0)
+        temporary = os.path.join(out, "." + name)
+        scaled.save(temporary, format="PNG")
+        os.replace(temporary, os.path.join(out, name))
+        entries.append({"file": name, "source": source, "factor": factor, "size": list(size)})
+    return entries
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default="data/corpus", help="output folder (default: data/corpus)")
@@ -61,14 +77,8 @@ def main(argv: list[str] | None = None) -> int:
         for path in photos:
             with Image.open(path) as image:
                 image = image.convert("RGB")
-                stem = os.path.splitext(os.path.basename(path))[0]
-                for factor in FACTORS:
-                    size = (image.width // factor, image.height // factor)
-                    name = f"{stem}_x{factor}.png"
-                    image.resize(size, Image.Resampling.LANCZOS, reducing_gap=3.0).save(
-                        os.path.join(args.out, name)
-                    )
-                    manifest.append({"file": name, "source": os.path.basename(path), "factor": factor, "size": size})
+            stem = os.path.splitext(os.path.basename(path))[0]
+            manifest += save_downscales(image, stem, FACTORS, args.out, source=os.path.basename(path))
             print(f"{os.path.basename(path)}: {image.width}x{image.height}")
     with open(os.path.join(args.out, "manifest.json"), "w") as handle:
         json.dump({"packages": list(PACKAGES), "photos": len(photos), "images": manifest}, handle, indent=1)

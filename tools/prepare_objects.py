@@ -32,16 +32,15 @@ import json
 import os
 import shutil
 import struct
-import subprocess
 import sys
-import tempfile
 import zlib
 from typing import Dict, List, Optional, Tuple
 
 from PIL import Image
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from debian_packages import extract_package  # noqa: E402
+from debian_packages import read_package  # noqa: E402
+from prepare_corpus import save_downscales  # noqa: E402
 
 PACKAGE = "gcompris-qt-data"
 RESOURCE_FOLDER = "usr/share/gcompris-qt/rcc"
@@ -186,10 +185,9 @@ def main(argv: Optional[List[str]] = None) -> int:
         print(f"no corpus images in {args.corpus} (run tools/prepare_corpus.py first)", file=sys.stderr)
         return 1
     try:
-        with tempfile.TemporaryDirectory() as workdir:
-            photos = load_photos(extract_package(PACKAGE, workdir, args.debs))
-    except (FileNotFoundError, ValueError, subprocess.CalledProcessError) as error:
-        print(f"cannot read {PACKAGE}: {error}", file=sys.stderr)
+        photos = read_package(PACKAGE, load_photos, args.debs)
+    except RuntimeError as error:
+        print(error, file=sys.stderr)
         return 1
     if not photos:
         print(f"no photograph in {PACKAGE}'s activities {', '.join(ACTIVITIES)}", file=sys.stderr)
@@ -197,14 +195,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     os.makedirs(args.out, exist_ok=True)
     manifest = []
     for stem, image in sorted(photos.items()):
-        for factor in downscale_factors(image.size):
-            size = (image.width // factor, image.height // factor)
-            name = f"{stem}_x{factor}.png"
-            scaled = image if factor == 1 else image.resize(size, Image.Resampling.LANCZOS, reducing_gap=3.0)
-            temporary = os.path.join(args.out, "." + name)
-            scaled.save(temporary, format="PNG")
-            os.replace(temporary, os.path.join(args.out, name))
-            manifest.append({"file": name, "source": stem, "factor": factor, "size": list(size)})
+        manifest += save_downscales(image, stem, downscale_factors(image.size), args.out, source=stem)
     for path in corpus:
         shutil.copy(path, args.out)
     with open(os.path.join(args.out, "objects_manifest.json"), "w") as handle:
