@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import os
 import platform
 import sys
@@ -60,6 +61,15 @@ def ms_ssim(reference: np.ndarray, decoded: np.ndarray) -> float:
 def msssim_db(value: float) -> float:
     """MS-SSIM on a dB scale, ``-10 log10(1 - value)`` (used for BD-rate)."""
     return float(-10.0 * np.log10(max(1.0 - value, 1e-10)))
+
+
+def psnr_at(curve: Sequence[dict], bpp: float) -> Optional[float]:
+    """PSNR of a rate–distortion curve (dicts with ``bpp`` and ``psnr``) at ``bpp``, linear
+    in log-bpp between its points; None outside the curve's range."""
+    points = sorted((math.log(p["bpp"]), p["psnr"]) for p in curve)
+    if not points or not points[0][0] <= math.log(bpp) <= points[-1][0]:
+        return None
+    return float(np.interp(math.log(bpp), *zip(*points)))
 
 
 # --------------------------------------------------------------------------- codecs

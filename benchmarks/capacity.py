@@ -22,7 +22,6 @@ Writes ``capacity.json`` and ``capacity.md`` under ``--out``.
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import sys
 import time
@@ -78,28 +77,20 @@ def unrounded_reconstruction(model, image: np.ndarray, quality: int) -> np.ndarr
 IN_USE = 0.01
 
 
-def coded_roundtrip(model, image: np.ndarray, quality: int) -> "tuple[int, np.ndarray, np.ndarray]":
-    """Encodes ``image`` at ``quality`` and decodes it for humans.
+def coded_roundtrip(model, image: np.ndarray, quality: int) -> "tuple[int, np.ndarray, np.ndarray, int]":
+    """Encodes ``image`` at ``quality`` and decodes the coded symbols for humans (parsing
+    is exact, so they are the file's).
 
     Returns:
-        ``(bytes, pixels, nonzero)``: the file's size, the uint8 decoding and, per latent
-        channel, how many of its symbols are nonzero (int64 ``(M,)``; the symbols'
-        positions per channel are ``latents.y[0, 0].numel()``).
+        ``(bytes, pixels, nonzero, positions)``: the file's size, the uint8 decoding, how
+        many symbols of each latent channel are nonzero (int64 ``(M,)``) and the number of
+        symbol positions per channel.
     """
-    from ugcodec.codec import decode_pixels, encode_latents, parse_latents
+    from ugcodec.codec import decode_pixels, encode_latents
 
-    data, _ = encode_latents(image, quality, model)
-    latents = parse_latents(data, model)
+    data, latents = encode_latents(image, quality, model)
     nonzero = (latents.y[0] != 0).flatten(1).sum(dim=1).numpy()
-    return len(data), decode_pixels(latents, "human", model), nonzero
-
-
-def interpolate_psnr(curve: List[dict], bpp: float) -> Optional[float]:
-    """PSNR of a curve at ``bpp``, linear in log-bpp; None outside the curve's range."""
-    points = sorted((math.log(p["bpp"]), p["psnr"]) for p in curve)
-    if not points or not points[0][0] <= math.log(bpp) <= points[-1][0]:
-        return None
-    return float(np.interp(math.log(bpp), *zip(*points)))
+    return len(data), decode_pixels(latents, "human", model), nonzero, latents.y[0, 0].numel()
 
 
 def run(args: argparse.Namespace) -> dict:
@@ -115,17 +106,17 @@ def run(args: argparse.Namespace) -> dict:
         "webp_bpp": np.zeros(len(webp.settings)), "webp_psnr": np.zeros(len(webp.settings)),
     }
     nonzero = np.zeros((len(levels), model.config.M))
-    positions = 0
+    positions = np.zeros(len(levels))  # symbol positions per channel, summed over the photos
     started = time.perf_counter()
     for name, image in photos:
         pixels = image.shape[0] * image.shape[1]
         for index, quality in enumerate(levels):
-            size, decoded, counts = coded_roundtrip(model, image, quality)
+            size, decoded, counts, per_channel = coded_roundtrip(model, image, quality)
             sums["bpp"][index] += size * 8.0 / pixels
             sums["coded"][index] += common.psnr(image, decoded)
             nonzero[index] += counts
+            positions[index] += per_channel
             sums["unrounded"][index] += common.psnr(image, unrounded_reconstruction(model, image, quality))
-        positions += -(-image.shape[0] // model.network.stride) * -(-image.shape[1] // model.network.stride) * 16
         for index, setting in enumerate(webp.settings):
             size, decoded = webp.roundtrip(image, setting)
             sums["webp_bpp"][index] += size * 8.0 / pixels
@@ -139,9 +130,9 @@ def run(args: argparse.Namespace) -> dict:
         bpp = float(mean["bpp"][index])
         rows.append({
             "quality": quality, "bpp": bpp, "coded_psnr": float(mean["coded"][index]),
-            "unrounded_psnr": float(mean["unrounded"][index]), "webp_psnr": interpolate_psnr(webp_curve, bpp),
-            "channels_in_use": int(np.sum(nonzero[index] >= IN_USE * positions)),
-            "nonzero_fraction": float(nonzero[index].sum() / (positions * model.config.M)),
+            "unrounded_psnr": float(mean["unrounded"][index]), "webp_psnr": common.psnr_at(webp_curve, bpp),
+            "channels_in_use": int(np.sum(nonzero[index] >= IN_USE * positions[index])),
+            "nonzero_fraction": float(nonzero[index].sum() / (positions[index] * model.config.M)),
         })
     return {
         "benchmark": "capacity",

@@ -20,7 +20,7 @@ def test_unrounded_reconstruction_is_the_coded_decoding_without_rounding(capacit
     top = shipped_model.num_qualities
     unrounded = capacity.unrounded_reconstruction(shipped_model, image, top)
     assert unrounded.shape == image.shape and unrounded.dtype == np.uint8
-    size, coded, nonzero = capacity.coded_roundtrip(shipped_model, image, top)
+    size, coded, nonzero, positions = capacity.coded_roundtrip(shipped_model, image, top)
     file = ugcodec.encode(image, top, model=shipped_model)
     assert size == len(file) and np.array_equal(coded, np.asarray(ugcodec.decode(file, model=shipped_model)))
     # Rounding only adds error, and at the finest level not much of it.
@@ -30,17 +30,18 @@ def test_unrounded_reconstruction_is_the_coded_decoding_without_rounding(capacit
 
 def test_a_finer_quantiser_leaves_more_symbols_nonzero(capacity, shipped_model):
     image = make_photo_like(128, 128, seed=6)
-    positions = (128 // 16) ** 2
-    _, _, coarse = capacity.coded_roundtrip(shipped_model, image, 1)
-    _, _, fine = capacity.coded_roundtrip(shipped_model, image, shipped_model.num_qualities)
+    _, _, coarse, positions = capacity.coded_roundtrip(shipped_model, image, 1)
+    _, _, fine, _ = capacity.coded_roundtrip(shipped_model, image, shipped_model.num_qualities)
+    assert positions == (128 // 16) ** 2
     assert coarse.shape == fine.shape == (shipped_model.config.M,)
     assert 0 < coarse.sum() < fine.sum() and fine.max() <= positions
 
 
 def test_interpolation_is_linear_in_log_rate_and_refuses_to_extrapolate(capacity):
     curve = [{"bpp": 0.25, "psnr": 28.0}, {"bpp": 1.0, "psnr": 32.0}]
-    assert capacity.interpolate_psnr(curve, 0.5) == pytest.approx(30.0)
-    assert capacity.interpolate_psnr(curve, 0.2) is None and capacity.interpolate_psnr(curve, 1.5) is None
+    psnr_at = capacity.common.psnr_at
+    assert psnr_at(curve, 0.5) == pytest.approx(30.0)
+    assert psnr_at(curve, 0.2) is None and psnr_at(curve, 1.5) is None
 
 
 def test_report_gives_each_levels_margins_over_webp(capacity):

@@ -16,19 +16,18 @@ from __future__ import annotations
 import argparse
 import glob
 import json
-import math
 import os
 import platform
 import sys
 
-import numpy as np
-
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
+sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
 
 import torch  # noqa: E402
 
 import ugcodec  # noqa: E402
+from bench_common import psnr_at  # noqa: E402
 from ugcodec.training import model_from_checkpoint  # noqa: E402
 from ugcodec.weights import export_bundle, fingerprint_of  # noqa: E402
 
@@ -58,15 +57,6 @@ def stage_records(log_path: str, stage: int) -> list:
         return [r for r in map(json.loads, handle) if r["stage"] == stage]
 
 
-def _interpolate_psnr(curve: list, bpp: float):
-    """PSNR of a codec's curve at ``bpp`` (linear in log-bpp, as analytics.py does), None
-    outside its range."""
-    points = sorted((math.log(p["bpp"]), p["psnr"]) for p in curve)
-    if not points or not points[0][0] <= math.log(bpp) <= points[-1][0]:
-        return None
-    return float(np.interp(math.log(bpp), *zip(*points)))
-
-
 WEBP_TIE_DB = 0.01
 
 
@@ -76,7 +66,7 @@ def webp_line(human: list, webp: list) -> str:
     rate's margin; a rate within the tolerance is a tie, not a win. Empty when no ugc rate
     lies inside WebP's range."""
     margins = [(p["setting"], p["psnr"] - theirs) for p in human
-               if (theirs := _interpolate_psnr(webp, p["bpp"])) is not None]
+               if (theirs := psnr_at(webp, p["bpp"])) is not None]
     if not margins:
         return ""
     better = sum(margin >= WEBP_TIE_DB for _, margin in margins)
