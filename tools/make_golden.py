@@ -9,6 +9,7 @@ decodings as PNG. Run it after every change of the shipped weights, and only the
 """
 from __future__ import annotations
 
+import argparse
 import hashlib
 import json
 import os
@@ -32,7 +33,9 @@ def symbol_digest(tensor) -> str:
     return hashlib.sha256(np.ascontiguousarray(tensor.numpy().astype("<i8")).tobytes()).hexdigest()
 
 
-def main() -> int:
+def main(argv=None) -> int:
+    # No options: the parser is there so that --help explains instead of overwriting the vectors.
+    argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter).parse_args(argv)
     os.makedirs(GOLDEN, exist_ok=True)
     source = Image.open(os.path.join(ROOT, "examples", "astronaut.png")).convert("RGB").crop(CROP)
     source.save(os.path.join(GOLDEN, "source.png"))

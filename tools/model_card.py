@@ -18,6 +18,7 @@ import glob
 import json
 import os
 import platform
+import re
 import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -39,17 +40,33 @@ BENCHMARKS = {
 }
 
 
-def training_time(log_path: str) -> tuple[float, dict]:
-    """Wall-clock seconds over all resumed segments of a run, and the last log record."""
-    total, segment_last, last = 0.0, 0.0, {}
+def training_time(log_path: str) -> tuple[float, dict, dict]:
+    """Wall-clock seconds over all resumed segments of a run, its first and its last log record.
+
+    A run folder started with ``--init-from`` logs only its own steps: its first record's
+    step then lies far past the start, and the seconds cover that run folder alone.
+    """
+    total, segment_last, first, last = 0.0, 0.0, {}, {}
     with open(log_path) as handle:
         for line in handle:
             record = json.loads(line)
             if record["seconds"] < segment_last:
                 total += segment_last
             segment_last = record["seconds"]
+            first = first or record
             last = record
-    return total + segment_last, last
+    return total + segment_last, first, last
+
+
+def wall_clock_text(seconds: float, first: dict, last: dict, log_every: int) -> str:
+    """The model card's sentence on training time, honest about what the log covers."""
+    text = f"Wall-clock {seconds / 3600:.2f} h over all resumed segments"
+    if first and first["step"] > log_every:
+        text = (f"Wall-clock {seconds / 3600:.2f} h for the steps this run folder logged "
+                f"({first['step']} to {last['step']}); the steps before ran in earlier run folders "
+                "and reached it through the committed compact checkpoint (`--init-from`), so their "
+                "time is not in this log (the config's history lists the rounds)")
+    return text + " (the machine was shared with development work, so this is not a clean timing)."
 
 
 def stage_records(log_path: str, stage: int) -> list:
@@ -101,13 +118,40 @@ def paired_line(paired: list) -> str:
             f"agrees on: {counts}; exact McNemar p-values: {verdict}")
 
 
-def target_lines(results: str, title: str = "Targets") -> list:
-    """Issue 3's targets, checked against the benchmark reports (json) in ``results``."""
+def weights_of(report: dict) -> str | None:
+    """The weights fingerprint a benchmark report names in its ``model`` entry, or None."""
+    match = re.search(r"fingerprint ([0-9a-f]{16})", report.get("model", ""))
+    return match.group(1) if match else None
+
+
+def read_report(path: str, fingerprint: str | None) -> tuple[dict | None, str | None]:
+    """A benchmark report (json) if it exists and measured the weights ``fingerprint``.
+
+    Returns ``(report, None)``; ``(None, None)`` where there is no report; ``(None, why)``
+    where it measured other weights, so that a card never credits one set of weights with
+    another's figures. A report that names no fingerprint, or ``fingerprint=None``, is
+    taken as it is.
+    """
+    if not os.path.exists(path):
+        return None, None
+    with open(path) as handle:
+        report = json.load(handle)
+    measured = weights_of(report)
+    if fingerprint is not None and measured not in (None, fingerprint):
+        return None, (f"`{os.path.relpath(path, ROOT)}` measured weights {measured}, not these: "
+                      f"re-run `{report.get('command', '?')}`")
+    return report, None
+
+
+def target_lines(results: str, title: str = "Targets", fingerprint: str | None = None) -> list:
+    """Issue 3's targets, checked against the benchmark reports (json) in ``results`` that
+    measured the weights ``fingerprint`` (any weights where it is None)."""
     lines = [f"## {title}", ""]
     rd_path, analytics_path = (os.path.join(results, f"{name}.json") for name in ("rd", "analytics"))
-    if os.path.exists(rd_path):
-        with open(rd_path) as handle:
-            rd = json.load(handle)
+    stale = []
+    rd, why = read_report(rd_path, fingerprint)
+    stale += [why] if why else []
+    if rd is not None:
         bd = rd["bd_rate"].get("ugc-human", {}).get("psnr", {}).get("bd_rate")
         if bd is not None:
             lines.append(f"- Human decoding, BD-rate (PSNR) against JPEG: {bd:+.1f}% (target: -30% or better): "
@@ -115,9 +159,9 @@ def target_lines(results: str, title: str = "Targets") -> list:
         webp = webp_line(rd["curves"].get("ugc-human", []), rd["curves"].get("webp", []))
         if webp:
             lines.append(webp)
-    if os.path.exists(analytics_path):
-        with open(analytics_path) as handle:
-            analytics = json.load(handle)
+    analytics, why = read_report(analytics_path, fingerprint)
+    stale += [why] if why else []
+    if analytics is not None:
         human = {p["setting"]: p for p in analytics["curves"].get("ugc-human", [])}
         machine = {p["setting"]: p for p in analytics["curves"].get("ugc-machine", [])}
         for name in analytics.get("classifiers", {}):
@@ -139,12 +183,13 @@ def target_lines(results: str, title: str = "Targets") -> list:
             paired = [(row["setting"], row[name]) for row in analytics.get("machine_vs_human", []) if name in row]
             if paired:
                 lines.append(paired_line(paired))
+    lines += [f"- Not checked for these weights: {why}." for why in stale]
     if len(lines) == 2:
         lines.append("- Not checked: no benchmark reports.")
     return lines + [""]
 
 
-def refinement_target_lines(results: str) -> list:
+def refinement_target_lines(results: str, fingerprint: str | None = None) -> list:
     """The targets again for each ``results/refine*/`` folder: the same benchmarks run on
     files made with encoder refinement (``rd.py --refine N --out results/refineN``)."""
     lines = []
@@ -160,13 +205,13 @@ def refinement_target_lines(results: str) -> list:
             continue
         commands = [report["command"] for report in reports]
         title = f"Targets with encoder refinement ({', '.join(map(str, steps))} steps, `ugc encode --refine N`)"
-        section = target_lines(folder, title)
+        section = target_lines(folder, title, fingerprint)
         lines += section[:2] + [f"Commands: {'; '.join(f'`{c}`' for c in commands)}; reports in "
                                 f"`benchmarks/results/{os.path.basename(folder)}/`.", ""] + section[2:]
     return lines
 
 
-def photo_set_target_lines(results: str) -> list:
+def photo_set_target_lines(results: str, fingerprint: str | None = None) -> list:
     """The targets again for each ``results/*/`` folder whose reports ran on another photo
     set than the standard one (``--photo-set all`` or ``debian``), with the paired
     machine-vs-human counts broken down by photo group (``photos.group_of``): a larger set
@@ -187,9 +232,13 @@ def photo_set_target_lines(results: str) -> list:
         if os.path.exists(os.path.join(folder, "rd.json")):
             with open(os.path.join(folder, "rd.json")) as handle:
                 commands.insert(0, json.load(handle)["command"])
-        section = target_lines(folder, f"Targets on the `{photo_set}` photo set ({len(report['photos'])} photos)")
+        section = target_lines(folder, f"Targets on the `{photo_set}` photo set ({len(report['photos'])} photos)",
+                               fingerprint)
         lines += section[:2] + [f"Commands: {'; '.join(f'`{c}`' for c in commands)}; reports in "
                                 f"`benchmarks/results/{name}/`.", ""] + section[2:-1]
+        if read_report(path, fingerprint)[0] is None:  # measured other weights: no group figures either
+            lines.append("")
+            continue
         short_of: dict = {}
         for group, rows in (report.get("machine_vs_human_by_group") or {}).items():
             for classifier in report.get("classifiers", {}):
@@ -215,6 +264,38 @@ def photo_set_target_lines(results: str) -> list:
     return lines
 
 
+def capacity_limitation(results: str, fingerprint: str | None = None) -> str:
+    """The Limitations line on the transforms' capacity, from ``capacity.json`` (standard
+    photos) and ``all/capacity.json`` where they measured these weights."""
+    measured = []
+    for folder in (results, os.path.join(results, "all")):
+        report, _ = read_report(os.path.join(folder, "capacity.json"), fingerprint)
+        if report is not None:
+            measured.append(report)
+    if not measured:
+        return ("- The transforms' capacity at the top rates is not measured for these weights: "
+                "run `python benchmarks/capacity.py`.")
+    findings = []
+    for report in measured:
+        levels = report["levels"]
+        short = [level for level in levels
+                 if level["webp_psnr"] is not None and level["unrounded_psnr"] < level["webp_psnr"]]
+        top = levels[-1]
+        findings.append(
+            f"on the `{report['photo_set']}` set's {len(report['photos'])} photos, g_s(g_a(x)) reaches {top['unrounded_psnr']:.1f} dB at q{top['quality']}"
+            + (f" against WebP's {top['webp_psnr']:.1f} dB at its bpp" if top["webp_psnr"] is not None else "")
+            + (f", so {', '.join('q' + str(level['quality']) for level in short)} cannot overtake WebP by "
+               "training the entropy model" if short else ", above WebP at every rate")
+            + f"; {report['latent_channels'] - top['channels_in_use']} of the {report['latent_channels']} "
+            f"latent channels stay unused at q{top['quality']}")
+    return ("- The transforms limit the top rates (`benchmarks/capacity.py`): with no quantisation at all, "
+            + "; ".join(findings) + ". So more latent channels alone would not help; wider or deeper transforms "
+            "(N = 64 here, 128 in the paper's model) are the lever left: DESIGN.md measures the paper's size at "
+            "7–8 s a training step of 8 crops of 256² on these 2 cores (about a quarter of that at 128²), against "
+            "about 0.33 s for this model at 128² (19 h for its first 206,000 steps), so it is a GPU lease's work "
+            "(`tools/gpu_round.sh`).")
+
+
 CROP_WEIGHTING_TEXT = {
     "pixel": "images drawn in proportion to their area",
     "image": "every image (each downscale of each photo) drawn equally often",
@@ -238,7 +319,7 @@ def main(argv=None) -> int:
         parser.error(f"the run's checkpoint (step {state['step']}) exports as weights {run_fingerprint.hex()}, "
                      f"not the shipped {model.fingerprint.hex()}: write the card right after "
                      "tools/export_weights.py, before training goes on")
-    seconds, last = training_time(os.path.join(args.run, "log.jsonl"))
+    seconds, first_log, last = training_time(os.path.join(args.run, "log.jsonl"))
     stage1 = stage_records(os.path.join(args.run, "log.jsonl"), 1)
     stage2 = stage_records(os.path.join(args.run, "log.jsonl"), 2)
     steps1 = min(state["step"], config["stage1_steps"])
@@ -271,8 +352,7 @@ def main(argv=None) -> int:
         "- Evaluation photos (scikit-image, scikit-learn samples) were never trained on.",
         "",
         "## Training",
-        f"- Hardware: {args.hardware}. Wall-clock {seconds / 3600:.2f} h over all resumed segments "
-        "(the machine was shared with development work, so this is not a clean timing).",
+        f"- Hardware: {args.hardware}. " + wall_clock_text(seconds, first_log, last, config.get("log_every", 50)),
         f"- Stage 1: {steps1} steps (of {config['stage1_steps']} planned), Adam lr {config['lr']} "
         "(×0.1 for the last 10 %), each sample draws β ∈ {0, 1} and a quality level; "
         f"machine samples weigh MSE by λ₁ = {config['lambda_machine_mse']} and add "
@@ -297,16 +377,18 @@ def main(argv=None) -> int:
         lines.append(f"- The final stage 2 (logs from step {final[0]['step']} to {final[-1]['step']}): global semantic "
                      f"distance {before:.4f} in its first {window} logs, {after:.4f} in its last {window} "
                      "(training-batch averages).")
-    lines += [""] + target_lines(args.results) + refinement_target_lines(args.results) + photo_set_target_lines(args.results)
+    shipped = model.fingerprint.hex()
+    lines += ([""] + target_lines(args.results, fingerprint=shipped) + refinement_target_lines(args.results, shipped)
+              + photo_set_target_lines(args.results, shipped))
     lines += ["## Evaluation (photos never used in training)", ""]
     for name, (title, command) in BENCHMARKS.items():
         path = os.path.join(args.results, f"{name}.md")
         lines.append(f"### {title}")
-        if os.path.exists(path):
-            json_path = os.path.join(args.results, f"{name}.json")
-            if os.path.exists(json_path):
-                with open(json_path) as handle:
-                    command = json.load(handle).get("command", command)
+        report, why = read_report(os.path.join(args.results, f"{name}.json"), shipped)
+        if why:
+            lines += [f"Not measured for these weights yet: {why}.", ""]
+        elif os.path.exists(path):
+            command = (report or {}).get("command", command)
             with open(path) as handle:
                 lines += [f"Command: `{command}` (report below as it printed).", "", handle.read().strip(), ""]
         else:
@@ -319,11 +401,7 @@ def main(argv=None) -> int:
         "Adapters trained with photographs of objects added (Debian's `gcompris-qt-data`; not in these weights, "
         "because DESIGN.md names the corpus) raise Lite0's agreement on object photos too (tools/README, "
         "\"Photos of objects in training\").",
-        "- The transforms limit the top rates (`benchmarks/capacity.py`): with no quantisation at all, "
-        "g_s(g_a(x)) reaches 31.4 dB on the standard photos at q6, below WebP's 32.6 dB at q6's bpp (34.3 vs "
-        "34.7 dB on all 36 photos), so there q5 and q6 (on all 36 photos q6) cannot overtake WebP by training the entropy model. 34 of the "
-        "128 latent channels stay unused even at q6, so more latent channels alone would not help; wider or "
-        "deeper transforms (N = 64 here, 128 in the paper's model) are the lever left: DESIGN.md measures the paper's size at 7–8 s a training step of 8 crops of 256² on these 2 cores (about a quarter of that at 128²), against about 0.33 s for this model at 128² (19 h for 206,000 steps), so it is a GPU lease's work (`tools/gpu_round.sh`).",
+        capacity_limitation(args.results, shipped),
         "- The offline teacher is an ImageNet classifier (MobileNetV2), not CLIP.",
     ]
     with open(args.out, "w") as handle:
