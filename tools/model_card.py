@@ -65,8 +65,8 @@ def wall_clock_text(seconds: float, first: dict, last: dict, log_every: int) -> 
         text = (f"Wall-clock {seconds / 3600:.2f} h for the steps this run folder logged "
                 f"({first['step']} to {last['step']}); the steps before ran in earlier run folders "
                 "and reached it through the committed compact checkpoint (`--init-from`), so their "
-                "time is not in this log (the config's history lists the rounds)")
-    return text + " (the machine was shared with development work, so this is not a clean timing)."
+                "time is not in this log: the config's history lists the rounds")
+    return text + ". The machine was shared with development work, so this is not a clean timing."
 
 
 def stage_records(log_path: str, stage: int) -> list:
