@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import json
 import math
 import os
 import sys
@@ -38,6 +39,7 @@ from collections import defaultdict
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
+import PIL
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import bench_common as common  # noqa: E402
@@ -65,8 +67,51 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's choice)")
     parser.add_argument("--refine", type=int, default=0,
                         help="ugc encoder refinement steps (ugcodec.encode's refine; default 0: off)")
+    parser.add_argument("--reuse-baselines", metavar="REPORT", default=None,
+                        help="take the JPEG/WebP records from an earlier analytics.json of the same photos, "
+                             "crops, classifiers and Pillow instead of measuring them again (they do not depend "
+                             "on the ugc weights; on the all set they are about two thirds of the run time)")
     parser.add_argument("--out", default=common.DEFAULT_OUT, help="output folder (default: benchmarks/results)")
     return parser.parse_args(argv)
+
+
+def reusable_baselines(report: dict, expected: dict, codecs: Dict[str, Sequence]) -> Dict[tuple, dict]:
+    """The JPEG/WebP records of an earlier analytics report that this run may take as they are.
+
+    ``expected`` holds this run's ``photos`` (as the report lists them), ``max_size``,
+    ``crops_per_photo``, ``classifiers``, ``teacher`` and Pillow version (``pillow``);
+    ``codecs`` maps each Pillow codec name to the settings this run sweeps. The report may
+    hold more photos and classifiers than this run uses; the records keep only this run's
+    classifiers. Returns the records keyed by ``(photo, codec, setting)``. Raises
+    ``ValueError`` naming what differs (so the records would measure something else) or
+    which record is missing.
+    """
+    problems = []
+    for key in ("max_size", "crops_per_photo", "teacher"):
+        if report.get(key) != expected[key]:
+            problems.append(f"{key} {report.get(key)!r}, not {expected[key]!r}")
+    pillow = (report.get("environment") or {}).get("pillow")
+    if pillow != expected["pillow"]:
+        problems.append(f"pillow {pillow!r}, not {expected['pillow']!r}")
+    listed = report.get("photos") or []
+    absent = [f"{p['name']} {p['width']}x{p['height']}" for p in expected["photos"] if p not in listed]
+    if absent:
+        problems.append(f"photos without {', '.join(absent)}")
+    classifiers = report.get("classifiers") or {}
+    other = [name for name, spec in expected["classifiers"].items() if classifiers.get(name) != spec]
+    if other:
+        problems.append(f"classifiers without this run's {', '.join(other)}")
+    if problems:
+        raise ValueError("the report measured " + "; ".join(problems))
+    keep = set(expected["classifiers"])
+    records = {(r["photo"], r["codec"], r["setting"]): {**r, "models": {k: v for k, v in r["models"].items() if k in keep}}
+               for r in report.get("records", []) if r["codec"] in codecs}
+    for photo in expected["photos"]:
+        for codec, settings in codecs.items():
+            for setting in settings:
+                if (photo["name"], codec, setting) not in records:
+                    raise ValueError(f"the report has no {codec} record at setting {setting} for {photo['name']}")
+    return records
 
 
 # --------------------------------------------------------------------------- classifiers
@@ -210,6 +255,24 @@ def run(args: argparse.Namespace) -> dict:
         with torch.inference_mode():
             return teacher.embed(x)
 
+    reused: Dict[tuple, dict] = {}
+    if args.reuse_baselines and pillow:
+        with open(args.reuse_baselines) as handle:
+            earlier = json.load(handle)
+        expected = {
+            "photos": [{"name": n, "width": im.shape[1], "height": im.shape[0]} for n, im in photos],
+            "max_size": args.max_size, "crops_per_photo": args.crops,
+            "classifiers": {c.name: {"weights": c.weights, "input_size": c.size} for c in classifiers},
+            "teacher": teacher.description if teacher is not None else None, "pillow": PIL.__version__,
+        }
+        sweeps = {codec.name: codec.settings[:: max(1, args.sweep_step)] for codec in pillow}
+        try:
+            reused = reusable_baselines(earlier, expected, sweeps)
+        except ValueError as error:
+            raise SystemExit(f"analytics.py: cannot reuse the baselines of {args.reuse_baselines}: {error}")
+        notes.append(f"{', '.join(sweeps)} records taken from {args.reuse_baselines} "
+                     f"({earlier.get('environment', {}).get('date', 'undated')}), not measured again")
+
     records: List[dict] = []
     started = time.perf_counter()
     for name, image in photos:
@@ -257,6 +320,9 @@ def run(args: argparse.Namespace) -> dict:
             evaluate("ugc-machine", quality, size, decoded["machine"])
         for codec in pillow:
             for setting in codec.settings[:: max(1, args.sweep_step)]:
+                if (name, codec.name, setting) in reused:
+                    records.append(reused[(name, codec.name, setting)])
+                    continue
                 size, decoded = codec.roundtrip(image, setting)
                 evaluate(codec.name, setting, size, decoded)
         print(f"  {name}: done ({time.perf_counter() - started:.1f} s so far)", flush=True)

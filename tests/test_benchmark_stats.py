@@ -168,3 +168,48 @@ def test_model_card_checks_the_machine_target_again_on_another_photo_set(model_c
     assert ("- lite0, group by group: not above at every quality in every group (standard 0 of 1), "
             "so a pooled verdict rests on the groups where it is.") in lines
     assert not any(line.startswith("- teacher, group by group") for line in lines)
+
+
+def baseline_report(settings=(10, 20)):
+    photos = [{"name": "astronaut", "width": 64, "height": 64}]
+    records = [{"photo": "astronaut", "codec": codec, "setting": s, "bpp": 1.0, "psnr": 30.0, "models": {}}
+               for codec in ("jpeg", "webp") for s in settings]
+    records.append({"photo": "astronaut", "codec": "ugc-human", "setting": 1, "bpp": 0.2, "psnr": 28.0, "models": {}})
+    return {"photos": photos, "max_size": "768x512", "crops_per_photo": 12,
+            "classifiers": {"lite0": {"weights": "w.pth", "input_size": 224}}, "teacher": "MobileNetV2",
+            "environment": {"pillow": "12.0.0"}, "records": records}
+
+
+def expectation(report, **changes):
+    expected = {key: report[key] for key in ("photos", "max_size", "crops_per_photo", "classifiers", "teacher")}
+    expected["pillow"] = report["environment"]["pillow"]
+    return {**expected, **changes}
+
+
+def test_baselines_are_reused_only_for_the_same_measurement(analytics):
+    report = baseline_report()
+    reused = analytics.reusable_baselines(report, expectation(report), {"jpeg": [10, 20], "webp": [20]})
+    assert set(reused) == {("astronaut", "jpeg", 10), ("astronaut", "jpeg", 20), ("astronaut", "webp", 10),
+                           ("astronaut", "webp", 20)}  # every Pillow record of the report, never ugc's
+    for changed in ({"classifiers": {"lite1": {"weights": "x.pth", "input_size": 240}}}, {"pillow": "11.0.0"},
+                    {"crops_per_photo": 6}, {"teacher": None},
+                    {"photos": [{"name": "astronaut", "width": 32, "height": 32}]}):
+        with pytest.raises(ValueError, match=next(iter(changed))):
+            analytics.reusable_baselines(report, expectation(report, **changed), {"jpeg": [10]})
+
+
+def test_baselines_of_a_larger_report_keep_only_this_runs_classifiers(analytics):
+    report = baseline_report()
+    report["classifiers"]["lite1"] = {"weights": "v.pth", "input_size": 240}
+    for record in report["records"]:
+        record["models"] = {"lite0": {"top1_hits": 1}, "lite1": {"top1_hits": 2}}
+    expected = expectation(report, classifiers={"lite0": report["classifiers"]["lite0"]})
+    reused = analytics.reusable_baselines(report, expected, {"jpeg": [10]})
+    assert reused[("astronaut", "jpeg", 10)]["models"] == {"lite0": {"top1_hits": 1}}
+    assert report["records"][0]["models"]["lite1"] == {"top1_hits": 2}  # the report itself is left alone
+
+
+def test_baselines_missing_a_setting_are_refused(analytics):
+    report = baseline_report(settings=(10,))
+    with pytest.raises(ValueError, match="no webp record at setting 20 for astronaut"):
+        analytics.reusable_baselines(report, expectation(report), {"jpeg": [10], "webp": [20]})
