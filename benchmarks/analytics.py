@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import json
 import math
 import os
 import sys
@@ -78,40 +77,18 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
 def reusable_baselines(report: dict, expected: dict, codecs: Dict[str, Sequence]) -> Dict[tuple, dict]:
     """The JPEG/WebP records of an earlier analytics report that this run may take as they are.
 
-    ``expected`` holds this run's ``photos`` (as the report lists them), ``max_size``,
-    ``crops_per_photo``, ``classifiers``, ``teacher`` and Pillow version (``pillow``);
-    ``codecs`` maps each Pillow codec name to the settings this run sweeps. The report may
-    hold more photos and classifiers than this run uses; the records keep only this run's
-    classifiers. Returns the records keyed by ``(photo, codec, setting)``. Raises
-    ``ValueError`` naming what differs (so the records would measure something else) or
-    which record is missing.
+    As :func:`bench_common.reusable_records` (``expected`` also holds ``max_size``,
+    ``crops_per_photo`` and ``teacher``), and ``expected["classifiers"]`` must each be
+    in the report with the same weights and input size; the records keep only these
+    classifiers. Raises ``ValueError`` naming what differs or which record is missing.
     """
-    problems = []
-    for key in ("max_size", "crops_per_photo", "teacher"):
-        if report.get(key) != expected[key]:
-            problems.append(f"{key} {report.get(key)!r}, not {expected[key]!r}")
-    pillow = (report.get("environment") or {}).get("pillow")
-    if pillow != expected["pillow"]:
-        problems.append(f"pillow {pillow!r}, not {expected['pillow']!r}")
-    listed = report.get("photos") or []
-    absent = [f"{p['name']} {p['width']}x{p['height']}" for p in expected["photos"] if p not in listed]
-    if absent:
-        problems.append(f"photos without {', '.join(absent)}")
     classifiers = report.get("classifiers") or {}
     other = [name for name, spec in expected["classifiers"].items() if classifiers.get(name) != spec]
     if other:
-        problems.append(f"classifiers without this run's {', '.join(other)}")
-    if problems:
-        raise ValueError("the report measured " + "; ".join(problems))
+        raise ValueError(f"the report measured classifiers without this run's {', '.join(other)}")
     keep = set(expected["classifiers"])
-    records = {(r["photo"], r["codec"], r["setting"]): {**r, "models": {k: v for k, v in r["models"].items() if k in keep}}
-               for r in report.get("records", []) if r["codec"] in codecs}
-    for photo in expected["photos"]:
-        for codec, settings in codecs.items():
-            for setting in settings:
-                if (photo["name"], codec, setting) not in records:
-                    raise ValueError(f"the report has no {codec} record at setting {setting} for {photo['name']}")
-    return records
+    found = common.reusable_records(report, {k: v for k, v in expected.items() if k != "classifiers"}, codecs)
+    return {key: {**r, "models": {k: v for k, v in r["models"].items() if k in keep}} for key, r in found.items()}
 
 
 # --------------------------------------------------------------------------- classifiers
@@ -257,8 +234,6 @@ def run(args: argparse.Namespace) -> dict:
 
     reused: Dict[tuple, dict] = {}
     if args.reuse_baselines and pillow:
-        with open(args.reuse_baselines) as handle:
-            earlier = json.load(handle)
         expected = {
             "photos": [{"name": n, "width": im.shape[1], "height": im.shape[0]} for n, im in photos],
             "max_size": args.max_size, "crops_per_photo": args.crops,
@@ -266,12 +241,9 @@ def run(args: argparse.Namespace) -> dict:
             "teacher": teacher.description if teacher is not None else None, "pillow": PIL.__version__,
         }
         sweeps = {codec.name: codec.settings[:: max(1, args.sweep_step)] for codec in pillow}
-        try:
-            reused = reusable_baselines(earlier, expected, sweeps)
-        except ValueError as error:
-            raise SystemExit(f"analytics.py: cannot reuse the baselines of {args.reuse_baselines}: {error}")
-        notes.append(f"{', '.join(sweeps)} records taken from {args.reuse_baselines} "
-                     f"({earlier.get('environment', {}).get('date', 'undated')}), not measured again")
+        reused, note = common.load_reusable_records(args.reuse_baselines, expected, sweeps, "analytics.py",
+                                                    select=reusable_baselines)
+        notes.append(note)
 
     records: List[dict] = []
     started = time.perf_counter()

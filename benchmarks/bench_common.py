@@ -195,6 +195,54 @@ def environment(threads: Optional[int] = None) -> dict:
     return info
 
 
+def reusable_records(report: dict, expected: dict, codecs: Dict[str, Sequence]) -> Dict[tuple, dict]:
+    """The Pillow codecs' records of an earlier report (rd.json, analytics.json) that a new
+    run may take as they are: they do not depend on the ugc weights.
+
+    ``expected`` holds the new run's ``photos`` (as reports list them: name, width,
+    height), ``pillow`` (``PIL.__version__``) and any other report entries that must be
+    equal (``max_size``, ...); ``codecs`` maps each Pillow codec name to the settings the
+    run sweeps. The report may hold more photos. Returns the records keyed by ``(photo,
+    codec, setting)``. Raises ``ValueError`` naming what differs, or which record is missing.
+    """
+    problems = []
+    for key, value in expected.items():
+        if key not in ("photos", "pillow") and report.get(key) != value:
+            problems.append(f"{key} {report.get(key)!r}, not {value!r}")
+    pillow = (report.get("environment") or {}).get("pillow")
+    if pillow != expected["pillow"]:
+        problems.append(f"pillow {pillow!r}, not {expected['pillow']!r}")
+    listed = report.get("photos") or []
+    absent = [f"{p['name']} {p['width']}x{p['height']}" for p in expected["photos"] if p not in listed]
+    if absent:
+        problems.append(f"photos without {', '.join(absent)}")
+    if problems:
+        raise ValueError("the report measured " + "; ".join(problems))
+    records = {(r["photo"], r["codec"], r["setting"]): r for r in report.get("records", []) if r["codec"] in codecs}
+    for photo in expected["photos"]:
+        for codec, settings in codecs.items():
+            for setting in settings:
+                if (photo["name"], codec, setting) not in records:
+                    raise ValueError(f"the report has no {codec} record at setting {setting} for {photo['name']}")
+    return records
+
+
+def load_reusable_records(path: str, expected: dict, codecs: Dict[str, Sequence], script: str,
+                          select: Callable[[dict, dict, Dict[str, Sequence]], Dict[tuple, dict]] = reusable_records
+                          ) -> Tuple[Dict[tuple, dict], str]:
+    """``select`` (:func:`reusable_records` or a script's stricter version of it) applied to
+    the report at ``path``, and the note the new report makes of it; exits with
+    ``<script>: cannot reuse ...`` where the report does not fit."""
+    with open(path) as handle:
+        report = json.load(handle)
+    try:
+        records = select(report, expected, codecs)
+    except ValueError as error:
+        raise SystemExit(f"{script}: cannot reuse the baselines of {path}: {error}")
+    return records, (f"{', '.join(codecs)} records taken from {path} "
+                     f"({(report.get('environment') or {}).get('date', 'undated')}), not measured again")
+
+
 def markdown_table(header: Sequence[str], rows: Sequence[Sequence], align: Optional[str] = None) -> str:
     """A markdown table; ``align`` is one char per column, ``l`` or ``r`` (default: l then r)."""
     align = align or "l" + "r" * (len(header) - 1)

@@ -22,6 +22,7 @@ from collections import defaultdict
 from typing import Dict, List, Optional, Sequence
 
 import numpy as np
+import PIL
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import bench_common as common  # noqa: E402
@@ -49,6 +50,9 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's choice)")
     parser.add_argument("--refine", type=int, default=0,
                         help="ugc encoder refinement steps (ugcodec.encode's refine; default 0: off)")
+    parser.add_argument("--reuse-baselines", metavar="REPORT", default=None,
+                        help="take the Pillow codecs' records from an earlier rd.json of the same photos and "
+                             "Pillow instead of measuring them again (they do not depend on the ugc weights)")
     return parser.parse_args(argv)
 
 
@@ -102,6 +106,14 @@ def run(args: argparse.Namespace) -> dict:
         )
         print(common.ugc_description(model, args.refine))
 
+    reused: Dict[tuple, dict] = {}
+    if args.reuse_baselines and pillow:
+        expected = {"photos": [{"name": n, "width": im.shape[1], "height": im.shape[0]} for n, im in photos],
+                    "max_size": args.max_size, "pillow": PIL.__version__}
+        sweeps = {codec.name: codec.settings[:: max(1, args.sweep_step)] for codec in pillow}
+        reused, note = common.load_reusable_records(args.reuse_baselines, expected, sweeps, "rd.py")
+        notes.append(note)
+
     records: List[dict] = []
     started = time.perf_counter()
     for name, image in photos:
@@ -122,6 +134,9 @@ def run(args: argparse.Namespace) -> dict:
             add("ugc-machine", quality, size, decoded["machine"], seconds)
         for codec in pillow:
             for setting in codec.settings[:: max(1, args.sweep_step)]:
+                if (name, codec.name, setting) in reused:
+                    records.append(reused[(name, codec.name, setting)])
+                    continue
                 t0 = time.perf_counter()
                 size, decoded = codec.roundtrip(image, setting)
                 add(codec.name, setting, size, decoded, time.perf_counter() - t0)

@@ -213,3 +213,15 @@ def test_baselines_missing_a_setting_are_refused(analytics):
     report = baseline_report(settings=(10,))
     with pytest.raises(ValueError, match="no webp record at setting 20 for astronaut"):
         analytics.reusable_baselines(report, expectation(report), {"jpeg": [10], "webp": [20]})
+
+
+def test_rd_baselines_come_from_a_report_of_more_photos_at_the_same_size(analytics):
+    import bench_common  # on sys.path while the analytics fixture is in use
+
+    report = baseline_report()
+    report["photos"].append({"name": "coffee", "width": 60, "height": 40})
+    expected = {"photos": report["photos"][:1], "max_size": "768x512", "pillow": "12.0.0"}
+    reused = bench_common.reusable_records(report, expected, {"webp": [10, 20]})
+    assert set(reused) == {("astronaut", "webp", 10), ("astronaut", "webp", 20)}
+    with pytest.raises(ValueError, match="max_size '768x512', not '0'"):
+        bench_common.reusable_records(report, {**expected, "max_size": "0"}, {"webp": [10]})
