@@ -42,7 +42,7 @@ import PIL
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import bench_common as common  # noqa: E402
-from photos import PHOTO_SETS, describe, group_of, load_photos  # noqa: E402
+from photos import PHOTO_SETS, describe, entries, group_of, load_photos  # noqa: E402
 
 CAT_CLASSES = range(281, 286)  # tabby, tiger cat, Persian, Siamese, Egyptian cat
 TEACHER_CROP = 224
@@ -232,15 +232,13 @@ def run(args: argparse.Namespace) -> dict:
         with torch.inference_mode():
             return teacher.embed(x)
 
+    classifier_specs = {c.name: {"weights": c.weights, "input_size": c.size} for c in classifiers}
+    teacher_description = teacher.description if teacher is not None else None
+    sweeps = {codec.name: codec.settings[:: max(1, args.sweep_step)] for codec in pillow}
     reused: Dict[tuple, dict] = {}
     if args.reuse_baselines and pillow:
-        expected = {
-            "photos": [{"name": n, "width": im.shape[1], "height": im.shape[0]} for n, im in photos],
-            "max_size": args.max_size, "crops_per_photo": args.crops,
-            "classifiers": {c.name: {"weights": c.weights, "input_size": c.size} for c in classifiers},
-            "teacher": teacher.description if teacher is not None else None, "pillow": PIL.__version__,
-        }
-        sweeps = {codec.name: codec.settings[:: max(1, args.sweep_step)] for codec in pillow}
+        expected = {"photos": entries(photos), "max_size": args.max_size, "crops_per_photo": args.crops,
+                    "classifiers": classifier_specs, "teacher": teacher_description, "pillow": PIL.__version__}
         reused, note = common.load_reusable_records(args.reuse_baselines, expected, sweeps, "analytics.py",
                                                     select=reusable_baselines)
         notes.append(note)
@@ -291,7 +289,7 @@ def run(args: argparse.Namespace) -> dict:
             evaluate("ugc-human", quality, size, decoded["human"])
             evaluate("ugc-machine", quality, size, decoded["machine"])
         for codec in pillow:
-            for setting in codec.settings[:: max(1, args.sweep_step)]:
+            for setting in sweeps[codec.name]:
                 if (name, codec.name, setting) in reused:
                     records.append(reused[(name, codec.name, setting)])
                     continue
@@ -307,11 +305,11 @@ def run(args: argparse.Namespace) -> dict:
         "environment": common.environment(threads),
         "model": common.ugc_description(model, args.refine) if model else None,
         "ugc_refine": args.refine,
-        "classifiers": {c.name: {"weights": c.weights, "input_size": c.size} for c in classifiers},
+        "classifiers": classifier_specs,
         "sanity_check": sanity,
-        "teacher": teacher.description if teacher is not None else None,
+        "teacher": teacher_description,
         "photo_set": args.photo_set,
-        "photos": [{"name": n, "width": im.shape[1], "height": im.shape[0]} for n, im in photos],
+        "photos": entries(photos),
         "max_size": args.max_size,
         "crops_per_photo": args.crops,
         "notes": notes,

@@ -31,7 +31,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import bench_common as common  # noqa: E402
-from photos import PHOTO_SETS, describe, load_photos  # noqa: E402
+from photos import PHOTO_SETS, describe, entries, load_photos  # noqa: E402
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
@@ -140,7 +140,7 @@ def run(args: argparse.Namespace) -> dict:
         "environment": common.environment(threads),
         "model": common.ugc_description(model),
         "photo_set": args.photo_set,
-        "photos": [{"name": n, "width": im.shape[1], "height": im.shape[0]} for n, im in photos],
+        "photos": entries(photos),
         "max_size": args.max_size,
         "latent_channels": model.config.M,
         "levels": rows,

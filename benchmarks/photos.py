@@ -295,6 +295,12 @@ def describe(photos: Sequence[Photo]) -> str:
     return ", ".join(f"{name} {image.shape[1]}x{image.shape[0]}" for name, image in photos)
 
 
+def entries(photos: Sequence[Photo]) -> List[dict]:
+    """The photos as reports list them (``{"name", "width", "height"}`` each): what a later
+    run compares to decide whether a report measured the same photos."""
+    return [{"name": name, "width": image.shape[1], "height": image.shape[0]} for name, image in photos]
+
+
 def source_of(name: str) -> str:
     """Where a photo comes from: ``scikit-image``, ``scikit-learn`` or its Debian package."""
     if name in ("china", "flower"):

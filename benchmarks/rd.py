@@ -26,7 +26,7 @@ import PIL
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import bench_common as common  # noqa: E402
-from photos import PHOTO_SETS, describe, load_photos  # noqa: E402
+from photos import PHOTO_SETS, describe, entries, load_photos  # noqa: E402
 
 ANCHOR = "jpeg"
 UGC_CODECS = ("ugc-human", "ugc-machine")
@@ -106,11 +106,10 @@ def run(args: argparse.Namespace) -> dict:
         )
         print(common.ugc_description(model, args.refine))
 
+    sweeps = {codec.name: codec.settings[:: max(1, args.sweep_step)] for codec in pillow}
     reused: Dict[tuple, dict] = {}
     if args.reuse_baselines and pillow:
-        expected = {"photos": [{"name": n, "width": im.shape[1], "height": im.shape[0]} for n, im in photos],
-                    "max_size": args.max_size, "pillow": PIL.__version__}
-        sweeps = {codec.name: codec.settings[:: max(1, args.sweep_step)] for codec in pillow}
+        expected = {"photos": entries(photos), "max_size": args.max_size, "pillow": PIL.__version__}
         reused, note = common.load_reusable_records(args.reuse_baselines, expected, sweeps, "rd.py")
         notes.append(note)
 
@@ -133,7 +132,7 @@ def run(args: argparse.Namespace) -> dict:
             add("ugc-human", quality, size, decoded["human"], seconds)
             add("ugc-machine", quality, size, decoded["machine"], seconds)
         for codec in pillow:
-            for setting in codec.settings[:: max(1, args.sweep_step)]:
+            for setting in sweeps[codec.name]:
                 if (name, codec.name, setting) in reused:
                     records.append(reused[(name, codec.name, setting)])
                     continue
@@ -184,7 +183,7 @@ def run(args: argparse.Namespace) -> dict:
         "model": common.ugc_description(model, args.refine) if model else None,
         "ugc_refine": args.refine,
         "photo_set": args.photo_set,
-        "photos": [{"name": n, "width": im.shape[1], "height": im.shape[0]} for n, im in photos],
+        "photos": entries(photos),
         "max_size": args.max_size,
         "anchor": ANCHOR,
         "bd_method": "bjontegaard.bd_rate, akima, averaged curves, MS-SSIM in dB (-10 log10(1 - MS-SSIM))",

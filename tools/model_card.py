@@ -136,11 +136,16 @@ def read_report(path: str, fingerprint: str | None) -> tuple[dict | None, str | 
         return None, None
     with open(path) as handle:
         report = json.load(handle)
-    measured = weights_of(report)
-    if fingerprint is not None and measured not in (None, fingerprint):
-        return None, (f"`{os.path.relpath(path, ROOT)}` measured weights {measured}, not these: "
+    if measured_other_weights(report, fingerprint):
+        return None, (f"`{os.path.relpath(path, ROOT)}` measured weights {weights_of(report)}, not these: "
                       f"re-run `{report.get('command', '?')}`")
     return report, None
+
+
+def measured_other_weights(report: dict, fingerprint: str | None) -> bool:
+    """Whether ``report`` names weights other than ``fingerprint`` (False for None, or a
+    report that names none)."""
+    return fingerprint is not None and weights_of(report) not in (None, fingerprint)
 
 
 def target_lines(results: str, title: str = "Targets", fingerprint: str | None = None) -> list:
@@ -236,7 +241,7 @@ def photo_set_target_lines(results: str, fingerprint: str | None = None) -> list
                                fingerprint)
         lines += section[:2] + [f"Commands: {'; '.join(f'`{c}`' for c in commands)}; reports in "
                                 f"`benchmarks/results/{name}/`.", ""] + section[2:-1]
-        if read_report(path, fingerprint)[0] is None:  # measured other weights: no group figures either
+        if measured_other_weights(report, fingerprint):  # target_lines said so; no group figures either
             lines.append("")
             continue
         short_of: dict = {}
