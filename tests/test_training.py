@@ -11,7 +11,9 @@ from PIL import Image
 from ugcodec.losses import MultiScaleSemanticLoss, bits_per_pixel, find_regions, mse_255, paired_augment
 from ugcodec.models import ModelConfig
 from ugcodec.teachers import OpenClipTeacher, load_teacher
-from ugcodec.training import CropSampler, TrainConfig, Trainer, compact_checkpoint, crop_detail, model_from_checkpoint
+from ugcodec.training import (
+    CropSampler, TrainConfig, Trainer, compact_checkpoint, crop_detail, model_from_checkpoint, widen_checkpoint,
+)
 from ugcodec.weights import export_bundle, export_weights, fingerprint_of, load_model
 
 from conftest import make_photo_like
@@ -380,3 +382,26 @@ def test_a_run_releases_the_segmentation_workers_even_when_a_step_fails(corpus, 
     with pytest.raises(RuntimeError):
         trainer.run(progress=False)
     assert closed == [True]
+
+
+def test_a_widened_checkpoint_resumes_at_its_step_and_decodes_as_before(corpus, tmp_path, clip_teacher):
+    config = tiny_config(corpus, stage1_steps=6, stage2_steps=0, log_every=1)
+    trainer = Trainer(config, str(tmp_path / "narrow"), teacher=clip_teacher)
+    trainer.run(max_steps=2, progress=False)
+    trainer.save_checkpoint(str(tmp_path / "narrow.pt"), compact=True)
+
+    with pytest.raises(ValueError, match="fewer"):
+        widen_checkpoint(str(tmp_path / "narrow.pt"), str(tmp_path / "narrower.pt"), 4)
+    assert widen_checkpoint(str(tmp_path / "narrow.pt"), str(tmp_path / "wide.pt"), 12) == 2
+    wide_config = tiny_config(corpus, stage1_steps=6, stage2_steps=0, log_every=1)
+    wide_config.override("model.N=12")
+    widened = Trainer(wide_config, str(tmp_path / "wide"), teacher=clip_teacher)
+    widened.load_checkpoint(str(tmp_path / "wide.pt"))
+    assert widened.step == 2 and widened.model.config.N == 12
+    x = torch.rand(1, 3, 64, 64)
+    quality, beta = torch.tensor([1]), torch.tensor([1.0])
+    trainer.model.eval(), widened.model.eval()
+    with torch.no_grad():
+        assert torch.equal(widened.model(x, quality, beta)["x_hat"], trainer.model(x, quality, beta)["x_hat"])
+    widened.run(max_steps=1, progress=False)
+    assert widened.step == 3

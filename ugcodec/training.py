@@ -40,6 +40,7 @@ from .losses import MultiScaleSemanticLoss, bits_per_pixel, mse_255
 from .models import ModelConfig, UGHyperprior
 from .teachers import Teacher, load_teacher
 from .weights import CodecModel, load_model
+from .widening import widen
 
 __all__ = [
     "TrainConfig",
@@ -513,6 +514,26 @@ def compact_checkpoint(source: str, destination: str) -> int:
     """
     state = torch.load(source, map_location="cpu", weights_only=False)
     state.pop("optimizer", None)
+    _save_atomically(state, destination)
+    return int(state["step"])
+
+
+def widen_checkpoint(source: str, destination: str, channels: int, seed: int = 0) -> int:
+    """Writes a compact checkpoint of ``source``'s model widened to N = ``channels``
+    (:func:`ugcodec.widening.widen`: it decodes exactly as before), at the same step and
+    with the same random states, so training resumes from it with ``--init-from`` and a
+    config of the new N; returns its step.
+
+    Raises:
+        FileNotFoundError: no ``source``.
+        KeyError: ``source`` is not a checkpoint written by ``Trainer.save_checkpoint``.
+        ValueError: ``channels`` is below the checkpoint's N.
+    """
+    state = torch.load(source, map_location="cpu", weights_only=False)
+    wide = widen(model_from_checkpoint(state), channels, seed=seed)
+    state.pop("optimizer", None)
+    state["model"] = wide.state_dict()
+    state["config"] = {**state["config"], "model": wide.config.to_dict()}
     _save_atomically(state, destination)
     return int(state["step"])
 
