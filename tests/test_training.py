@@ -400,7 +400,8 @@ def test_a_widened_checkpoint_resumes_at_its_step_and_decodes_as_before(corpus, 
     assert widened.step == 2 and widened.model.config.N == 12
     x = torch.rand(1, 3, 64, 64)
     quality, beta = torch.tensor([1]), torch.tensor([1.0])
-    trainer.model.eval(), widened.model.eval()
+    trainer.model.eval()
+    widened.model.eval()
     with torch.no_grad():
         assert torch.equal(widened.model(x, quality, beta)["x_hat"], trainer.model(x, quality, beta)["x_hat"])
     widened.run(max_steps=1, progress=False)

@@ -29,7 +29,7 @@ def trained_like_model(seed: int = 7) -> UGHyperprior:
 
 
 @pytest.mark.parametrize("beta", [0.0, 0.4, 1.0])
-def test_a_widened_model_decodes_exactly_as_before(beta):
+def test_a_widened_model_decodes_as_before(beta):
     model = trained_like_model()
     wide = widen(model, 12)
     assert wide.config == dataclasses.replace(TINY_CONFIG, N=12) and not wide.training

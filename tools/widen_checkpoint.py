@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Widen a training checkpoint's transforms to more channels, decoding exactly as before.
+"""Widen a training checkpoint's transforms to more channels, decoding as before.
 
     python tools/widen_checkpoint.py checkpoints/cpu_small.pt runs/cpu_wide/init.pt --channels 128
     python tools/train.py --config tools/configs/cpu_wide.toml --run runs/cpu_wide --init-from runs/cpu_wide/init.pt

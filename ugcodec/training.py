@@ -520,7 +520,7 @@ def compact_checkpoint(source: str, destination: str) -> int:
 
 def widen_checkpoint(source: str, destination: str, channels: int, seed: int = 0) -> int:
     """Writes a compact checkpoint of ``source``'s model widened to N = ``channels``
-    (:func:`ugcodec.widening.widen`: it decodes exactly as before), at the same step and
+    (:func:`ugcodec.widening.widen`: it decodes as before), at the same step and
     with the same random states, so training resumes from it with ``--init-from`` and a
     config of the new N; returns its step.
 

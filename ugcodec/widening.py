@@ -5,15 +5,16 @@ wider model from scratch takes far longer than these machines allow. Widening ke
 the trained model knows: every new channel gets fresh weights *into* it (the default
 initialisation of a model of the new size) and zero weights *out of it* into the old
 channels, and the old channels' GDN ignores the new ones. So the widened model decodes
-exactly as the trained one did; training then grows the new channels' outgoing weights
+as the trained one did (up to float summation order: the convolutions add zeros for the
+new channels); training then grows the new channels' outgoing weights
 from zero (their gradient is not zero: the new channels carry nonzero activations).
 
 What changes at once: the hyper-latent z gains channels (N is also its width). They are
 exactly zero at first (h_a's last convolution has zero weights and biases into them),
 and their factorized density is a copy of the old channel most sure of zero, so they
-cost almost no bits; the old channels' likelihoods are unchanged. The latent y (M channels) is not widened: its new channels
-would cost bits for any value they took, so training never uses them (tools/README,
-"Growing the latent").
+cost almost no bits; the old channels' likelihoods are unchanged. The latent y (M
+channels) is not widened: its new channels would cost bits for any value they took, so
+training never uses them (tools/README, "Growing the latent").
 """
 from __future__ import annotations
 
@@ -31,7 +32,7 @@ __all__ = ["widen"]
 @torch.no_grad()
 def widen(model: UGHyperprior, channels: int, seed: int = 0) -> UGHyperprior:
     """A copy of ``model`` with ``channels`` instead of ``model.config.N`` channels in
-    g_a, h_a, h_s's input, g_s and the hyper-latent, decoding exactly as ``model`` does.
+    g_a, h_a, h_s's input, g_s and the hyper-latent, decoding as ``model`` does.
 
     Args:
         model: the trained model (left unchanged).
@@ -41,7 +42,8 @@ def widen(model: UGHyperprior, channels: int, seed: int = 0) -> UGHyperprior:
     Returns:
         A new :class:`UGHyperprior` (same M, levels and preference embedding) in the
         mode ``model`` was in. Its outputs ``x_hat`` and ``likelihoods["y"]`` equal
-        ``model``'s; ``likelihoods["z"]`` equals it on the old channels.
+        ``model``'s up to float summation order; ``likelihoods["z"]`` does on the old
+        channels, and the new channels of z are exactly zero.
 
     Raises:
         ValueError: ``channels`` is smaller than the model's N.
