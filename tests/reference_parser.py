@@ -50,7 +50,7 @@ MAGIC = b"\x89UGC"
 VERSION = 1
 HEADER_SIZE = 32
 TRAILER_SIZE = 4
-MODEL_IDS = (1,)
+MODEL_IDS = (1, 2)
 COLOR_MODES = (0, 1)
 STRIDE = 64
 
@@ -192,6 +192,9 @@ class Weights:
     y_tables: Tuple[Table, ...]
     z_tables: Tuple[Table, ...]
     fingerprint: bytes
+    # model id 2 (spec 3.4, 8.3): one integer network per channel slice, and K
+    slice_networks: Tuple[Tuple[Layer, ...], ...] = ()
+    largest_index: int = 0
 
 
 def _is_tensor(value) -> bool:
@@ -223,20 +226,14 @@ def _np(value) -> np.ndarray:
     return np.asarray(value.detach().cpu().numpy())
 
 
-@functools.lru_cache(maxsize=4)
-def load_weights(path: str = DEFAULT_WEIGHTS) -> Weights:
-    import torch  # only to read the pickle-free tensor bundle
-
-    bundle = torch.load(path, map_location="cpu", weights_only=True)
-    if not isinstance(bundle, dict) or bundle.get("format") != "ugcodec-weights-1":
-        raise ReferenceFormatError("not a ugcodec weights bundle")
-    state = bundle["integer_h_s"]
+def _load_layers(state: dict, prefix: str) -> Tuple[Layer, ...]:
+    """Integer layers f"{prefix}{l}.weight|bias|meta", l = 0, 1, ... (spec 3.1)."""
     layers = []
     index = 0
-    while f"{index}.weight" in state:
-        weight = _np(state[f"{index}.weight"]).astype(np.int64)
-        bias = _np(state[f"{index}.bias"]).astype(np.int64)
-        shift, relu, upscale = (int(v) for v in _np(state[f"{index}.meta"]).tolist())
+    while f"{prefix}{index}.weight" in state:
+        weight = _np(state[f"{prefix}{index}.weight"]).astype(np.int64)
+        bias = _np(state[f"{prefix}{index}.bias"]).astype(np.int64)
+        shift, relu, upscale = (int(v) for v in _np(state[f"{prefix}{index}.meta"]).tolist())
         if weight.ndim != 2 or weight.shape[1] % 9 or bias.shape != (weight.shape[0],):
             raise ReferenceFormatError("bad integer layer shapes")
         if weight.shape[0] % (upscale * upscale) or relu not in (0, 1) or not 0 <= shift < 63:
@@ -246,6 +243,17 @@ def load_weights(path: str = DEFAULT_WEIGHTS) -> Weights:
             raise ReferenceFormatError("integer layer exceeds the exact range")
         layers.append(Layer(weight, bias, shift, bool(relu), upscale))
         index += 1
+    return tuple(layers)
+
+
+@functools.lru_cache(maxsize=4)
+def load_weights(path: str = DEFAULT_WEIGHTS) -> Weights:
+    import torch  # only to read the pickle-free tensor bundle
+
+    bundle = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(bundle, dict) or bundle.get("format") != "ugcodec-weights-1":
+        raise ReferenceFormatError("not a ugcodec weights bundle")
+    layers = _load_layers(bundle["integer_h_s"], "")
     config = bundle["config"]
     gains = _np(bundle["gains"]).astype(np.int64)
     N, M = int(config["N"]), int(config["M"])
@@ -256,8 +264,18 @@ def load_weights(path: str = DEFAULT_WEIGHTS) -> Weights:
     thresholds = _np(bundle["scale_thresholds"]).astype(np.int64)
     if len(z_tables) != N or len(y_tables) != thresholds.size + 1:
         raise ReferenceFormatError("table counts do not match the model")
+    model_id = int(bundle["model_id"])
+    slice_networks: List[Tuple[Layer, ...]] = []
+    largest_index = 0
+    if model_id == 2:
+        context = bundle["scale_context"]
+        while f"{len(slice_networks)}.0.weight" in context:
+            slice_networks.append(_load_layers(context, f"{len(slice_networks)}."))
+        largest_index = int(_np(context["largest_index"]))
+        if not slice_networks or M % len(slice_networks):
+            raise ReferenceFormatError("the channel context's slices do not divide M")
     return Weights(
-        model_id=int(bundle["model_id"]),
+        model_id=model_id,
         N=N,
         M=M,
         levels=int(gains.shape[0]),
@@ -267,6 +285,8 @@ def load_weights(path: str = DEFAULT_WEIGHTS) -> Weights:
         y_tables=tuple(y_tables),
         z_tables=tuple(z_tables),
         fingerprint=fingerprint(bundle),
+        slice_networks=tuple(slice_networks),
+        largest_index=largest_index,
     )
 
 
@@ -374,7 +394,14 @@ def _pixel_shuffle(x: np.ndarray, r: int) -> np.ndarray:
 
 def hyper_synthesis(z: np.ndarray, layers: Sequence[Layer]) -> Tuple[np.ndarray, np.ndarray]:
     """z (N, h, w) int64 -> (means, scales) int64 (M, 4h, 4w), ACTIVATION_BITS fraction bits."""
-    x = np.clip(np.asarray(z, dtype=np.int64) << ACTIVATION_BITS, -ACTIVATION_LIMIT, ACTIVATION_LIMIT)
+    x = integer_network(z, layers)
+    half = x.shape[0] // 2
+    return x[:half], x[half:]
+
+
+def integer_network(inputs: np.ndarray, layers: Sequence[Layer]) -> np.ndarray:
+    """Spec 7.1-7.3 on integer inputs (C, H, W): the last layer's int64 output."""
+    x = np.clip(np.asarray(inputs, dtype=np.int64) << ACTIVATION_BITS, -ACTIVATION_LIMIT, ACTIVATION_LIMIT)
     for layer in layers:
         channels, height, width = x.shape
         if layer.weight.shape[1] != channels * 9:
@@ -388,8 +415,7 @@ def hyper_synthesis(z: np.ndarray, layers: Sequence[Layer]) -> Tuple[np.ndarray,
         if layer.upscale > 1:
             out = _pixel_shuffle(out, layer.upscale)
         x = out
-    half = x.shape[0] // 2
-    return x[:half], x[half:]
+    return x
 
 
 def entropy_parameters(
@@ -437,8 +463,40 @@ def parse_full(data: bytes, weights_path: str = DEFAULT_WEIGHTS) -> Parsed:
     if means.shape != (weights.M, 4 * h, 4 * w) or scales.shape != means.shape:
         raise ReferenceFormatError("hyper-synthesis output has the wrong shape")
     mu, scale_index = entropy_parameters(means, scales, weights.gains[header.quality - 1], weights.thresholds)
-    y = decode_section(y_section, scale_index, weights.y_tables)
+    if header.model_id == 1:
+        y = decode_section(y_section, scale_index, weights.y_tables)
+    else:
+        y, scale_index = parse_slices(y_section, scale_index, weights)
     return Parsed(header=header, z=z[None], y=y[None], scale_index=scale_index[None], mu=mu[None])
+
+
+SYMBOL_CLAMP = 15
+
+
+def parse_slices(section: bytes, hyper_index: np.ndarray, weights: Weights) -> Tuple[np.ndarray, np.ndarray]:
+    """Spec 8.3: the y section of model id 2 -> (y, scale_index), int64 (M, 4h, 4w)."""
+    slices = len(weights.slice_networks)
+    per_slice = weights.M // slices
+    if len(section) < 4 * (slices - 1):
+        raise ReferenceFormatError("y section too short for its stream lengths")
+    streams, position = [], 4 * (slices - 1)
+    for k in range(slices - 1):
+        length = int.from_bytes(section[4 * k : 4 * k + 4], "big")
+        if length % 4 or position + length > len(section):
+            raise ReferenceFormatError("invalid stream length")
+        streams.append(section[position : position + length])
+        position += length
+    streams.append(section[position:])
+    y = np.zeros(hyper_index.shape, dtype=np.int64)
+    scale_index = np.zeros(hyper_index.shape, dtype=np.int64)
+    for k, (network, stream) in enumerate(zip(weights.slice_networks, streams)):
+        earlier = np.clip(y[: per_slice * k], -SYMBOL_CLAMP, SYMBOL_CLAMP)
+        delta = integer_network(np.concatenate([hyper_index, earlier, np.abs(earlier)]), network)
+        own = slice(per_slice * k, per_slice * (k + 1))
+        index = np.clip(hyper_index[own] + ((delta + (1 << (ACTIVATION_BITS - 1))) >> ACTIVATION_BITS), 0, weights.largest_index)
+        y[own] = decode_section(stream, index, weights.y_tables)
+        scale_index[own] = index
+    return y, scale_index
 
 
 def parse(data: bytes, weights_path: str = DEFAULT_WEIGHTS) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:

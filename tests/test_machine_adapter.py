@@ -11,7 +11,7 @@ from ugcodec.container import Container
 from ugcodec.layers import MachineAdapter
 from ugcodec.models import ModelConfig, UGHyperprior
 from ugcodec.training import TrainConfig, Trainer, coded_synthesis_input, model_from_checkpoint
-from ugcodec.weights import _read_bundle, export_adapted_bundle, export_weights, fingerprint_of, load_model
+from ugcodec.weights import read_bundle, export_adapted_bundle, export_weights, fingerprint_of, load_model
 
 from conftest import TINY_CONFIG, make_photo_like
 from test_training import clip_teacher, corpus  # noqa: F401  (fixtures)
@@ -124,7 +124,7 @@ def test_adapter_fine_tuning_trains_only_the_adapters_and_exports_base_plus_adap
 
 
 def test_export_refuses_a_model_that_is_not_base_plus_adapters(base_weights):
-    bundle = _read_bundle(base_weights)
+    bundle = read_bundle(base_weights)
     model = UGHyperprior(ADAPTER_CONFIG).eval()
     with pytest.raises(ValueError, match="outside its machine adapters"):
         export_adapted_bundle(model, bundle)  # random g_a, not the base's

@@ -74,29 +74,29 @@ def test_cli_refine_option(tmp_path, monkeypatch):
 
 
 def test_rate_distortion_rounding_never_raises_the_exact_cost_and_finds_cheaper_symbols():
-    from ugcodec.refinement import _rate_distortion_rounding, _symbol_bits
+    from ugcodec.models import symbol_bits
+    from ugcodec.refinement import _rate_distortion_rounding
 
     generator = torch.Generator().manual_seed(0)
     target = 3.0 * torch.randn(200, generator=generator)
     scale = torch.full((200,), 2.0)
-    normal = torch.distributions.Normal(0.0, 1.0)
     pixels = 100
 
     def distortion(symbols):
         return 0.02 * ((symbols - target) ** 2).sum()
 
     def cost(symbols):
-        return float(distortion(symbols)) + float(_symbol_bits(symbols, scale, normal).sum()) / pixels
+        return float(distortion(symbols)) + float(symbol_bits(symbols, scale).sum()) / pixels
 
     # From symbols off by one or two, rounding must move to cheaper ones, never dearer.
     start = torch.round(target) + torch.randint(-2, 3, (200,), generator=generator).float()
-    rounded = _rate_distortion_rounding(distortion, start, scale, normal, pixels)
+    rounded = _rate_distortion_rounding(distortion, start, scale, pixels)
     assert torch.equal(rounded, torch.round(rounded)), "symbols stay integers"
     assert cost(rounded) < 0.9 * cost(start)
     # At the exact optimum of a separable cost, every trial costs more and is refused.
     best = torch.stack(
         [torch.round(target) + move for move in (-2.0, -1.0, 0.0, 1.0, 2.0)]
     )
-    per_symbol = 0.02 * (best - target) ** 2 + _symbol_bits(best, scale, normal) / pixels
+    per_symbol = 0.02 * (best - target) ** 2 + symbol_bits(best, scale) / pixels
     optimum = best.gather(0, per_symbol.argmin(dim=0, keepdim=True))[0]
-    assert torch.equal(_rate_distortion_rounding(distortion, optimum, scale, normal, pixels), optimum)
+    assert torch.equal(_rate_distortion_rounding(distortion, optimum, scale, pixels), optimum)

@@ -15,7 +15,7 @@ from PIL import Image
 from torch import Tensor
 
 from .container import COLOR_MODES, Container, Header
-from .entropy_coding import SymbolRangeError, decode_symbols, encode_symbols
+from .entropy_coding import SymbolRangeError, decode_symbols, encode_symbols, join_streams, split_streams
 from .errors import FormatError, ImageError, ModelMismatchError
 from .image_io import ImageSource, array_to_image, load_image
 from .integer_net import GAIN_BITS, entropy_parameters
@@ -55,7 +55,8 @@ class Latents:
         z: int64 ``(1, N, h, w)`` hyper-latent symbols.
         y: int64 ``(1, M, 4h, 4w)`` latent symbols (``round(y * gain - mu)``).
         mu: float64 means of the gained latent (exact).
-        scale_index: int64 coding-table index of every y symbol.
+        scale_index: int64 coding-table index of every y symbol (for model id 2, the
+            channel context's, bitstream_spec.md §8.3).
     """
 
     header: Header
@@ -164,7 +165,11 @@ def encode_latents(
     z_channel = torch.arange(z_symbols.shape[1])[None, :, None, None].expand_as(z_symbols)
     try:
         z_stream = encode_symbols(z_symbols.numpy(), z_channel.numpy(), model.z_tables)
-        y_stream = encode_symbols(y_symbols.numpy(), scale_index.numpy(), model.y_tables)
+        if model.scale_context is None:
+            y_stream = encode_symbols(y_symbols.numpy(), scale_index.numpy(), model.y_tables)
+        else:
+            scale_index = model.scale_context.indexes(scale_index, y_symbols)
+            y_stream = _encode_slices(model, y_symbols, scale_index)
     except SymbolRangeError as error:
         raise ImageError(f"cannot code this image: {error}") from None
     header = Header(
@@ -253,8 +258,38 @@ def parse_latents(data: bytes, model: Optional[CodecModel] = None) -> Latents:
     z = torch.from_numpy(decode_symbols(container.z_stream, z_channel, model.z_tables))
     means, scales = model.hyper_synthesis(z)
     mu, scale_index = entropy_parameters(means, scales, _gain(model, header.quality), model.thresholds)
-    y = torch.from_numpy(decode_symbols(container.y_stream, scale_index.numpy(), model.y_tables))
+    if model.scale_context is None:
+        y = torch.from_numpy(decode_symbols(container.y_stream, scale_index.numpy(), model.y_tables))
+    else:
+        y, scale_index = _decode_slices(model, container.y_stream, scale_index)
     return Latents(header=header, z=z, y=y, mu=mu, scale_index=scale_index)
+
+
+def _encode_slices(model: CodecModel, y_symbols: Tensor, table_index: Tensor) -> bytes:
+    """The y section of model id 2: one stream per channel slice (bitstream_spec.md §8.3)."""
+    channels = model.scale_context.slice_channels(y_symbols.shape[1])
+    streams = [
+        encode_symbols(y_symbols[:, k : k + channels].numpy(), table_index[:, k : k + channels].numpy(), model.y_tables)
+        for k in range(0, y_symbols.shape[1], channels)
+    ]
+    return join_streams(streams)
+
+
+def _decode_slices(model: CodecModel, section: bytes, hyper_index: Tensor) -> "tuple[Tensor, Tensor]":
+    """Inverse of :func:`_encode_slices`: each slice's tables come from the slices before it.
+
+    Returns:
+        ``(y, table_index)``, int64 like ``hyper_index``.
+    """
+    context = model.scale_context
+    symbols = hyper_index.new_empty((hyper_index.shape[0], 0) + tuple(hyper_index.shape[2:]))
+    indexes = []
+    for k, stream in enumerate(split_streams(section, context.slices)):
+        index = context.slice_index(hyper_index, symbols, k)
+        decoded = torch.from_numpy(decode_symbols(stream, index.numpy(), model.y_tables))
+        symbols = torch.cat([symbols, decoded], dim=1)
+        indexes.append(index)
+    return symbols, torch.cat(indexes, dim=1)
 
 
 @torch.inference_mode()

@@ -5,7 +5,8 @@
     offset size  field
      0      4    magic            b"\\x89UGC"
      4      1    version          1
-     5      1    model id         1 = mean-scale hyperprior + PCDM
+     5      1    model id         1 = mean-scale hyperprior + PCDM,
+                                  2 = the same with channel-conditional scales
      6      1    colour mode      0 = grayscale, 1 = RGB
      7      1    quality          1 .. number of levels of the model
      8      2    width            uint16 big-endian, >= 1
@@ -35,7 +36,7 @@ VERSION = 1
 HEADER_SIZE = 32
 TRAILER_SIZE = 4
 COLOR_MODES: Dict[int, str] = {0: "L", 1: "RGB"}
-MODEL_IDS: Dict[int, str] = {1: "mean-scale-hyperprior-pcdm"}
+MODEL_IDS: Dict[int, str] = {1: "mean-scale-hyperprior-pcdm", 2: "mean-scale-hyperprior-pcdm-channel-scales"}
 MAX_SIDE = 65535
 
 _HEADER = struct.Struct(">4sBBBBHH8sII")

@@ -37,6 +37,8 @@ __all__ = [
     "quantize_pmf",
     "encode_symbols",
     "decode_symbols",
+    "join_streams",
+    "split_streams",
 ]
 
 #: Fixed-point precision of constriction's default ANS coder and its categorical models.
@@ -207,3 +209,36 @@ def decode_symbols(data: bytes, table_index: np.ndarray, tables: Sequence[Coding
     if sorted_values:
         result[order] = np.concatenate(sorted_values)
     return result.reshape(table_index.shape)
+
+
+def join_streams(streams: Sequence[bytes]) -> bytes:
+    """One section from several coded streams, decodable one after the other: the
+    byte lengths of all but the last (uint32 big-endian each), then the streams.
+
+    Raises:
+        ValueError: no stream, or one that is not a whole number of 32-bit words.
+    """
+    if not streams or any(len(stream) % 4 for stream in streams):
+        raise ValueError("streams must be one or more whole numbers of 32-bit words")
+    lengths = b"".join(len(stream).to_bytes(4, "big") for stream in streams[:-1])
+    return lengths + b"".join(streams)
+
+
+def split_streams(section: bytes, count: int) -> List[bytes]:
+    """Inverse of :func:`join_streams` for a section of ``count`` streams.
+
+    Raises:
+        FormatError: the lengths do not fit the section or are not multiples of 4.
+    """
+    position = 4 * (count - 1)
+    if len(section) < position:
+        raise FormatError("entropy-coded section is too short for its stream lengths")
+    lengths = [int.from_bytes(section[4 * k : 4 * k + 4], "big") for k in range(count - 1)]
+    streams = []
+    for length in lengths:
+        if length % 4 or position + length > len(section):
+            raise FormatError("entropy-coded section has an invalid stream length")
+        streams.append(section[position : position + length])
+        position += length
+    streams.append(section[position:])
+    return streams

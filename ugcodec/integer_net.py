@@ -34,7 +34,9 @@ __all__ = [
     "ACTIVATION_LIMIT",
     "GAIN_BITS",
     "IntegerConv",
+    "IntegerNetwork",
     "IntegerHyperSynthesis",
+    "integerize_network",
     "integerize_hyper_synthesis",
     "scale_thresholds",
     "entropy_parameters",
@@ -96,11 +98,15 @@ class IntegerConv:
         return out
 
 
-class IntegerHyperSynthesis:
-    """h_s as a stack of :class:`IntegerConv`; call it on integer z_hat ``(B, N, h, w)``.
+class IntegerNetwork:
+    """A stack of :class:`IntegerConv`: integers in, integers out.
 
-    Returns ``(means, scales)``, int64 ``(B, M, 4h, 4w)`` each, with
-    ``ACTIVATION_BITS`` fractional bits.
+    Call it on an integer tensor ``(B, C, H, W)`` (any dtype holding integers, each of
+    magnitude at most ``ACTIVATION_LIMIT / 2**ACTIVATION_BITS``); returns the last
+    layer's int64 output, with ``ACTIVATION_BITS`` fractional bits.
+
+    Raises:
+        ValueError (at construction): a layer could leave the exact float64 range.
     """
 
     def __init__(self, layers: Sequence[IntegerConv]) -> None:
@@ -108,15 +114,14 @@ class IntegerHyperSynthesis:
         for layer in self.layers:
             layer.check_exact()
 
-    def forward(self, z_hat: Tensor) -> Tuple[Tensor, Tensor]:
-        x = z_hat.to(torch.float64) * float(1 << ACTIVATION_BITS)
+    def run(self, inputs: Tensor) -> Tensor:
+        x = inputs.to(torch.float64) * float(1 << ACTIVATION_BITS)
         x = x.clamp(-ACTIVATION_LIMIT, ACTIVATION_LIMIT)
         for layer in self.layers:
             x = layer(x)
-        means, scales = x.to(torch.int64).chunk(2, dim=1)
-        return means, scales
+        return x.to(torch.int64)
 
-    __call__ = forward
+    __call__ = run
 
     def state_dict(self) -> Dict[str, Tensor]:
         state: Dict[str, Tensor] = {}
@@ -128,7 +133,7 @@ class IntegerHyperSynthesis:
         return state
 
     @classmethod
-    def from_state_dict(cls, state: Dict[str, Tensor]) -> "IntegerHyperSynthesis":
+    def from_state_dict(cls, state: Dict[str, Tensor]):
         layers: List[IntegerConv] = []
         index = 0
         while f"{index}.weight" in state:
@@ -144,6 +149,20 @@ class IntegerHyperSynthesis:
             )
             index += 1
         return cls(layers)
+
+
+class IntegerHyperSynthesis(IntegerNetwork):
+    """h_s as an :class:`IntegerNetwork`; call it on integer z_hat ``(B, N, h, w)``.
+
+    Returns ``(means, scales)``, int64 ``(B, M, 4h, 4w)`` each, with
+    ``ACTIVATION_BITS`` fractional bits.
+    """
+
+    def forward(self, z_hat: Tensor) -> Tuple[Tensor, Tensor]:
+        means, scales = self.run(z_hat).chunk(2, dim=1)
+        return means, scales
+
+    __call__ = forward
 
 
 def _integerize_conv(conv: nn.Conv2d, relu: bool, upscale: int) -> IntegerConv:
@@ -166,14 +185,17 @@ def _integerize_conv(conv: nn.Conv2d, relu: bool, upscale: int) -> IntegerConv:
     raise ValueError("weights too large to make an integer layer")
 
 
-def integerize_hyper_synthesis(h_s: nn.Sequential) -> IntegerHyperSynthesis:
-    """Exports the float h_s of :class:`ugcodec.models.UGHyperprior` to integers.
+def integerize_network(network: nn.Sequential) -> List[IntegerConv]:
+    """The :class:`IntegerConv` layers of a float network (the exporter's rounding).
 
     Accepts a sequence of ``subpel_conv3x3`` (conv + PixelShuffle), ``ReLU`` and
     ``conv3x3`` modules.
+
+    Raises:
+        ValueError: another module, or weights too large for exact integers.
     """
     layers: List[IntegerConv] = []
-    modules = list(h_s)
+    modules = list(network)
     for position, module in enumerate(modules):
         follows_relu = position + 1 < len(modules) and isinstance(modules[position + 1], nn.ReLU)
         if isinstance(module, nn.Sequential):  # subpel_conv3x3
@@ -184,7 +206,12 @@ def integerize_hyper_synthesis(h_s: nn.Sequential) -> IntegerHyperSynthesis:
             layers.append(_integerize_conv(module, follows_relu, 1))
         elif not isinstance(module, nn.ReLU):
             raise ValueError(f"cannot make {type(module).__name__} integer")
-    return IntegerHyperSynthesis(layers)
+    return layers
+
+
+def integerize_hyper_synthesis(h_s: nn.Sequential) -> IntegerHyperSynthesis:
+    """Exports the float h_s of :class:`ugcodec.models.UGHyperprior` to integers."""
+    return IntegerHyperSynthesis(integerize_network(h_s))
 
 
 def scale_thresholds(table: Sequence[float]) -> Tensor:

@@ -22,7 +22,7 @@ from torch import Tensor, nn
 from ._compressai import EntropyBottleneck, GaussianConditional, GDN, conv, conv3x3, deconv, subpel_conv3x3
 from .layers import FourierPreferenceEmbedding, MachineAdapter, ShiftedResidualBlock
 
-__all__ = ["ModelConfig", "UGHyperprior", "PREFERENCES", "preference_to_beta"]
+__all__ = ["ModelConfig", "UGHyperprior", "PREFERENCES", "preference_to_beta", "scale_table", "symbol_bits"]
 
 #: Named preferences and their beta value. Any beta in [0, 1] is accepted as a blend.
 PREFERENCES: Dict[str, float] = {"human": 0.0, "machine": 1.0}
@@ -97,6 +97,14 @@ class ModelConfig:
 def scale_table(levels: int = 64, low: float = 0.11, high: float = 256.0) -> Tensor:
     """compressai's scale table: ``levels`` scales spaced evenly in log between low and high."""
     return torch.exp(torch.linspace(torch.log(torch.tensor(low)), torch.log(torch.tensor(high)), levels))
+
+
+def symbol_bits(symbol: Tensor, scale: Tensor) -> Tensor:
+    """Cost in bits of integer residuals under zero-mean quantised Gaussians of the given
+    scales (the y coding tables' shape, without their tails): ``-log2 P(symbol)``, elementwise."""
+    normal = torch.distributions.Normal(0.0, 1.0)
+    mass = normal.cdf((symbol + 0.5) / scale) - normal.cdf((symbol - 0.5) / scale)
+    return -torch.log2(mass.clamp_min(1e-9))
 
 
 class PreferenceConditionalSynthesis(nn.Module):

@@ -39,7 +39,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .models import scale_table
+from .models import scale_table, symbol_bits
 from .tiling import LATENT_STRIDE, SYNTHESIS_MARGIN, SYNTHESIS_TILE, tiles
 from .weights import CodecModel
 
@@ -131,16 +131,10 @@ def refine_residuals(
     return result.detach()
 
 
-def _symbol_bits(symbol: Tensor, scale: Tensor, normal: torch.distributions.Normal) -> Tensor:
-    """Cost in bits of each integer residual under its coding-table Gaussian."""
-    mass = normal.cdf((symbol + 0.5) / scale) - normal.cdf((symbol - 0.5) / scale)
-    return -torch.log2(mass.clamp_min(1e-9))
-
-
-def _interpolated_bits(residual: Tensor, scale: Tensor, normal: torch.distributions.Normal) -> Tensor:
+def _interpolated_bits(residual: Tensor, scale: Tensor) -> Tensor:
     """Sum over symbols of the cost in bits, interpolated linearly between the integers."""
     below = torch.floor(residual).detach()
-    cost_below, cost_above = _symbol_bits(below, scale, normal), _symbol_bits(below + 1.0, scale, normal)
+    cost_below, cost_above = symbol_bits(below, scale), symbol_bits(below + 1.0, scale)
     return (cost_below + (residual - below) * (cost_above - cost_below)).sum()
 
 
@@ -148,7 +142,6 @@ def _rate_distortion_rounding(
     distortion: Callable[[Tensor], Tensor],
     symbols: Tensor,
     scale: Tensor,
-    normal: torch.distributions.Normal,
     pixels: int,
 ) -> Tensor:
     """Greedy rounding: moves integer residuals by one while that lowers the exact cost
@@ -162,7 +155,7 @@ def _rate_distortion_rounding(
     Args:
         distortion: differentiable scalar distortion term of a symbol vector.
         symbols: integer-valued float residuals (1-D), the start.
-        scale: their coding-table scales; normal: the standard normal distribution.
+        scale: their coding-table scales.
         pixels: pixel count that the bits are divided by.
 
     Returns:
@@ -173,17 +166,17 @@ def _rate_distortion_rounding(
         candidate = candidate.clone().requires_grad_(True)
         value = distortion(candidate)
         (gradient,) = torch.autograd.grad(value, candidate)
-        bits = float(_symbol_bits(candidate.detach(), scale, normal).sum())
+        bits = float(symbol_bits(candidate.detach(), scale).sum())
         return float(value.detach()) + bits / pixels, gradient
 
     share = ROUNDING_SHARE
     cost, gradient = measure(symbols)
     for _ in range(ROUNDING_PASSES):
-        bits = _symbol_bits(symbols, scale, normal)
+        bits = symbol_bits(symbols, scale)
         best_move = torch.zeros_like(symbols)
         best_change = torch.zeros_like(symbols)
         for move in (-1.0, 1.0):
-            change = move * gradient + (_symbol_bits(symbols + move, scale, normal) - bits) / pixels
+            change = move * gradient + (symbol_bits(symbols + move, scale) - bits) / pixels
             better = change < best_change
             best_change = torch.where(better, change, best_change)
             best_move = torch.where(better, torch.full_like(symbols, move), best_move)
@@ -240,7 +233,6 @@ def _refine_tile(
     beta = torch.tensor([0.0, 1.0])
     weights = torch.tensor([HUMAN_WEIGHT, MACHINE_WEIGHT])
     core_scale = tile_scale[mask]
-    normal = torch.distributions.Normal(0.0, 1.0)
     target = image[:, :, pixel_top:pixel_bottom, pixel_left:pixel_right]
     crop = (
         slice(pixel_top - rows.start * LATENT_STRIDE, pixel_bottom - rows.start * LATENT_STRIDE),
@@ -258,7 +250,7 @@ def _refine_tile(
         return lam * (weights * squared_error).sum()
 
     for _ in range(steps):
-        loss = _interpolated_bits(core, core_scale, normal) / pixels_in_image + distortion(core)
+        loss = _interpolated_bits(core, core_scale) / pixels_in_image + distortion(core)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -266,6 +258,6 @@ def _refine_tile(
         if bar is not None:
             bar.update(1)
     symbols = _rate_distortion_rounding(
-        distortion, torch.round(core.detach()), core_scale, normal, pixels_in_image
+        distortion, torch.round(core.detach()), core_scale, pixels_in_image
     )
     residual[:, :, rows, cols] = window.masked_scatter(mask, symbols).to(residual.dtype)

@@ -9,7 +9,9 @@ A weights file is a ``torch.save`` dictionary (loaded with ``weights_only=True``
   row per quality level;
 * ``scale_thresholds``: int64 thresholds that turn scales into table indexes;
 * ``y_tables`` / ``z_tables``: the frozen integer coding tables (one per scale index,
-  one per z channel) as ``offsets``, ``lengths`` and concatenated ``frequencies``.
+  one per z channel) as ``offsets``, ``lengths`` and concatenated ``frequencies``;
+* ``scale_context`` (model id 2 only): the integer-exact channel context
+  (:mod:`ugcodec.channel_context`) that refines the y table indexes slice by slice.
 
 The fingerprint (8 bytes, written in every .ugc header) is the start of the SHA-256 of
 every entry in a canonical order, so a file made with other weights is refused.
@@ -27,6 +29,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from .channel_context import IntegerScaleContext
 from .entropy_coding import CodingTable, quantize_pmf
 from .errors import UgcError
 from .integer_net import (
@@ -45,10 +48,19 @@ __all__ = [
     "export_bundle",
     "export_weights",
     "fingerprint_of",
+    "read_bundle",
+    "with_scale_context",
+    "write_bundle",
+    "HYPERPRIOR_MODEL_ID",
+    "CHANNEL_CONTEXT_MODEL_ID",
 ]
 
 DEFAULT_WEIGHTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "weights", "ugc-hyperprior-pcdm.pt")
 WEIGHTS_FORMAT = "ugcodec-weights-1"
+#: Container model ids (bitstream_spec.md §2): the plain hyperprior, and the same with
+#: channel-conditional scales (a ``scale_context`` entry).
+HYPERPRIOR_MODEL_ID = 1
+CHANNEL_CONTEXT_MODEL_ID = 2
 #: Parts of the float model that the coder does not use (h_s runs in integers; the
 #: entropy models are replaced by frozen tables).
 _NOT_SHIPPED = ("h_s.", "entropy_bottleneck.", "gaussian_conditional.", "log_gain", "log_inverse_gain")
@@ -210,7 +222,33 @@ def export_weights(model: UGHyperprior, path: str, model_id: int = 1, base: Opti
             (bitstream_spec.md §3.3), or does not match ``base``; nothing is written then.
         UgcError: ``base`` cannot be read.
     """
-    bundle = export_bundle(model, model_id) if base is None else export_adapted_bundle(model, _read_bundle(base))
+    bundle = export_bundle(model, model_id) if base is None else export_adapted_bundle(model, read_bundle(base))
+    return write_bundle(bundle, path)
+
+
+def with_scale_context(base: dict, context: IntegerScaleContext) -> dict:
+    """``base`` (a weights bundle of the plain hyperprior) with a channel context added:
+    model id 2, the same transforms, symbols and pixels, other coding tables per symbol.
+
+    Raises:
+        ValueError: ``base`` already has a context, or its M is not a multiple of the
+            context's slices, or the context's largest index is not the last y table.
+    """
+    if "scale_context" in base or int(base["model_id"]) != HYPERPRIOR_MODEL_ID:
+        raise ValueError("the base weights must be a plain hyperprior (model id 1)")
+    context.check_channels(int(base["config"]["M"]))
+    if context.largest_index != len(base["y_tables"]["offsets"]) - 1:
+        raise ValueError("the context's largest index is not the base's last y table")
+    return {**base, "model_id": CHANNEL_CONTEXT_MODEL_ID, "scale_context": context.state_dict()}
+
+
+def write_bundle(bundle: dict, path: str) -> bytes:
+    """Writes a weights bundle atomically; returns its fingerprint.
+
+    Raises:
+        ValueError: the bundle holds a tensor whose dtype the fingerprint cannot spell
+            (bitstream_spec.md §3.3); nothing is written then.
+    """
     fingerprint = fingerprint_of(bundle)  # before writing: a bundle it refuses is never saved
     buffer = io.BytesIO()
     torch.save(bundle, buffer)
@@ -231,6 +269,7 @@ class CodecModel:
         gains: int64 ``(levels, M)``; inverse_gains: float32 ``(levels, M)``.
         thresholds: int64 scale thresholds; y_tables, z_tables: coding tables.
         fingerprint: 8 bytes; model_id: container model id; path: where it came from.
+        scale_context: the channel context of model id 2; None for model id 1.
     """
 
     network: UGHyperprior
@@ -243,6 +282,7 @@ class CodecModel:
     fingerprint: bytes
     model_id: int
     path: str
+    scale_context: Optional[IntegerScaleContext] = None
 
     @property
     def config(self) -> ModelConfig:
@@ -253,7 +293,12 @@ class CodecModel:
         return int(self.gains.shape[0])
 
 
-def _read_bundle(path: str) -> dict:
+def read_bundle(path: str) -> dict:
+    """The dictionary of a weights file, unchecked beyond its format tag.
+
+    Raises:
+        UgcError: the file is missing, unreadable or not ugcodec weights.
+    """
     try:
         bundle = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
@@ -278,6 +323,18 @@ def model_from_bundle(bundle: dict, path: str = "<memory>") -> CodecModel:
     # mu = means * gain must stay an exact float64 (below 2**53): means < 2**25, so gains < 2**28.
     if gains.numel() == 0 or int(gains.min()) < 1 or int(gains.max()) >= 1 << 28:
         raise UgcError(f"weights file {path} has gains outside the exact range")
+    model_id = int(bundle["model_id"])
+    scale_context = None
+    if model_id == CHANNEL_CONTEXT_MODEL_ID:
+        if "scale_context" not in bundle:
+            raise UgcError(f"weights file {path} is model 2 but has no channel context")
+        try:
+            scale_context = IntegerScaleContext.from_state_dict(bundle["scale_context"])
+            scale_context.check_channels(config.M)
+        except (KeyError, ValueError) as error:
+            raise UgcError(f"weights file {path} has an invalid channel context ({error})") from None
+    elif model_id != HYPERPRIOR_MODEL_ID or "scale_context" in bundle:
+        raise UgcError(f"weights file {path} has an unknown model id or stray parts")
     return CodecModel(
         network=network,
         hyper_synthesis=IntegerHyperSynthesis.from_state_dict(bundle["integer_h_s"]),
@@ -287,14 +344,15 @@ def model_from_bundle(bundle: dict, path: str = "<memory>") -> CodecModel:
         y_tables=_unpack_tables(bundle["y_tables"]),
         z_tables=_unpack_tables(bundle["z_tables"]),
         fingerprint=fingerprint_of(bundle),
-        model_id=int(bundle["model_id"]),
+        model_id=model_id,
         path=path,
+        scale_context=scale_context,
     )
 
 
 @functools.lru_cache(maxsize=4)
 def _load_cached(path: str) -> CodecModel:
-    return model_from_bundle(_read_bundle(path), path)
+    return model_from_bundle(read_bundle(path), path)
 
 
 def load_model(path: Optional[str] = None) -> CodecModel:
