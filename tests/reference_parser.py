@@ -50,7 +50,7 @@ MAGIC = b"\x89UGC"
 VERSION = 1
 HEADER_SIZE = 32
 TRAILER_SIZE = 4
-MODEL_IDS = (1, 2)
+MODEL_IDS = (1, 2, 3)
 COLOR_MODES = (0, 1)
 STRIDE = 64
 
@@ -192,7 +192,7 @@ class Weights:
     y_tables: Tuple[Table, ...]
     z_tables: Tuple[Table, ...]
     fingerprint: bytes
-    # model id 2 (spec 3.4, 8.3): one integer network per channel slice, and K
+    # model ids 2 and 3 (spec 3.4, 8.3): one integer network per channel slice, and K
     slice_networks: Tuple[Tuple[Layer, ...], ...] = ()
     largest_index: int = 0
 
@@ -267,8 +267,8 @@ def load_weights(path: str = DEFAULT_WEIGHTS) -> Weights:
     model_id = int(bundle["model_id"])
     slice_networks: List[Tuple[Layer, ...]] = []
     largest_index = 0
-    if model_id == 2:
-        context = bundle["scale_context"]
+    if model_id in (2, 3):
+        context = bundle["scale_context" if model_id == 2 else "channel_context"]
         while f"{len(slice_networks)}.0.weight" in context:
             slice_networks.append(_load_layers(context, f"{len(slice_networks)}."))
         largest_index = int(_np(context["largest_index"]))
@@ -466,15 +466,25 @@ def parse_full(data: bytes, weights_path: str = DEFAULT_WEIGHTS) -> Parsed:
     if header.model_id == 1:
         y = decode_section(y_section, scale_index, weights.y_tables)
     else:
-        y, scale_index = parse_slices(y_section, scale_index, weights)
+        y, mean_delta, scale_index = parse_slices(y_section, scale_index, weights)
+        if header.model_id == 3:
+            # spec 8.3: the corrected mean, from its exact integer numerator
+            gain = weights.gains[header.quality - 1].astype(np.int64)[:, None, None]
+            numerator = means * gain + (mean_delta << GAIN_BITS)
+            if np.abs(numerator).max(initial=0) >= EXACT_LIMIT:
+                raise ReferenceFormatError("corrected mean exceeds the exact float64 range")
+            mu = numerator.astype(np.float64) / float(1 << (ACTIVATION_BITS + GAIN_BITS))
     return Parsed(header=header, z=z[None], y=y[None], scale_index=scale_index[None], mu=mu[None])
 
 
 SYMBOL_CLAMP = 15
+DEVIATION_CLAMP = 60
 
 
-def parse_slices(section: bytes, hyper_index: np.ndarray, weights: Weights) -> Tuple[np.ndarray, np.ndarray]:
-    """Spec 8.3: the y section of model id 2 -> (y, scale_index), int64 (M, 4h, 4w)."""
+def parse_slices(
+    section: bytes, hyper_index: np.ndarray, weights: Weights
+) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Spec 8.3: the y section of model id 2 or 3 -> (y, mean_delta, scale_index), int64 (M, 4h, 4w)."""
     slices = len(weights.slice_networks)
     per_slice = weights.M // slices
     if len(section) < 4 * (slices - 1):
@@ -489,14 +499,25 @@ def parse_slices(section: bytes, hyper_index: np.ndarray, weights: Weights) -> T
     streams.append(section[position:])
     y = np.zeros(hyper_index.shape, dtype=np.int64)
     scale_index = np.zeros(hyper_index.shape, dtype=np.int64)
+    mean_delta = np.zeros(hyper_index.shape, dtype=np.int64)
+    e = np.zeros(hyper_index.shape, dtype=np.int64)
+    with_means = weights.model_id == 3
     for k, (network, stream) in enumerate(zip(weights.slice_networks, streams)):
-        earlier = np.clip(y[: per_slice * k], -SYMBOL_CLAMP, SYMBOL_CLAMP)
-        delta = integer_network(np.concatenate([hyper_index, earlier, np.abs(earlier)]), network)
+        earlier = e[: per_slice * k]
+        out = integer_network(np.concatenate([hyper_index, earlier, np.abs(earlier)]), network)
+        if out.shape[0] != per_slice * (2 if with_means else 1):
+            raise ReferenceFormatError("the channel context's output does not fit its slice")
+        md, delta = (out[:per_slice], out[per_slice:]) if with_means else (np.zeros_like(out), out)
         own = slice(per_slice * k, per_slice * (k + 1))
         index = np.clip(hyper_index[own] + ((delta + (1 << (ACTIVATION_BITS - 1))) >> ACTIVATION_BITS), 0, weights.largest_index)
         y[own] = decode_section(stream, index, weights.y_tables)
         scale_index[own] = index
-    return y, scale_index
+        mean_delta[own] = md
+        if with_means:
+            e[own] = np.clip(4 * y[own] + ((md + (1 << (ACTIVATION_BITS - 3))) >> (ACTIVATION_BITS - 2)), -DEVIATION_CLAMP, DEVIATION_CLAMP)
+        else:
+            e[own] = np.clip(y[own], -SYMBOL_CLAMP, SYMBOL_CLAMP)
+    return y, mean_delta, scale_index
 
 
 def parse(data: bytes, weights_path: str = DEFAULT_WEIGHTS) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -1,4 +1,5 @@
-"""Model id 2: channel-conditional scales (ugcodec.channel_context, bitstream_spec.md §8.3)."""
+"""Model ids 2 and 3: channel-conditional scales, and means and scales
+(ugcodec.channel_context, bitstream_spec.md §8.3)."""
 from __future__ import annotations
 
 import os
@@ -16,64 +17,96 @@ import reference_parser as ref  # noqa: E402
 from conftest import load_script, make_photo_like  # noqa: E402
 
 import ugcodec  # noqa: E402
-from ugcodec.codec import encode_latents  # noqa: E402
-from ugcodec.channel_context import ChannelScaleContext, integerize_scale_context  # noqa: E402
+from ugcodec.codec import _analyze, decode_pixels, encode_latents, latent_residuals  # noqa: E402
+from ugcodec.channel_context import ChannelContext, integerize_channel_context  # noqa: E402
 from ugcodec.entropy_coding import join_streams, split_streams  # noqa: E402
 from ugcodec.errors import FormatError, UgcError  # noqa: E402
-from ugcodec.weights import load_model, read_bundle, with_scale_context, write_bundle  # noqa: E402
+from ugcodec.weights import load_model, read_bundle, with_channel_context, write_bundle  # noqa: E402
 
 SLICES = 2
+BOTH = pytest.mark.parametrize("means", [False, True], ids=["model2", "model3"])
 
 
-def _random_context(channels: int, largest_index: int, seed: int = 7) -> ChannelScaleContext:
+def _random_context(channels: int, largest_index: int, seed: int = 7, means: bool = False) -> ChannelContext:
     """A context whose corrections are not all zero (a trained one starts from zero)."""
     torch.manual_seed(seed)
-    context = ChannelScaleContext(channels, SLICES, largest_index, hidden=(12, 8))
+    context = ChannelContext(channels, SLICES, largest_index, hidden=(12, 8), means=means)
     for network in context.networks:
         torch.nn.init.normal_(network[-1].weight, std=0.3)
         torch.nn.init.normal_(network[-1].bias, std=0.5)
     return context
 
 
+def _context_weights(tiny_model, directory, means: bool) -> str:
+    base = read_bundle(tiny_model.path)
+    context = integerize_channel_context(_random_context(tiny_model.config.M, len(tiny_model.y_tables) - 1, means=means))
+    path = str(directory / f"tiny-context-{int(means)}.pt")
+    write_bundle(with_channel_context(base, context), path)
+    return path
+
+
 @pytest.fixture(scope="module")
 def context_model(tiny_model, tmp_path_factory):
-    """The tiny model with a random channel context: (model 1, model 2, path of model 2)."""
-    base = read_bundle(tiny_model.path)
-    context = integerize_scale_context(_random_context(tiny_model.config.M, len(tiny_model.y_tables) - 1))
-    path = str(tmp_path_factory.mktemp("context") / "tiny-context.pt")
-    write_bundle(with_scale_context(base, context), path)
+    """The tiny model with a random scale context: (model 1, model 2, path of model 2)."""
+    path = _context_weights(tiny_model, tmp_path_factory.mktemp("context"), means=False)
     return tiny_model, load_model(path), path
+
+
+@pytest.fixture(scope="module")
+def means_model(tiny_model, tmp_path_factory):
+    """The tiny model with a random means-and-scales context: (model 1, model 3, its path)."""
+    path = _context_weights(tiny_model, tmp_path_factory.mktemp("means"), means=True)
+    return tiny_model, load_model(path), path
+
+
+@pytest.fixture(params=[False, True], ids=["model2", "model3"])
+def either_model(request, context_model, means_model):
+    return means_model if request.param else context_model
 
 
 def _hyper_indexes(shape, seed=0):
     generator = torch.Generator().manual_seed(seed)
-    return torch.randint(10, 50, shape, generator=generator), torch.randint(-6, 7, shape, generator=generator)
+    residual = torch.randn(shape, generator=generator, dtype=torch.float64) * 4
+    return torch.randint(10, 50, shape, generator=generator), residual
 
 
-def test_integer_context_follows_the_float_one():
-    context = _random_context(16, 63)
-    hyper_index, symbols = _hyper_indexes((2, 16, 8, 8))
+@BOTH
+def test_integer_context_follows_the_float_one(means):
+    context = _random_context(16, 63, means=means)
+    hyper_index, residual = _hyper_indexes((2, 16, 8, 8))
+    if not means:
+        residual = torch.round(residual)
     with torch.no_grad():
-        expected = context(hyper_index, symbols).to(torch.int64)
-    got = integerize_scale_context(context).indexes(hyper_index, symbols)
-    # Weight rounding may tip an index that lies on a half; nothing more.
-    assert (got - expected).abs().max() <= 1
-    assert (got == expected).float().mean() > 0.99
-    assert not torch.equal(got, hyper_index), "a random context corrects some indexes"
-    assert int(got.min()) >= 0 and int(got.max()) <= 63
+        float_delta, float_index = context(hyper_index, residual.float())
+    symbols, mean_delta, index = integerize_channel_context(context).encode(hyper_index, residual)
+    # Weight rounding may tip a value that lies on a half (and, with means, a symbol
+    # that then feeds the next slice); nothing more.
+    assert (index - float_index.to(torch.int64)).abs().max() <= 1
+    assert (index == float_index.to(torch.int64)).float().mean() > 0.97
+    assert (mean_delta / 1024.0 - float_delta).abs().float().mean() < 0.02
+    assert not torch.equal(index, hyper_index), "a random context corrects some indexes"
+    assert int(index.min()) >= 0 and int(index.max()) <= 63
+    # The symbols are the rounding of the residual around the corrected mean.
+    assert (residual - mean_delta / 1024.0 - symbols).abs().max() <= 0.5
+    assert bool(mean_delta.any()) == means
 
 
-def test_a_slice_depends_only_on_the_slices_before_it():
+@BOTH
+def test_a_slice_depends_only_on_the_slices_before_it(means):
     """What makes the section decodable slice by slice."""
-    integer = integerize_scale_context(_random_context(16, 63))
-    hyper_index, symbols = _hyper_indexes((1, 16, 6, 6))
-    first = integer.indexes(hyper_index, symbols)
-    changed = symbols.clone()
+    integer = integerize_channel_context(_random_context(16, 63, means=means))
+    hyper_index, residual = _hyper_indexes((1, 16, 6, 6))
+    first = integer.encode(hyper_index, residual)
+    changed = residual.clone()
     changed[:, 8:] = -changed[:, 8:] + 3
-    second = integer.indexes(hyper_index, changed)
-    assert torch.equal(first[:, :8], second[:, :8])
+    second = integer.encode(hyper_index, changed)
+    for before, after in zip(first, second):
+        assert torch.equal(before[:, :8], after[:, :8])
     changed[:, :8] += 2
-    assert not torch.equal(integer.indexes(hyper_index, changed)[:, 8:], first[:, 8:])
+    third = integer.encode(hyper_index, changed)
+    assert not torch.equal(third[2][:, 8:], first[2][:, 8:])
+    if means:
+        assert not torch.equal(third[1][:, 8:], first[1][:, 8:])
 
 
 def test_model_2_codes_the_same_symbols_and_pixels_as_its_base(context_model):
@@ -90,12 +123,45 @@ def test_model_2_codes_the_same_symbols_and_pixels_as_its_base(context_model):
         assert np.array_equal(np.asarray(ugcodec.decode(data, model=context)), np.asarray(ugcodec.decode(data_plain, model=plain)))
 
 
-def test_reference_parser_reads_model_2(context_model):
-    _, context, path = context_model
+def test_model_3_codes_the_latent_around_the_corrected_means(means_model):
+    plain, context, _ = means_model
+    image = make_photo_like(80, 120, seed=3)
+    for quality in (1, plain.num_qualities):
+        data, latents = encode_latents(image, quality, model=context)
+        assert ugcodec.read_header(data).model_id == 3
+        _, plain_latents = encode_latents(image, quality, model=plain)
+        assert not torch.equal(latents.mu, plain_latents.mu), "a random context moves the means"
+        # The decoder's latent y + mu is the analysis output rounded to the nearest
+        # point of the corrected grid: within half a step of it.
+        y = _analyze(context.network, image)
+        residual, mu_hyper, _ = latent_residuals(context, y, latents.z, quality)
+        assert float((latents.y + latents.mu - (residual + mu_hyper)).abs().max()) <= 0.5 + 1e-6
+        parsed = ugcodec.parse_latents(data, context)
+        assert torch.equal(parsed.y, latents.y) and torch.equal(parsed.scale_index, latents.scale_index)
+        assert torch.equal(parsed.mu, latents.mu)
+        assert np.array_equal(np.asarray(ugcodec.decode(data, model=context)), decode_pixels(latents, model=context))
+
+
+def test_reference_parser_reads_models_2_and_3(either_model):
+    _, context, path = either_model
     data, latents = encode_latents(make_photo_like(70, 130, seed=5), 2, model=context)
     parsed = ref.parse_full(data, path)
     np.testing.assert_array_equal(parsed.y, latents.y.numpy())
     np.testing.assert_array_equal(parsed.scale_index, latents.scale_index.numpy())
+    np.testing.assert_array_equal(parsed.mu, latents.mu.numpy())
+
+
+def test_refined_files_of_models_2_and_3_parse_to_what_was_coded(either_model):
+    """Refinement holds the context's tables and means fixed while it works; the coder
+    then derives them again from the refined symbols, as the decoder does."""
+    _, context, path = either_model
+    image = make_photo_like(64, 96, seed=4)
+    data, latents = encode_latents(image, 2, model=context, refine=2)
+    assert data != encode_latents(image, 2, model=context)[0]
+    parsed = ref.parse_full(data, path)
+    np.testing.assert_array_equal(parsed.y, latents.y.numpy())
+    np.testing.assert_array_equal(parsed.scale_index, latents.scale_index.numpy())
+    np.testing.assert_array_equal(parsed.mu, latents.mu.numpy())
 
 
 def _with_y_section(data: bytes, y_section: bytes) -> bytes:
@@ -109,8 +175,8 @@ def _with_y_section(data: bytes, y_section: bytes) -> bytes:
     return bytes(header) + payload + struct.pack(">I", zlib.crc32(payload))
 
 
-def test_stream_lengths_that_do_not_fit_are_refused(context_model):
-    _, context, path = context_model
+def test_stream_lengths_that_do_not_fit_are_refused(either_model):
+    _, context, path = either_model
     data = ugcodec.encode(make_photo_like(64, 64, seed=1), 2, model=context)
     z_length = struct.unpack(">I", data[20:24])[0]
     y_section = data[32 + z_length : -4]
@@ -132,30 +198,37 @@ def test_join_and_split_streams_invert_each_other():
         join_streams([b"abc"])
 
 
-def test_context_weights_are_checked(context_model, tmp_path):
+def test_context_weights_are_checked(context_model, means_model, tmp_path):
     plain, context, path = context_model
     bundle = read_bundle(path)
     with pytest.raises(ValueError):  # already model 2
-        with_scale_context(bundle, context.scale_context)
+        with_channel_context(bundle, context.channel_context)
     missing = {key: value for key, value in bundle.items() if key != "scale_context"}
     write_bundle(missing, str(tmp_path / "missing.pt"))
     with pytest.raises(UgcError, match="no channel context"):
         load_model(str(tmp_path / "missing.pt"))
-    other = integerize_scale_context(_random_context(plain.config.M * 2, len(plain.y_tables) - 1))
+    other = integerize_channel_context(_random_context(plain.config.M * 2, len(plain.y_tables) - 1))
     with pytest.raises(ValueError, match="does not fit"):  # made for twice the channels
-        with_scale_context(read_bundle(plain.path), other)
-    stray = {**read_bundle(plain.path), "scale_context": bundle["scale_context"]}
-    write_bundle(stray, str(tmp_path / "stray.pt"))
-    with pytest.raises(UgcError):
-        load_model(str(tmp_path / "stray.pt"))
+        with_channel_context(read_bundle(plain.path), other)
+    means_bundle = read_bundle(means_model[2])
+    for name, stray in {
+        "stray": {**read_bundle(plain.path), "scale_context": bundle["scale_context"]},
+        "both": {**means_bundle, "scale_context": bundle["scale_context"]},
+        # a scales-only context under model id 3: its networks give C outputs, not 2C
+        "outputs": {**means_bundle, "channel_context": bundle["scale_context"]},
+        "unknown": {**bundle, "model_id": 4},
+    }.items():
+        write_bundle(stray, str(tmp_path / f"{name}.pt"))
+        with pytest.raises(UgcError):
+            load_model(str(tmp_path / f"{name}.pt"))
 
 
 def test_training_learns_a_dependence_between_slices():
     """Slice 1's symbols are large exactly where slice 0's are: the context must learn
     it and code them in fewer bits than the hyper-prior's flat indexes."""
-    train = load_script("tools/train_scale_context.py")
+    train = load_script("tools/train_channel_context.py")
     torch.manual_seed(0)
-    context = ChannelScaleContext(8, 2, 63, hidden=(16, 16))
+    context = ChannelContext(8, 2, 63, hidden=(16, 16))
     optimizer = torch.optim.Adam(context.parameters(), lr=1e-2)
     generator = torch.Generator().manual_seed(1)
 
@@ -167,48 +240,99 @@ def test_training_learns_a_dependence_between_slices():
 
     for _ in range(150):
         symbols, hyper_index = batch()
-        loss = train.mean_bits(context, symbols, hyper_index)
+        loss = train.training_bits(context, symbols.float(), hyper_index)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
     symbols, hyper_index = batch()
     with torch.no_grad():
-        plain = float(train.mean_bits(None, symbols[:, 4:], hyper_index[:, 4:]))
+        plain = train.symbol_bits(symbols[:, 4:].float(), train.table_scales(hyper_index[:, 4:].float())).mean()
         learned = train.symbol_bits(
-            symbols[:, 4:].float(), train.table_scales(context(hyper_index, symbols)[:, 4:])
+            symbols[:, 4:].float(), train.table_scales(context(hyper_index, symbols.float())[1][:, 4:])
         ).mean()
-    assert float(learned) < 0.8 * plain
+    assert float(learned) < 0.8 * float(plain)
 
 
-def test_training_tool_writes_model_2_weights_and_resumes(tiny_model, tmp_path, capsys):
+def test_training_learns_to_predict_means_from_earlier_slices():
+    """Slice 1 repeats slice 0 up to small noise: a means context must predict it from
+    slice 0 and code it in far fewer bits than the hyper-prior's zero mean; the exported
+    integer context must keep that."""
+    train = load_script("tools/train_channel_context.py")
+    torch.manual_seed(0)
+    context = ChannelContext(8, 2, 63, hidden=(16, 16), means=True)
+    optimizer = torch.optim.Adam(context.parameters(), lr=3e-3)
+    generator = torch.Generator().manual_seed(1)
+
+    def batch():
+        first = torch.randn((16, 4, 8, 8), generator=generator) * 3
+        second = first + 0.2 * torch.randn((16, 4, 8, 8), generator=generator)
+        residual = torch.cat([first, second], dim=1)
+        return residual, torch.full(residual.shape, 27, dtype=torch.int64)  # table scale about 3
+
+    for _ in range(400):
+        residual, hyper_index = batch()
+        loss = train.training_bits(context, residual, hyper_index)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    residual, hyper_index = batch()
+    symbols, _, index = integerize_channel_context(context).encode(hyper_index, residual.to(torch.float64))
+    plain = train.symbol_bits(torch.round(residual[:, 4:]), train.table_scales(hyper_index[:, 4:].float())).mean()
+    learned = train.symbol_bits(symbols[:, 4:].float(), train.table_scales(index[:, 4:].float())).mean()
+    assert float(learned) < 0.8 * float(plain)
+
+
+def test_a_means_context_can_start_from_a_scales_context(tmp_path):
+    """--init-from: the means context starts exactly where the scales context ended
+    (the same tables for the same inputs, no mean correction)."""
+    train = load_script("tools/train_channel_context.py")
+    scales = _random_context(16, 63)
+    torch.save({"context": scales.state_dict()}, tmp_path / "scales.pt")
+    means = ChannelContext(16, SLICES, 63, hidden=(12, 8), means=True)
+    train.start_from_scales(means, str(tmp_path / "scales.pt"))
+    hyper_index, residual = _hyper_indexes((1, 16, 6, 6))
+    with torch.no_grad():
+        _, expected = scales(hyper_index, torch.round(residual).float())
+        mean_delta, index = means(hyper_index, residual.float())
+    assert torch.equal(index, expected) and not mean_delta.any()
+    symbols, integer_delta, integer_index = integerize_channel_context(means).encode(hyper_index, residual)
+    assert torch.equal(symbols, torch.round(residual).long()) and not integer_delta.any()
+    assert torch.equal(integer_index, integerize_channel_context(scales).encode(hyper_index, residual)[2])
+    with pytest.raises(ValueError, match="does not fit"):
+        train.start_from_scales(ChannelContext(16, SLICES, 63, hidden=(12, 9), means=True), str(tmp_path / "scales.pt"))
+
+
+@BOTH
+def test_training_tool_writes_context_weights_and_resumes(tiny_model, tmp_path, capsys, means):
     corpus = tmp_path / "corpus"
     corpus.mkdir()
     for seed in range(2):
         Image.fromarray(make_photo_like(160, 160, seed=seed)).save(corpus / f"photo{seed}.png")
-    train = load_script("tools/train_scale_context.py")
+    train = load_script("tools/train_channel_context.py")
     out, checkpoint = str(tmp_path / "context.pt"), str(tmp_path / "checkpoint.pt")
     common = ["--corpus", str(corpus), "--weights", tiny_model.path, "--out", out, "--slices", "2",
               "--crops", "3", "--held-out", "2", "--crop", "128", "--batch", "2", "--threads", "1",
-              "--checkpoint", checkpoint]
+              "--checkpoint", checkpoint] + (["--means"] if means else [])
     threads = torch.get_num_threads()
     try:
         assert train.main(common + ["--steps", "2"]) == 0
-        assert load_model(out).model_id == 2
+        assert load_model(out).model_id == (3 if means else 2)
         assert train.main(common + ["--steps", "3"]) == 0
     finally:
         torch.set_num_threads(threads)
     output = capsys.readouterr().out
     assert "resumed at step 2" in output and "trained 3 steps" in output
-    assert load_model(out).scale_context.slices == 2
+    assert load_model(out).channel_context.slices == 2
 
 
-def test_model_card_traces_model_2_to_the_weights_it_was_trained_on(context_model):
-    plain, context, _ = context_model
+def test_model_card_traces_models_2_and_3_to_the_weights_they_were_trained_on(either_model):
+    plain, context, _ = either_model
     card = load_script("tools/model_card.py")
     assert card.transforms_fingerprint(plain) == plain.fingerprint
     assert card.transforms_fingerprint(context) == plain.fingerprint != context.fingerprint
     assert card.context_lines(plain) == []
     assert f"{SLICES} slices" in card.context_lines(context)[0]
+    assert ("means and scales" in card.context_lines(context)[0]) == context.channel_context.means
 
 
 def test_model_card_carries_the_training_sections_over_for_the_same_transforms(context_model, tmp_path):

@@ -13,8 +13,8 @@ from pixels import assert_pixels_close
 GOLDEN = os.path.join(os.path.dirname(os.path.abspath(__file__)), "golden")
 
 
-def digest(tensor) -> str:
-    return hashlib.sha256(np.ascontiguousarray(tensor.numpy().astype("<i8")).tobytes()).hexdigest()
+def digest(tensor, dtype: str = "<i8") -> str:
+    return hashlib.sha256(np.ascontiguousarray(tensor.numpy().astype(dtype)).tobytes()).hexdigest()
 
 
 def load():
@@ -32,6 +32,7 @@ def test_golden_symbols_are_exact(shipped_model):
     assert digest(latents.z) == expected["z_sha256"]
     assert digest(latents.scale_index) == expected["scale_index_sha256"]
     assert digest(latents.y) == expected["y_sha256"]
+    assert digest(latents.mu, "<f8") == expected["mu_sha256"]
 
 
 def test_golden_pixels_within_tolerance(shipped_model):

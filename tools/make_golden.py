@@ -4,7 +4,7 @@
     python tools/make_golden.py
 
 Writes golden.ugc (a 96x80 crop of examples/astronaut.png, quality 3), golden.json
-(SHA-256 of its z and y symbols, the fingerprint) and the reference human and machine
+(SHA-256 of its z and y symbols, table indexes and exact means, the fingerprint) and the reference human and machine
 decodings as PNG. Run it after every change of the shipped weights, and only then.
 """
 from __future__ import annotations
@@ -33,6 +33,11 @@ def symbol_digest(tensor) -> str:
     return hashlib.sha256(np.ascontiguousarray(tensor.numpy().astype("<i8")).tobytes()).hexdigest()
 
 
+def mean_digest(tensor) -> str:
+    """The exact float64 means (bitstream_spec.md §8) as little-endian IEEE doubles."""
+    return hashlib.sha256(np.ascontiguousarray(tensor.numpy().astype("<f8")).tobytes()).hexdigest()
+
+
 def main(argv=None) -> int:
     # No options: the parser is there so that --help explains instead of overwriting the vectors.
     argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter).parse_args(argv)
@@ -55,7 +60,9 @@ def main(argv=None) -> int:
         "z_sha256": symbol_digest(parsed.z),
         "y_sha256": symbol_digest(parsed.y),
         "scale_index_sha256": symbol_digest(parsed.scale_index),
-        "note": "symbols as little-endian int64 in C order; regenerate with tools/make_golden.py",
+        "mu_sha256": mean_digest(parsed.mu),
+        "note": "symbols as little-endian int64, means as little-endian float64, C order; "
+        "regenerate with tools/make_golden.py",
     }
     with open(os.path.join(GOLDEN, "golden.json"), "w") as handle:
         json.dump(record, handle, indent=1)

@@ -13,7 +13,7 @@ Run it right after tools/export_weights.py: it refuses a run whose checkpoint is
 longer the shipped weights (training went on), since its steps and logs would then
 describe other weights. ``--from-card`` instead carries the training sections over from
 an existing card of the same transforms (e.g. after a channel context was added to them
-with tools/train_scale_context.py, or when the run folder is on another machine) and
+with tools/train_channel_context.py, or when the run folder is on another machine) and
 writes everything else afresh.
 """
 from __future__ import annotations
@@ -314,28 +314,39 @@ CROP_WEIGHTING_TEXT = {
 
 def transforms_fingerprint(model) -> bytes:
     """The fingerprint of a model's plain-hyperprior weights: its own for model id 1; for
-    model id 2, that of the weights its channel context was trained on (the context is
-    added after training, ``tools/train_scale_context.py``)."""
-    if model.scale_context is None:
+    model ids 2 and 3, that of the weights its channel context was trained on (the
+    context is added after training, ``tools/train_channel_context.py``)."""
+    if model.channel_context is None:
         return model.fingerprint
     bundle = read_bundle(model.path)
-    del bundle["scale_context"]
+    for key in ("scale_context", "channel_context"):
+        bundle.pop(key, None)
     return fingerprint_of({**bundle, "model_id": HYPERPRIOR_MODEL_ID})
 
 
 def context_lines(model) -> list:
     """What the model card says about a channel context (none for model id 1)."""
-    context = model.scale_context
+    context = model.channel_context
     if context is None:
         return []
     hidden = [int(layer.weight.shape[0]) for layer in context.networks[0].layers[:-1]]
-    return [
-        f"- Channel-conditional scales (model id 2): the y channels are coded in {context.slices} slices; each "
-        f"slice's coding tables are corrected by an integer-exact network (hidden widths {hidden}) from the "
-        "hyper-prior and the symbols of the slices before it. Symbols and pixels are those of the weights "
-        f"{transforms_fingerprint(model).hex()} it was trained on, with transforms frozen "
-        "(`tools/train_scale_context.py`, tools/README \"Channel-conditional scales\")."
-    ]
+    base = transforms_fingerprint(model).hex()
+    if context.means:
+        what = (
+            f"- Channel-conditional means and scales (model id 3): the y channels are coded in {context.slices} "
+            f"slices; each slice's means and coding tables are corrected by an integer-exact network (hidden "
+            f"widths {hidden}) from the hyper-prior and what is decoded of the slices before it. The transforms "
+            f"are those of the weights {base}, frozen while the context was trained; the pixels differ from "
+            "theirs only by the rounding of the latent around the corrected means"
+        )
+    else:
+        what = (
+            f"- Channel-conditional scales (model id 2): the y channels are coded in {context.slices} slices; "
+            f"each slice's coding tables are corrected by an integer-exact network (hidden widths {hidden}) from "
+            "the hyper-prior and the symbols of the slices before it. Symbols and pixels are those of the weights "
+            f"{base} it was trained on, with transforms frozen"
+        )
+    return [what + " (`tools/train_channel_context.py`, tools/README \"Channel-conditional entropy parameters\")."]
 
 
 def card_training_lines(path: str, model) -> list:
@@ -358,7 +369,7 @@ def card_training_lines(path: str, model) -> list:
         end = next(i for i, line in enumerate(lines) if line.startswith("## Targets"))
     except (ValueError, StopIteration):
         raise ValueError(f"{path} has no training sections") from None
-    sections = [line for line in lines[start:end] if not line.startswith("- Channel-conditional scales")]
+    sections = [line for line in lines[start:end] if not line.startswith("- Channel-conditional")]
     model_end = sections.index("", 1)  # the blank line that closes "## Model"
     source = f"weights `{found.group(1)}`" if found.group(1) != model.fingerprint.hex() else "these weights"
     return [

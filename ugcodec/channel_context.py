@@ -1,35 +1,43 @@
-"""Channel-conditional scales: the y coding tables chosen from the hyper-prior *and* the
-symbols of earlier channel slices (after Minnen & Singh 2020, scales only).
+"""Channel-conditional entropy parameters: the y coding tables (model ids 2 and 3) and the
+y means (model id 3) chosen from the hyper-prior *and* the earlier channel slices (after
+Minnen & Singh 2020, "Channel-wise autoregressive entropy models").
 
 The latent's M channels are split into ``slices`` equal groups, coded one after the
-other. The table index of a symbol in slice k is the hyper-prior's index
-(:func:`ugcodec.integer_net.entropy_parameters`) corrected by a small integer-exact
-network that sees the hyper-prior indexes of all channels and the symbols of slices
-0 … k−1. The symbols themselves, the means and so the pixels are those of the plain
-hyperprior: only the tables change, and with them the bits.
+other. Slice k's parameters are the hyper-prior's (:func:`ugcodec.integer_net.entropy_parameters`)
+corrected by a small integer-exact network that sees the hyper-prior indexes of all
+channels and what is already decoded of slices 0 … k−1:
 
-Why scales only: a symbol's table lies on the parsing path, so everything it depends on
-must be exact; the earlier symbols and the hyper-prior indexes are integers, so the
-correction is computed by an :class:`~ugcodec.integer_net.IntegerNetwork` and is the same
-on every machine. (Conditioning the means on earlier slices would move them off the
-parsing path too, but would change the pixels: a separate, larger step.)
+* model id 2 (*scales*): the network corrects the table indexes only. The symbols, the
+  means and so the pixels are those of the plain hyperprior; only the bits change.
+* model id 3 (*means and scales*): it also corrects the means, so the symbols are the
+  rounding of a better-predicted residual: fewer bits again, and pixels that differ from
+  the plain hyperprior's by a different rounding of the same latent.
 
-Arithmetic of slice k (bitstream_spec.md §8.3):
+Why everything here is integer: a symbol's table and mean lie on the parsing path, so
+everything they depend on must be exact; the earlier symbols, the earlier mean
+corrections and the hyper-prior indexes are integers, so the corrections are computed by
+an :class:`~ugcodec.integer_net.IntegerNetwork` and are the same on every machine.
+
+Arithmetic of slice k (bitstream_spec.md §8.3), with ``B = ACTIVATION_BITS``:
 
 * input, integers, channel-major: the hyper-prior index of all M channels, then for each
-  earlier slice its symbols clamped to ``±SYMBOL_CLAMP`` and their absolute values;
-* ``delta = IntegerNetwork(input)`` (``ACTIVATION_BITS`` fractional bits);
-* ``index = clamp(hyper_index + floor((delta + 2**(ACTIVATION_BITS-1)) / 2**ACTIVATION_BITS), 0, K)``
-  with K the largest table index.
+  earlier slice its *deviations* ``e`` and their absolute values, where
+  ``e = clamp(symbol, ±SYMBOL_CLAMP)`` (model 2) or, in quarter steps of the latent,
+  ``e = clamp(4·symbol + floor((mean_delta + 2**(B-3)) / 2**(B-2)), ±DEVIATION_CLAMP)``
+  (model 3: ``e ≈ 4·(ŷ − mu_hyper)``);
+* ``out = IntegerNetwork(input)`` (``B`` fractional bits): C channels of index delta
+  (model 2), or C channels of mean delta then C of index delta (model 3);
+* ``index = clamp(hyper_index + floor((index_delta + 2**(B-1)) / 2**B), 0, K)``, K the
+  largest table index; ``mu = mu_hyper + mean_delta / 2**B`` (model 3, exact in float64).
 
-Training (:class:`ChannelScaleContext`) uses the same inputs in float with the input
-scales ``INDEX_SCALE`` and ``SYMBOL_SCALE`` (powers of two, folded into the first layer's
-integer weights on export, so the rounding there is the only difference).
+Training (:class:`ChannelContext`) uses the same inputs in float with the input scales
+``INDEX_SCALE`` and ``SYMBOL_SCALE`` / ``DEVIATION_SCALE`` (powers of two, folded into the
+first layer's integer weights on export, so the rounding there is the only difference).
 """
 from __future__ import annotations
 
 import copy
-from typing import Dict, List, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor, nn
@@ -39,16 +47,21 @@ from .integer_net import ACTIVATION_BITS, IntegerNetwork, integerize_network
 
 __all__ = [
     "SYMBOL_CLAMP",
-    "ChannelScaleContext",
-    "IntegerScaleContext",
-    "integerize_scale_context",
+    "DEVIATION_CLAMP",
+    "ChannelContext",
+    "IntegerChannelContext",
+    "integerize_channel_context",
 ]
 
-#: Earlier symbols enter the network clamped to this magnitude.
+#: Model 2: earlier symbols enter the network clamped to this magnitude.
 SYMBOL_CLAMP = 15
-#: Float inputs of training: index * INDEX_SCALE, symbols * SYMBOL_SCALE (powers of two).
+#: Model 3: earlier deviations (quarter steps) enter the network clamped to this magnitude.
+DEVIATION_CLAMP = 4 * SYMBOL_CLAMP
+#: Float inputs of training (powers of two): index * INDEX_SCALE, symbols * SYMBOL_SCALE
+#: (model 2), deviations * DEVIATION_SCALE (model 3; the same latent units as model 2's).
 INDEX_SCALE = 1.0 / 8.0
 SYMBOL_SCALE = 1.0 / 4.0
+DEVIATION_SCALE = SYMBOL_SCALE / 4.0
 
 
 def _check_slices(channels: int, slices: int) -> int:
@@ -57,42 +70,56 @@ def _check_slices(channels: int, slices: int) -> int:
     return channels // slices
 
 
-def context_input(hyper_index: Tensor, earlier_symbols: Tensor) -> Tensor:
-    """The integer input of a slice's network (see the module docstring).
+def _rounded_shift(value: Tensor, bits: int) -> Tensor:
+    """``floor((value + 2**(bits-1)) / 2**bits)``: integer rounding, halves up."""
+    return torch.div(value + (1 << (bits - 1)), 1 << bits, rounding_mode="floor")
+
+
+def deviations(symbols: Tensor, mean_delta: Optional[Tensor]) -> Tensor:
+    """What a decoded slice tells the slices after it (int64, the module docstring's ``e``).
+
+    Args:
+        symbols: the slice's symbols; mean_delta: its mean corrections (model 3), or
+            None (model 2).
+    """
+    symbols = symbols.to(torch.int64)
+    if mean_delta is None:
+        return symbols.clamp(-SYMBOL_CLAMP, SYMBOL_CLAMP)
+    return (4 * symbols + _rounded_shift(mean_delta, ACTIVATION_BITS - 2)).clamp_(-DEVIATION_CLAMP, DEVIATION_CLAMP)
+
+
+def context_input(hyper_index: Tensor, earlier: Tensor) -> Tensor:
+    """The integer input of a slice's network.
 
     Args:
         hyper_index: ``(B, M, H, W)`` hyper-prior table indexes (any integer dtype).
-        earlier_symbols: ``(B, C·k, H, W)`` the symbols of the k earlier slices.
+        earlier: ``(B, C·k, H, W)`` the :func:`deviations` of the k earlier slices.
 
     Returns:
         int64 ``(B, M + 2·C·k, H, W)``.
     """
-    clamped = earlier_symbols.to(torch.int64).clamp(-SYMBOL_CLAMP, SYMBOL_CLAMP)
-    return torch.cat([hyper_index.to(torch.int64), clamped, clamped.abs()], dim=1)
+    earlier = earlier.to(torch.int64)
+    return torch.cat([hyper_index.to(torch.int64), earlier, earlier.abs()], dim=1)
 
 
-def _round_index(hyper_index: Tensor, delta: Tensor, largest: int) -> Tensor:
-    half = 1 << (ACTIVATION_BITS - 1)
-    correction = torch.div(delta + half, 1 << ACTIVATION_BITS, rounding_mode="floor")
-    return (hyper_index.to(torch.int64) + correction).clamp_(0, largest)
-
-
-class IntegerScaleContext:
+class IntegerChannelContext:
     """The integer-exact channel context that the coder runs.
 
     Args:
         networks: one :class:`IntegerNetwork` per slice, slice 0 first.
         largest_index: K, the largest y table index.
+        means: the networks also correct the means (model id 3), not only the tables.
 
     Raises:
         ValueError: no network.
     """
 
-    def __init__(self, networks: Sequence[IntegerNetwork], largest_index: int) -> None:
+    def __init__(self, networks: Sequence[IntegerNetwork], largest_index: int, means: bool = False) -> None:
         if not networks:
             raise ValueError("a channel context needs at least one slice")
         self.networks = list(networks)
         self.largest_index = int(largest_index)
+        self.means = bool(means)
 
     @property
     def slices(self) -> int:
@@ -108,38 +135,69 @@ class IntegerScaleContext:
 
     def check_channels(self, channels: int) -> None:
         """Checks that the networks fit a latent of ``channels`` channels: slice k's first
-        layer takes ``channels + 2·C·k`` inputs (3x3 each) and its last gives C outputs.
+        layer takes ``channels + 2·C·k`` inputs (3x3 each) and its last gives C outputs
+        (2·C with means).
 
         Raises:
             ValueError: they do not (or the slices do not divide ``channels``).
         """
         per_slice = self.slice_channels(channels)
+        wanted_outputs = per_slice * (2 if self.means else 1)
         for k, network in enumerate(self.networks):
             inputs = int(network.layers[0].weight.shape[1])
             outputs = int(network.layers[-1].weight.shape[0]) // network.layers[-1].upscale**2
-            if inputs != 9 * (channels + 2 * per_slice * k) or outputs != per_slice:
+            if inputs != 9 * (channels + 2 * per_slice * k) or outputs != wanted_outputs:
                 raise ValueError(f"slice {k}'s network does not fit {channels} channels in {self.slices} slices")
 
-    def slice_index(self, hyper_index: Tensor, earlier_symbols: Tensor, k: int) -> Tensor:
-        """The table indexes of slice ``k`` (int64 ``(B, C, H, W)``).
+    def slice_parameters(self, hyper_index: Tensor, earlier: Tensor, k: int) -> Tuple[Optional[Tensor], Tensor]:
+        """The parameters of slice ``k``: ``(mean_delta, index)``, int64 ``(B, C, H, W)``
+        each; ``mean_delta`` (``ACTIVATION_BITS`` fractional bits) is None without means.
 
         Args:
             hyper_index: ``(B, M, H, W)`` the hyper-prior's indexes of all channels.
-            earlier_symbols: ``(B, C·k, H, W)`` the symbols of slices 0 … k−1.
+            earlier: ``(B, C·k, H, W)`` the :func:`deviations` of slices 0 … k−1.
             k: the slice.
+
+        Raises:
+            ValueError: ``earlier`` has the wrong number of channels.
         """
         channels = self.slice_channels(hyper_index.shape[1])
-        if earlier_symbols.shape[1] != channels * k:
-            raise ValueError(f"slice {k} needs the symbols of {channels * k} channels, not {earlier_symbols.shape[1]}")
-        delta = self.networks[k](context_input(hyper_index, earlier_symbols))
-        return _round_index(hyper_index[:, k * channels : (k + 1) * channels], delta, self.largest_index)
+        if earlier.shape[1] != channels * k:
+            raise ValueError(f"slice {k} needs {channels * k} earlier channels, not {earlier.shape[1]}")
+        out = self.networks[k](context_input(hyper_index, earlier))
+        mean_delta = out[:, :channels] if self.means else None
+        index_delta = out[:, channels:] if self.means else out
+        own = hyper_index[:, k * channels : (k + 1) * channels].to(torch.int64)
+        index = (own + _rounded_shift(index_delta, ACTIVATION_BITS)).clamp_(0, self.largest_index)
+        return mean_delta, index
 
-    def indexes(self, hyper_index: Tensor, symbols: Tensor) -> Tensor:
-        """All table indexes at once (the encoder knows every symbol): int64 like ``symbols``."""
+    def encode(self, hyper_index: Tensor, residual: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
+        """The encoder's side, slice by slice: what :meth:`slice_parameters` gives the
+        decoder, and the symbols that go with it.
+
+        Args:
+            hyper_index: ``(B, M, H, W)`` hyper-prior indexes.
+            residual: float64 ``y * gain - mu_hyper`` (already integers for model 2 is fine:
+                without means the symbols are its rounding).
+
+        Returns:
+            ``(symbols, mean_delta, index)``, int64 ``(B, M, H, W)`` each (``mean_delta``
+            is zero without means): ``symbols = round(residual - mean_delta / 2**B)``.
+        """
         channels = self.slice_channels(hyper_index.shape[1])
-        return torch.cat(
-            [self.slice_index(hyper_index, symbols[:, : k * channels], k) for k in range(self.slices)], dim=1
-        )
+        symbols, mean_deltas, indexes = [], [], []
+        earlier = hyper_index[:, :0].to(torch.int64)
+        for k in range(self.slices):
+            mean_delta, index = self.slice_parameters(hyper_index, earlier, k)
+            own = residual[:, k * channels : (k + 1) * channels].to(torch.float64)
+            if mean_delta is None:
+                mean_delta = torch.zeros_like(index)
+            symbol = torch.round(own - mean_delta.to(torch.float64) / float(1 << ACTIVATION_BITS)).to(torch.int64)
+            earlier = torch.cat([earlier, deviations(symbol, mean_delta if self.means else None)], dim=1)
+            symbols.append(symbol)
+            mean_deltas.append(mean_delta)
+            indexes.append(index)
+        return torch.cat(symbols, dim=1), torch.cat(mean_deltas, dim=1), torch.cat(indexes, dim=1)
 
     def state_dict(self) -> Dict[str, Tensor]:
         state = {"largest_index": torch.tensor(self.largest_index, dtype=torch.int64)}
@@ -148,7 +206,8 @@ class IntegerScaleContext:
         return state
 
     @classmethod
-    def from_state_dict(cls, state: Dict[str, Tensor]) -> "IntegerScaleContext":
+    def from_state_dict(cls, state: Dict[str, Tensor], means: bool = False) -> "IntegerChannelContext":
+        """Inverse of :meth:`state_dict`; whether it corrects means is the model id's to say."""
         networks: List[IntegerNetwork] = []
         while f"{len(networks)}.0.weight" in state:
             prefix = f"{len(networks)}."
@@ -157,23 +216,31 @@ class IntegerScaleContext:
                     {name[len(prefix) :]: value for name, value in state.items() if name.startswith(prefix)}
                 )
             )
-        return cls(networks, int(state["largest_index"]))
+        return cls(networks, int(state["largest_index"]), means)
 
 
-class ChannelScaleContext(nn.Module):
-    """The float channel context, for training; export it with :func:`integerize_scale_context`.
+def _straight_through_round(x: Tensor) -> Tensor:
+    return x + (torch.round(x) - x).detach()
+
+
+class ChannelContext(nn.Module):
+    """The float channel context, for training; export it with :func:`integerize_channel_context`.
 
     Args:
         channels: M, the latent's channels.
         slices: how many equal slices they are coded in.
         largest_index: K, the largest y table index.
         hidden: widths of the two hidden layers of each slice's network.
+        means: also correct the means (model id 3).
     """
 
-    def __init__(self, channels: int, slices: int, largest_index: int, hidden: Sequence[int] = (96, 64)) -> None:
+    def __init__(
+        self, channels: int, slices: int, largest_index: int, hidden: Sequence[int] = (96, 64), means: bool = False
+    ) -> None:
         super().__init__()
         per_slice = _check_slices(channels, slices)
         self.channels, self.slices, self.largest_index = channels, slices, int(largest_index)
+        self.means = bool(means)
         self.networks = nn.ModuleList()
         for k in range(slices):
             network = nn.Sequential(
@@ -181,46 +248,62 @@ class ChannelScaleContext(nn.Module):
                 nn.ReLU(),
                 conv3x3(hidden[0], hidden[1]),
                 nn.ReLU(),
-                conv3x3(hidden[1], per_slice),
+                conv3x3(hidden[1], per_slice * (2 if means else 1)),
             )
             # Start as the plain hyperprior: no correction.
             nn.init.zeros_(network[-1].weight)
             nn.init.zeros_(network[-1].bias)
             self.networks.append(network)
 
-    def _scaled_input(self, hyper_index: Tensor, earlier_symbols: Tensor) -> Tensor:
-        integers = context_input(hyper_index, earlier_symbols).to(torch.float32)
-        scale = torch.full((integers.shape[1],), SYMBOL_SCALE, device=integers.device)
+    def _input_scales(self, inputs: int, device) -> Tensor:
+        scale = torch.full((inputs,), DEVIATION_SCALE if self.means else SYMBOL_SCALE, device=device)
         scale[: self.channels] = INDEX_SCALE
-        return integers * scale[None, :, None, None]
+        return scale
 
-    def forward(self, hyper_index: Tensor, symbols: Tensor) -> Tensor:
-        """Table index of every symbol, rounded with a straight-through gradient.
+    def forward(self, hyper_index: Tensor, residual: Tensor) -> Tuple[Tensor, Tensor]:
+        """Mean corrections and table indexes of every latent.
 
         Args:
-            hyper_index: ``(B, M, H, W)`` hyper-prior indexes; symbols: ``(B, M, H, W)``.
+            hyper_index: ``(B, M, H, W)`` hyper-prior indexes.
+            residual: ``(B, M, H, W)`` ``y * gain - mu_hyper``; without means, its
+                rounding is the symbols.
 
         Returns:
-            float ``(B, M, H, W)``: integer values in ``[0, K]``; the gradient flows as if
-            unrounded (and unclamped inside the range).
+            ``(mean_delta, index)``, float ``(B, M, H, W)`` each: the mean correction in
+            latent units (zero without means), and the index, integer values in ``[0, K]``
+            whose gradient flows as if unrounded. The deviations passed to later slices
+            are rounded as the coder rounds them, with straight-through gradients.
         """
         per_slice = self.channels // self.slices
-        outputs = []
+        mean_deltas, indexes, earlier = [], [], []
+        hyper = hyper_index.float()
         for k, network in enumerate(self.networks):
-            delta = network(self._scaled_input(hyper_index, symbols[:, : k * per_slice]))
-            index = hyper_index[:, k * per_slice : (k + 1) * per_slice].float() + delta
-            index = index + (torch.floor(index + 0.5) - index).detach()
-            outputs.append(index.clamp(0, self.largest_index))
-        return torch.cat(outputs, dim=1)
+            # The integer input's order: indexes, then all deviations, then their absolute values.
+            deviation_so_far = torch.cat(earlier, dim=1) if earlier else hyper[:, :0]
+            inputs = torch.cat([hyper, deviation_so_far, deviation_so_far.abs()], dim=1)
+            out = network(inputs * self._input_scales(inputs.shape[1], inputs.device)[None, :, None, None])
+            own = residual[:, k * per_slice : (k + 1) * per_slice]
+            if self.means:
+                mean_delta, index_delta = out[:, :per_slice], out[:, per_slice:]
+                symbol = _straight_through_round(own - mean_delta)
+                deviation = _straight_through_round(4 * (symbol + mean_delta))
+                earlier.append(deviation.clamp(-DEVIATION_CLAMP, DEVIATION_CLAMP))
+            else:
+                mean_delta, index_delta = torch.zeros_like(out), out
+                earlier.append(torch.round(own).clamp(-SYMBOL_CLAMP, SYMBOL_CLAMP))
+            index = _straight_through_round(hyper[:, k * per_slice : (k + 1) * per_slice] + index_delta)
+            mean_deltas.append(mean_delta)
+            indexes.append(index.clamp(0, self.largest_index))
+        return torch.cat(mean_deltas, dim=1), torch.cat(indexes, dim=1)
 
 
 @torch.no_grad()
-def integerize_scale_context(context: ChannelScaleContext) -> IntegerScaleContext:
-    """Exports a trained :class:`ChannelScaleContext` to integers.
+def integerize_channel_context(context: ChannelContext) -> IntegerChannelContext:
+    """Exports a trained :class:`ChannelContext` to integers.
 
     The input scales are folded into the first layer (exact: powers of two) and the
-    output is in index units, so the integer network's output is ``delta`` with
-    ``ACTIVATION_BITS`` fractional bits.
+    outputs are in latent and index units, so the integer network's outputs are the
+    deltas with ``ACTIVATION_BITS`` fractional bits.
 
     Raises:
         ValueError: weights too large for exact integers.
@@ -229,10 +312,9 @@ def integerize_scale_context(context: ChannelScaleContext) -> IntegerScaleContex
     for network in context.networks:
         folded = copy.deepcopy(network).to(torch.float64)
         first = folded[0]
-        in_scale = torch.full((first.in_channels,), SYMBOL_SCALE, dtype=torch.float64)
-        in_scale[: context.channels] = INDEX_SCALE
+        in_scale = context._input_scales(first.in_channels, "cpu").to(torch.float64)
         folded[0] = nn.Conv2d(first.in_channels, first.out_channels, 3, padding=1).to(torch.float64)
         folded[0].weight.copy_(first.weight.to(torch.float64) * in_scale[None, :, None, None])
         folded[0].bias.copy_(first.bias.to(torch.float64))
         networks.append(IntegerNetwork(integerize_network(folded)))
-    return IntegerScaleContext(networks, context.largest_index)
+    return IntegerChannelContext(networks, context.largest_index, context.means)

@@ -18,7 +18,8 @@ from .container import COLOR_MODES, Container, Header
 from .entropy_coding import SymbolRangeError, decode_symbols, encode_symbols, join_streams, split_streams
 from .errors import FormatError, ImageError, ModelMismatchError
 from .image_io import ImageSource, array_to_image, load_image
-from .integer_net import GAIN_BITS, entropy_parameters
+from .channel_context import deviations
+from .integer_net import ACTIVATION_BITS, GAIN_BITS, entropy_parameters
 from .models import preference_to_beta
 from .refinement import check_steps, refine_residuals
 from .tiling import ANALYSIS_MARGIN, ANALYSIS_TILE, LATENT_STRIDE, SYNTHESIS_MARGIN, SYNTHESIS_TILE, tiles
@@ -54,9 +55,10 @@ class Latents:
         header: the parsed header.
         z: int64 ``(1, N, h, w)`` hyper-latent symbols.
         y: int64 ``(1, M, 4h, 4w)`` latent symbols (``round(y * gain - mu)``).
-        mu: float64 means of the gained latent (exact).
-        scale_index: int64 coding-table index of every y symbol (for model id 2, the
-            channel context's, bitstream_spec.md §8.3).
+        mu: float64 means of the gained latent (exact; for model id 3 with the channel
+            context's corrections, bitstream_spec.md §8.3).
+        scale_index: int64 coding-table index of every y symbol (for model ids 2 and 3,
+            the channel context's).
     """
 
     header: Header
@@ -161,14 +163,18 @@ def encode_latents(
     z_symbols = torch.round(network.h_a(y)).to(torch.int64)
     residual, mu, scale_index = latent_residuals(model, y, z_symbols, quality)
     residual = refine_residuals(model, pixels, residual, mu, scale_index, quality, refine, progress=progress)
-    y_symbols = torch.round(residual).to(torch.int64)
+    context = model.channel_context
+    if context is None:
+        y_symbols = torch.round(residual).to(torch.int64)
+    else:
+        y_symbols, mean_delta, scale_index = context.encode(scale_index, residual)
+        mu = mu + mean_delta.to(torch.float64) / float(1 << ACTIVATION_BITS)
     z_channel = torch.arange(z_symbols.shape[1])[None, :, None, None].expand_as(z_symbols)
     try:
         z_stream = encode_symbols(z_symbols.numpy(), z_channel.numpy(), model.z_tables)
-        if model.scale_context is None:
+        if context is None:
             y_stream = encode_symbols(y_symbols.numpy(), scale_index.numpy(), model.y_tables)
         else:
-            scale_index = model.scale_context.indexes(scale_index, y_symbols)
             y_stream = _encode_slices(model, y_symbols, scale_index)
     except SymbolRangeError as error:
         raise ImageError(f"cannot code this image: {error}") from None
@@ -258,16 +264,17 @@ def parse_latents(data: bytes, model: Optional[CodecModel] = None) -> Latents:
     z = torch.from_numpy(decode_symbols(container.z_stream, z_channel, model.z_tables))
     means, scales = model.hyper_synthesis(z)
     mu, scale_index = entropy_parameters(means, scales, _gain(model, header.quality), model.thresholds)
-    if model.scale_context is None:
+    if model.channel_context is None:
         y = torch.from_numpy(decode_symbols(container.y_stream, scale_index.numpy(), model.y_tables))
     else:
-        y, scale_index = _decode_slices(model, container.y_stream, scale_index)
+        y, mean_delta, scale_index = _decode_slices(model, container.y_stream, scale_index)
+        mu = mu + mean_delta.to(torch.float64) / float(1 << ACTIVATION_BITS)
     return Latents(header=header, z=z, y=y, mu=mu, scale_index=scale_index)
 
 
 def _encode_slices(model: CodecModel, y_symbols: Tensor, table_index: Tensor) -> bytes:
-    """The y section of model id 2: one stream per channel slice (bitstream_spec.md §8.3)."""
-    channels = model.scale_context.slice_channels(y_symbols.shape[1])
+    """The y section of model ids 2 and 3: one stream per channel slice (bitstream_spec.md §8.3)."""
+    channels = model.channel_context.slice_channels(y_symbols.shape[1])
     streams = [
         encode_symbols(y_symbols[:, k : k + channels].numpy(), table_index[:, k : k + channels].numpy(), model.y_tables)
         for k in range(0, y_symbols.shape[1], channels)
@@ -275,21 +282,24 @@ def _encode_slices(model: CodecModel, y_symbols: Tensor, table_index: Tensor) ->
     return join_streams(streams)
 
 
-def _decode_slices(model: CodecModel, section: bytes, hyper_index: Tensor) -> "tuple[Tensor, Tensor]":
-    """Inverse of :func:`_encode_slices`: each slice's tables come from the slices before it.
+def _decode_slices(model: CodecModel, section: bytes, hyper_index: Tensor) -> "tuple[Tensor, Tensor, Tensor]":
+    """Inverse of :func:`_encode_slices`: each slice's parameters come from the slices before it.
 
     Returns:
-        ``(y, table_index)``, int64 like ``hyper_index``.
+        ``(y, mean_delta, table_index)``, int64 like ``hyper_index`` (``mean_delta`` is
+        zero for model id 2).
     """
-    context = model.scale_context
-    symbols = hyper_index.new_empty((hyper_index.shape[0], 0) + tuple(hyper_index.shape[2:]))
-    indexes = []
+    context = model.channel_context
+    earlier = hyper_index[:, :0].to(torch.int64)
+    symbols, mean_deltas, indexes = [], [], []
     for k, stream in enumerate(split_streams(section, context.slices)):
-        index = context.slice_index(hyper_index, symbols, k)
+        mean_delta, index = context.slice_parameters(hyper_index, earlier, k)
         decoded = torch.from_numpy(decode_symbols(stream, index.numpy(), model.y_tables))
-        symbols = torch.cat([symbols, decoded], dim=1)
+        earlier = torch.cat([earlier, deviations(decoded, mean_delta)], dim=1)
+        symbols.append(decoded)
+        mean_deltas.append(torch.zeros_like(index) if mean_delta is None else mean_delta)
         indexes.append(index)
-    return symbols, torch.cat(indexes, dim=1)
+    return torch.cat(symbols, dim=1), torch.cat(mean_deltas, dim=1), torch.cat(indexes, dim=1)
 
 
 @torch.inference_mode()

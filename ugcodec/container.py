@@ -36,7 +36,11 @@ VERSION = 1
 HEADER_SIZE = 32
 TRAILER_SIZE = 4
 COLOR_MODES: Dict[int, str] = {0: "L", 1: "RGB"}
-MODEL_IDS: Dict[int, str] = {1: "mean-scale-hyperprior-pcdm", 2: "mean-scale-hyperprior-pcdm-channel-scales"}
+MODEL_IDS: Dict[int, str] = {
+    1: "mean-scale-hyperprior-pcdm",
+    2: "mean-scale-hyperprior-pcdm-channel-scales",
+    3: "mean-scale-hyperprior-pcdm-channel-context",
+}
 MAX_SIDE = 65535
 
 _HEADER = struct.Struct(">4sBBBBHH8sII")

@@ -25,7 +25,10 @@ falls, the most promising quarter first, and a move is kept only if the exact co
 -0.05 to +0.01 dB at quality 4 and from -0.55 to -0.46 dB at quality 5, for about a
 third more encoding time.
 Any choice of symbols is a valid file: the format and the decoder do not change, and
-refinement off (``steps=0``) leaves the bytes as they were.
+refinement off (``steps=0``) leaves the bytes as they were. The rate is measured with the
+hyper-prior's means and tables; with a channel context (model ids 2 and 3) the coder's
+tables differ, and with model id 3's corrected means the refined latent is coded as the
+nearest point of the corrected grid.
 
 Images are refined tile by tile (the decoder's synthesis tiles, each with a margin of
 fixed latents wider than g_s's reach), so memory stays bounded; the rate term is a sum

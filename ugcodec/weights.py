@@ -10,8 +10,9 @@ A weights file is a ``torch.save`` dictionary (loaded with ``weights_only=True``
 * ``scale_thresholds``: int64 thresholds that turn scales into table indexes;
 * ``y_tables`` / ``z_tables``: the frozen integer coding tables (one per scale index,
   one per z channel) as ``offsets``, ``lengths`` and concatenated ``frequencies``;
-* ``scale_context`` (model id 2 only): the integer-exact channel context
-  (:mod:`ugcodec.channel_context`) that refines the y table indexes slice by slice.
+* ``scale_context`` (model id 2 only) or ``channel_context`` (model id 3 only): the
+  integer-exact channel context (:mod:`ugcodec.channel_context`) that refines the y
+  table indexes (and for model 3 the means) slice by slice.
 
 The fingerprint (8 bytes, written in every .ugc header) is the start of the SHA-256 of
 every entry in a canonical order, so a file made with other weights is refused.
@@ -29,7 +30,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .channel_context import IntegerScaleContext
+from .channel_context import IntegerChannelContext
 from .entropy_coding import CodingTable, quantize_pmf
 from .errors import UgcError
 from .integer_net import (
@@ -49,18 +50,22 @@ __all__ = [
     "export_weights",
     "fingerprint_of",
     "read_bundle",
-    "with_scale_context",
+    "with_channel_context",
     "write_bundle",
     "HYPERPRIOR_MODEL_ID",
+    "CHANNEL_SCALES_MODEL_ID",
     "CHANNEL_CONTEXT_MODEL_ID",
 ]
 
 DEFAULT_WEIGHTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "weights", "ugc-hyperprior-pcdm.pt")
 WEIGHTS_FORMAT = "ugcodec-weights-1"
-#: Container model ids (bitstream_spec.md §2): the plain hyperprior, and the same with
-#: channel-conditional scales (a ``scale_context`` entry).
+#: Container model ids (bitstream_spec.md §2): the plain hyperprior, the same with
+#: channel-conditional scales, and with channel-conditional means and scales.
 HYPERPRIOR_MODEL_ID = 1
-CHANNEL_CONTEXT_MODEL_ID = 2
+CHANNEL_SCALES_MODEL_ID = 2
+CHANNEL_CONTEXT_MODEL_ID = 3
+#: The bundle entry that holds the channel context, by model id.
+_CONTEXT_KEYS = {CHANNEL_SCALES_MODEL_ID: "scale_context", CHANNEL_CONTEXT_MODEL_ID: "channel_context"}
 #: Parts of the float model that the coder does not use (h_s runs in integers; the
 #: entropy models are replaced by frozen tables).
 _NOT_SHIPPED = ("h_s.", "entropy_bottleneck.", "gaussian_conditional.", "log_gain", "log_inverse_gain")
@@ -226,20 +231,22 @@ def export_weights(model: UGHyperprior, path: str, model_id: int = 1, base: Opti
     return write_bundle(bundle, path)
 
 
-def with_scale_context(base: dict, context: IntegerScaleContext) -> dict:
-    """``base`` (a weights bundle of the plain hyperprior) with a channel context added:
-    model id 2, the same transforms, symbols and pixels, other coding tables per symbol.
+def with_channel_context(base: dict, context: IntegerChannelContext) -> dict:
+    """``base`` (a weights bundle of the plain hyperprior) with a channel context added,
+    the same transforms: model id 2 (other coding tables per symbol, the same symbols
+    and pixels) or, for a context with means, model id 3.
 
     Raises:
         ValueError: ``base`` already has a context, or its M is not a multiple of the
             context's slices, or the context's largest index is not the last y table.
     """
-    if "scale_context" in base or int(base["model_id"]) != HYPERPRIOR_MODEL_ID:
+    if any(key in base for key in _CONTEXT_KEYS.values()) or int(base["model_id"]) != HYPERPRIOR_MODEL_ID:
         raise ValueError("the base weights must be a plain hyperprior (model id 1)")
     context.check_channels(int(base["config"]["M"]))
     if context.largest_index != len(base["y_tables"]["offsets"]) - 1:
         raise ValueError("the context's largest index is not the base's last y table")
-    return {**base, "model_id": CHANNEL_CONTEXT_MODEL_ID, "scale_context": context.state_dict()}
+    model_id = CHANNEL_CONTEXT_MODEL_ID if context.means else CHANNEL_SCALES_MODEL_ID
+    return {**base, "model_id": model_id, _CONTEXT_KEYS[model_id]: context.state_dict()}
 
 
 def write_bundle(bundle: dict, path: str) -> bytes:
@@ -269,7 +276,7 @@ class CodecModel:
         gains: int64 ``(levels, M)``; inverse_gains: float32 ``(levels, M)``.
         thresholds: int64 scale thresholds; y_tables, z_tables: coding tables.
         fingerprint: 8 bytes; model_id: container model id; path: where it came from.
-        scale_context: the channel context of model id 2; None for model id 1.
+        channel_context: the channel context of model ids 2 and 3; None for model id 1.
     """
 
     network: UGHyperprior
@@ -282,7 +289,7 @@ class CodecModel:
     fingerprint: bytes
     model_id: int
     path: str
-    scale_context: Optional[IntegerScaleContext] = None
+    channel_context: Optional[IntegerChannelContext] = None
 
     @property
     def config(self) -> ModelConfig:
@@ -320,21 +327,27 @@ def model_from_bundle(bundle: dict, path: str = "<memory>") -> CodecModel:
         raise UgcError(f"weights file {path} does not match its model configuration")
     network.eval().requires_grad_(False)
     gains = bundle["gains"].to(torch.int64)
-    # mu = means * gain must stay an exact float64 (below 2**53): means < 2**25, so gains < 2**28.
-    if gains.numel() == 0 or int(gains.min()) < 1 or int(gains.max()) >= 1 << 28:
+    # mu = means * gain (+ a mean correction * 2**16, model id 3) must stay an exact
+    # float64 (below 2**53): means < 2**25 and corrections < 2**25, so gains < 2**27.
+    if gains.numel() == 0 or int(gains.min()) < 1 or int(gains.max()) >= 1 << 27:
         raise UgcError(f"weights file {path} has gains outside the exact range")
     model_id = int(bundle["model_id"])
-    scale_context = None
-    if model_id == CHANNEL_CONTEXT_MODEL_ID:
-        if "scale_context" not in bundle:
-            raise UgcError(f"weights file {path} is model 2 but has no channel context")
+    channel_context = None
+    wanted_key = _CONTEXT_KEYS.get(model_id)
+    if model_id not in (HYPERPRIOR_MODEL_ID, *_CONTEXT_KEYS) or any(
+        key in bundle for key in _CONTEXT_KEYS.values() if key != wanted_key
+    ):
+        raise UgcError(f"weights file {path} has an unknown model id or stray parts")
+    if wanted_key is not None:
+        if wanted_key not in bundle:
+            raise UgcError(f"weights file {path} is model {model_id} but has no channel context")
         try:
-            scale_context = IntegerScaleContext.from_state_dict(bundle["scale_context"])
-            scale_context.check_channels(config.M)
+            channel_context = IntegerChannelContext.from_state_dict(
+                bundle[wanted_key], means=model_id == CHANNEL_CONTEXT_MODEL_ID
+            )
+            channel_context.check_channels(config.M)
         except (KeyError, ValueError) as error:
             raise UgcError(f"weights file {path} has an invalid channel context ({error})") from None
-    elif model_id != HYPERPRIOR_MODEL_ID or "scale_context" in bundle:
-        raise UgcError(f"weights file {path} has an unknown model id or stray parts")
     return CodecModel(
         network=network,
         hyper_synthesis=IntegerHyperSynthesis.from_state_dict(bundle["integer_h_s"]),
@@ -346,7 +359,7 @@ def model_from_bundle(bundle: dict, path: str = "<memory>") -> CodecModel:
         fingerprint=fingerprint_of(bundle),
         model_id=model_id,
         path=path,
-        scale_context=scale_context,
+        channel_context=channel_context,
     )
 
 

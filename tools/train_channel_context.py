@@ -1,16 +1,20 @@
 #!/usr/bin/env python3
-"""Train a channel context for trained weights and write them as model id 2.
+"""Train a channel context for trained weights and write them as model id 2 or 3.
 
-    python tools/train_scale_context.py --corpus data/corpus --out runs/context/weights.pt
+    python tools/train_channel_context.py --means --out runs/context/weights.pt
 
-The transforms stay frozen: the symbols, means and pixels of every quality are those of
-``--weights`` (default: the shipped file); only the y coding tables change
-(``ugcodec.channel_context``). So training needs no decoder: it codes random corpus
-crops once with the exact coder, keeps their symbols and hyper-prior table indexes, and
-fits the context to them by minimising their bits. At the end it reports, on crops kept
-out of training, the bits of the plain tables and of the exported integer context, and
-writes the weights (and prints their fingerprint). ``--checkpoint`` makes a long run
-resumable; running the same command again continues from it.
+The transforms stay frozen (``--weights``, a plain hyperprior, model id 1); only the
+entropy parameters of y change (``ugcodec.channel_context``): the coding tables
+(model id 2), or with ``--means`` the tables and the means (model id 3). So training
+needs no decoder: it runs the analysis of random corpus crops once, keeps their
+residuals ``y * gain - mu_hyper`` and hyper-prior table indexes at every quality, and
+fits the context to them by minimising their bits (for the means, with additive uniform
+noise in place of rounding, as compressai trains). With the transforms frozen, a
+better mean changes the pixels only by a different rounding of the same latent, so the
+distortion is unchanged on average. At the end it reports, on crops kept out of
+training, the bits of the plain tables and of the exported integer context, and writes
+the weights (and prints their fingerprint). ``--checkpoint`` makes a long run resumable;
+running the same command again continues from it.
 """
 from __future__ import annotations
 
@@ -25,18 +29,18 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import torch  # noqa: E402
 from torch import Tensor  # noqa: E402
 
-from ugcodec.channel_context import ChannelScaleContext, integerize_scale_context  # noqa: E402
+from ugcodec.channel_context import ChannelContext, integerize_channel_context  # noqa: E402
 from ugcodec.codec import latent_residuals  # noqa: E402
 from ugcodec.models import scale_table, symbol_bits  # noqa: E402
 from ugcodec.training import CropSampler  # noqa: E402
-from ugcodec.weights import read_bundle, load_model, with_scale_context, write_bundle  # noqa: E402
+from ugcodec.weights import read_bundle, load_model, with_channel_context, write_bundle  # noqa: E402
 
-Latents = Dict[int, Tuple[Tensor, Tensor]]  # quality -> (int16 symbols, uint8 hyper indexes)
+Latents = Dict[int, Tuple[Tensor, Tensor]]  # quality -> (float32 residuals, uint8 hyper indexes)
 
 
 @torch.inference_mode()
 def code_crops(model, sampler: CropSampler, count: int, progress: bool = True) -> Latents:
-    """Symbols and hyper-prior table indexes of ``count`` random crops at every quality."""
+    """Residuals and hyper-prior table indexes of ``count`` random crops at every quality."""
     from tqdm import tqdm
 
     qualities = range(1, model.num_qualities + 1)
@@ -46,7 +50,7 @@ def code_crops(model, sampler: CropSampler, count: int, progress: bool = True) -
         z = torch.round(model.network.h_a(y)).to(torch.int64)
         for q in qualities:
             residual, _, index = latent_residuals(model, y, z, q)
-            parts[q].append((torch.round(residual).clamp(-32767, 32767).to(torch.int16), index.to(torch.uint8)))
+            parts[q].append((residual.to(torch.float32), index.to(torch.uint8)))
     return {q: (torch.cat([s for s, _ in p]), torch.cat([i for _, i in p])) for q, p in parts.items()}
 
 
@@ -56,19 +60,58 @@ def table_scales(index: Tensor) -> Tensor:
     return torch.exp(logs[0] + index * (logs[1] - logs[0]))
 
 
-def mean_bits(context, symbols: Tensor, hyper_index: Tensor) -> Tensor:
-    """Bits per symbol of a batch under a float context (or the plain tables: None)."""
-    index = hyper_index.float() if context is None else context(hyper_index, symbols)
-    return symbol_bits(symbols.float(), table_scales(index)).mean()
+def training_bits(context: ChannelContext, residual: Tensor, hyper_index: Tensor) -> Tensor:
+    """Bits per symbol of a batch under a float context: the exact cost of the symbols
+    it would code, ``round(residual - mean_delta)``, under its tables.
+
+    The tables learn from that exact cost (as in coding: most symbols are exactly 0, and
+    additive noise would teach them wider scales than rounded symbols need). Rounding has
+    no useful gradient for the means, so they learn from the noisy relaxation
+    ``residual - mean_delta + U(-1/2, 1/2)`` under the same (fixed) tables: a term whose
+    value is removed again, so that only its gradient counts.
+    """
+    mean_delta, index = context(hyper_index, residual)
+    scales = table_scales(index)
+    exact = symbol_bits(torch.round(residual - mean_delta).detach(), scales)
+    if not context.means:
+        return exact.mean()
+    noisy = residual - mean_delta + torch.empty_like(residual).uniform_(-0.5, 0.5)
+    relaxed = symbol_bits(noisy, scales.detach())
+    return (exact + relaxed - relaxed.detach()).mean()
+
+
+def start_from_scales(context: ChannelContext, path: str) -> None:
+    """Starts a means context from a trained scales-only one (a ``--checkpoint`` of this
+    tool without ``--means``, same slices and widths): its layers are copied, and the
+    new mean outputs start at zero, so training starts where that context ended.
+
+    Raises:
+        ValueError: the checkpoint's context does not fit.
+    """
+    state = torch.load(path, map_location="cpu", weights_only=True)["context"]
+    per_slice = context.channels // context.slices
+    with torch.no_grad():
+        for name, parameter in context.named_parameters():
+            source = state.get(name)
+            last = name.endswith(f".{len(context.networks[0]) - 1}.weight") or name.endswith(
+                f".{len(context.networks[0]) - 1}.bias"
+            )
+            if last and source is not None and source.shape[0] == per_slice:
+                parameter.zero_()
+                parameter[per_slice:].copy_(source)  # index rows; the mean rows stay zero
+            elif source is not None and source.shape == parameter.shape:
+                parameter.copy_(source)
+            else:
+                raise ValueError(f"{path} does not fit this context ({name})")
 
 
 def evaluate(model, integer_context, latents: Latents) -> Dict[int, Tuple[float, float]]:
     """Bits per symbol of held-out crops: ``{quality: (plain tables, integer context)}``."""
     result = {}
-    for q, (symbols, hyper_index) in latents.items():
-        symbols, hyper_index = symbols.to(torch.int64), hyper_index.to(torch.int64)
-        plain = symbol_bits(symbols.float(), table_scales(hyper_index.float())).mean()
-        index = integer_context.indexes(hyper_index, symbols)
+    for q, (residual, hyper_index) in latents.items():
+        residual, hyper_index = residual.to(torch.float64), hyper_index.to(torch.int64)
+        plain = symbol_bits(torch.round(residual).float(), table_scales(hyper_index.float())).mean()
+        symbols, _, index = integer_context.encode(hyper_index, residual)
         refined = symbol_bits(symbols.float(), table_scales(index.float())).mean()
         result[q] = (float(plain), float(refined))
     return result
@@ -78,7 +121,10 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--corpus", default="data/corpus", help="folder of training images (tools/prepare_corpus.py)")
     parser.add_argument("--weights", help="weights to add the context to (default: the shipped file)")
-    parser.add_argument("--out", required=True, help="weights file to write (model id 2)")
+    parser.add_argument("--out", required=True, help="weights file to write (model id 2, or 3 with --means)")
+    parser.add_argument("--means", action="store_true", help="also correct the means (model id 3)")
+    parser.add_argument("--init-from", metavar="CHECKPOINT",
+                        help="with --means: start from a scales-only run's --checkpoint (same --slices and --hidden)")
     parser.add_argument("--slices", type=int, default=4, help="channel slices (default 4)")
     parser.add_argument("--hidden", default="96,64", help="widths of the two hidden layers (default 96,64)")
     parser.add_argument("--steps", type=int, default=4000, help="training steps (default 4000)")
@@ -102,13 +148,18 @@ def main(argv=None) -> int:
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     model = load_model(args.weights)
-    if model.scale_context is not None:
+    if model.channel_context is not None:
         parser.error("--weights already has a channel context")
     sampler = CropSampler(args.corpus, args.crop, seed=args.seed, weighting="image")
     train = code_crops(model, sampler, args.crops)
     held_out = code_crops(model, sampler, args.held_out)
 
-    context = ChannelScaleContext(model.config.M, args.slices, largest_index=len(model.y_tables) - 1, hidden=hidden)
+    largest_index = len(model.y_tables) - 1
+    context = ChannelContext(model.config.M, args.slices, largest_index, hidden=hidden, means=args.means)
+    if args.init_from:
+        if not args.means:
+            parser.error("--init-from starts a --means run")
+        start_from_scales(context, args.init_from)
     optimizer = torch.optim.Adam(context.parameters(), lr=args.lr)
     step = 0
     if args.checkpoint and os.path.exists(args.checkpoint):
@@ -128,8 +179,7 @@ def main(argv=None) -> int:
                 group["lr"] = args.lr * (0.1 if step >= 0.8 * args.steps else 1.0)
             quality = qualities[step % len(qualities)]
             pick = torch.randint(0, args.crops, (args.batch,), generator=generator)
-            symbols, hyper_index = train[quality][0][pick].long(), train[quality][1][pick].long()
-            loss = mean_bits(context, symbols, hyper_index)
+            loss = training_bits(context, train[quality][0][pick], train[quality][1][pick].long())
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -143,12 +193,13 @@ def main(argv=None) -> int:
                 os.replace(temporary, args.checkpoint)
     print(f"trained {step} steps ({time.time() - started:.0f} s this run)")
 
-    integer_context = integerize_scale_context(context)
+    integer_context = integerize_channel_context(context)
     for q, (plain, refined) in evaluate(model, integer_context, held_out).items():
         print(f"quality {q}: {plain:.4f} -> {refined:.4f} bits per y symbol ({100 * (1 - refined / plain):.1f} % fewer)")
     base = read_bundle(model.path)
-    fingerprint = write_bundle(with_scale_context(base, integer_context), args.out)
-    print(f"{args.out}: model id 2, fingerprint {fingerprint.hex()}")
+    bundle = with_channel_context(base, integer_context)
+    fingerprint = write_bundle(bundle, args.out)
+    print(f"{args.out}: model id {bundle['model_id']}, fingerprint {fingerprint.hex()}")
     return 0
 
 
