@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import torch
 
+import ugcodec
 from ugcodec.weights import fingerprint_of
 
 
@@ -27,3 +28,16 @@ def test_fingerprint_changes_with_any_weight():
 def test_fingerprint_refuses_a_dtype_the_spec_does_not_name():
     with pytest.raises(ValueError, match="float64"):
         fingerprint_of({"w": torch.zeros(2, dtype=torch.float64)})
+
+
+def test_a_model_loaded_inside_inference_mode_can_still_be_refined_with(tiny_model):
+    """ugcodec.encode(..., refine=N) as a process's first call loads the model inside the
+    coder's inference mode; its tensors must still be usable by autograd."""
+    from ugcodec.weights import model_from_bundle, read_bundle
+
+    with torch.inference_mode():
+        model = model_from_bundle(read_bundle(tiny_model.path), tiny_model.path)
+    assert not any(tensor.is_inference() for tensor in [*model.network.parameters(), *model.network.buffers()])
+    image = np.full((64, 64, 3), 128, dtype=np.uint8)
+    image[16:48, 16:48] = 30
+    assert ugcodec.decode(ugcodec.encode(image, 2, model=model, refine=1), model=model).size == (64, 64)

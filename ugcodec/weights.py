@@ -319,6 +319,13 @@ def read_bundle(path: str) -> dict:
 
 def model_from_bundle(bundle: dict, path: str = "<memory>") -> CodecModel:
     """Builds a :class:`CodecModel` from a weights dictionary (see :func:`load_model`)."""
+    # The first load may happen inside the coder's inference mode; tensors made there could
+    # never enter autograd, which encoder refinement needs (and the model is cached).
+    with torch.inference_mode(False):
+        return _model_from_bundle(bundle, path)
+
+
+def _model_from_bundle(bundle: dict, path: str) -> CodecModel:
     config = ModelConfig.from_dict(bundle["config"])
     network = UGHyperprior(config)
     state = {name: value.float() if value.is_floating_point() else value for name, value in bundle["float"].items()}
