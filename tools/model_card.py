@@ -346,7 +346,8 @@ def context_lines(model) -> list:
             "the hyper-prior and the symbols of the slices before it. Symbols and pixels are those of the weights "
             f"{base} it was trained on, with transforms frozen"
         )
-    return [what + " (`tools/train_channel_context.py`, tools/README \"Channel-conditional entropy parameters\")."]
+    section = "Channel-conditional means and scales" if context.means else "Channel-conditional scales"
+    return [what + f" (`tools/train_channel_context.py`, tools/README \"{section}\")."]
 
 
 def card_training_lines(path: str, model) -> list:
@@ -370,6 +371,8 @@ def card_training_lines(path: str, model) -> list:
     except (ValueError, StopIteration):
         raise ValueError(f"{path} has no training sections") from None
     sections = [line for line in lines[start:end] if not line.startswith("- Channel-conditional")]
+    while sections and not sections[-1].strip():  # write_card adds the blank line before "## Targets"
+        sections.pop()
     model_end = sections.index("", 1)  # the blank line that closes "## Model"
     source = f"weights `{found.group(1)}`" if found.group(1) != model.fingerprint.hex() else "these weights"
     return [

@@ -177,8 +177,8 @@ class IntegerChannelContext:
 
         Args:
             hyper_index: ``(B, M, H, W)`` hyper-prior indexes.
-            residual: float64 ``y * gain - mu_hyper`` (already integers for model 2 is fine:
-                without means the symbols are its rounding).
+            residual: float64 ``y * gain - mu_hyper``, the residual around the
+                hyper-prior's means (integer values are fine: they are their own rounding).
 
         Returns:
             ``(symbols, mean_delta, index)``, int64 ``(B, M, H, W)`` each (``mean_delta``

@@ -25,10 +25,11 @@ falls, the most promising quarter first, and a move is kept only if the exact co
 -0.05 to +0.01 dB at quality 4 and from -0.55 to -0.46 dB at quality 5, for about a
 third more encoding time.
 Any choice of symbols is a valid file: the format and the decoder do not change, and
-refinement off (``steps=0``) leaves the bytes as they were. The rate is measured with the
-hyper-prior's means and tables; with a channel context (model ids 2 and 3) the coder's
-tables differ, and with model id 3's corrected means the refined latent is coded as the
-nearest point of the corrected grid.
+refinement off (``steps=0``) leaves the bytes as they were. With a channel context
+(model ids 2 and 3) a symbol's table (and, model id 3, its mean) depends on the symbols
+of the slices before it; refinement holds them at the values that the analysis
+transform's own symbols give them. The coder then recomputes them from the refined
+symbols, so where those moved, a table or mean may differ from the one refined with.
 
 Images are refined tile by tile (the decoder's synthesis tiles, each with a margin of
 fixed latents wider than g_s's reach), so memory stays bounded; the rate term is a sum
@@ -42,6 +43,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from .integer_net import ACTIVATION_BITS
 from .models import scale_table, symbol_bits
 from .tiling import LATENT_STRIDE, SYNTHESIS_MARGIN, SYNTHESIS_TILE, tiles
 from .weights import CodecModel
@@ -88,8 +90,9 @@ def refine_residuals(
         pixels: the uint8 ``(H, W, 3)`` image being coded.
         residual: float64 ``(1, M, h, w)`` residuals from the analysis transform
             (``h, w`` are the padded image's size / 16).
-        mu: float64 exact means of the gained latent, same shape.
-        scale_index: int64 coding-table index of every latent, same shape.
+        mu: float64 exact means of the gained latent, same shape (the hyper-prior's).
+        scale_index: int64 coding-table index of every latent, same shape (the
+            hyper-prior's; a channel context's are derived from them here).
         quality: level from 1 to ``model.num_qualities``.
         steps: gradient steps per tile; 0 returns ``residual`` unchanged.
         step_size: Adam's initial step, in quantisation steps (it decays linearly to 0).
@@ -104,6 +107,12 @@ def refine_residuals(
     steps = check_steps(steps)
     if steps == 0:
         return residual
+    shift = torch.zeros_like(residual)
+    if model.channel_context is not None:
+        # The tables and means the coder would use for the analysis transform's symbols.
+        _, mean_delta, scale_index = model.channel_context.encode(scale_index, residual)
+        shift = mean_delta.to(torch.float64) / float(1 << ACTIVATION_BITS)
+        mu, residual = mu + shift, residual - shift
     network = model.network
     lam = float(network.config.lambdas[quality - 1])
     # Inference tensors (the coder runs under inference_mode) cannot enter autograd: copy.
@@ -131,7 +140,7 @@ def refine_residuals(
                 parameter.requires_grad_(flag)
             if bar is not None:
                 bar.close()
-    return result.detach()
+    return result.detach() + shift
 
 
 def _interpolated_bits(residual: Tensor, scale: Tensor) -> Tensor:
