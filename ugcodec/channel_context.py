@@ -37,7 +37,7 @@ first layer's integer weights on export, so the rounding there is the only diffe
 from __future__ import annotations
 
 import copy
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Sequence, Tuple
 
 import torch
 from torch import Tensor, nn
@@ -48,6 +48,7 @@ from .integer_net import ACTIVATION_BITS, IntegerNetwork, integerize_network
 __all__ = [
     "SYMBOL_CLAMP",
     "DEVIATION_CLAMP",
+    "mean_shift",
     "ChannelContext",
     "IntegerChannelContext",
     "integerize_channel_context",
@@ -75,17 +76,10 @@ def _rounded_shift(value: Tensor, bits: int) -> Tensor:
     return torch.div(value + (1 << (bits - 1)), 1 << bits, rounding_mode="floor")
 
 
-def deviations(symbols: Tensor, mean_delta: Optional[Tensor]) -> Tensor:
-    """What a decoded slice tells the slices after it (int64, the module docstring's ``e``).
-
-    Args:
-        symbols: the slice's symbols; mean_delta: its mean corrections (model 3), or
-            None (model 2).
-    """
-    symbols = symbols.to(torch.int64)
-    if mean_delta is None:
-        return symbols.clamp(-SYMBOL_CLAMP, SYMBOL_CLAMP)
-    return (4 * symbols + _rounded_shift(mean_delta, ACTIVATION_BITS - 2)).clamp_(-DEVIATION_CLAMP, DEVIATION_CLAMP)
+def mean_shift(mean_delta: Tensor) -> Tensor:
+    """A mean correction in latent units: ``mean_delta / 2**ACTIVATION_BITS``, an exact
+    float64 (what is added to the hyper-prior's ``mu``)."""
+    return mean_delta.to(torch.float64) / float(1 << ACTIVATION_BITS)
 
 
 def context_input(hyper_index: Tensor, earlier: Tensor) -> Tensor:
@@ -93,7 +87,8 @@ def context_input(hyper_index: Tensor, earlier: Tensor) -> Tensor:
 
     Args:
         hyper_index: ``(B, M, H, W)`` hyper-prior table indexes (any integer dtype).
-        earlier: ``(B, C·k, H, W)`` the :func:`deviations` of the k earlier slices.
+        earlier: ``(B, C·k, H, W)`` the :meth:`~IntegerChannelContext.deviations` of
+            the k earlier slices.
 
     Returns:
         int64 ``(B, M + 2·C·k, H, W)``.
@@ -149,13 +144,26 @@ class IntegerChannelContext:
             if inputs != 9 * (channels + 2 * per_slice * k) or outputs != wanted_outputs:
                 raise ValueError(f"slice {k}'s network does not fit {channels} channels in {self.slices} slices")
 
-    def slice_parameters(self, hyper_index: Tensor, earlier: Tensor, k: int) -> Tuple[Optional[Tensor], Tensor]:
+    def deviations(self, symbols: Tensor, mean_delta: Tensor) -> Tensor:
+        """What a decoded slice tells the slices after it (int64, the module docstring's ``e``).
+
+        Args:
+            symbols: the slice's symbols; mean_delta: its mean corrections from
+                :meth:`slice_parameters` (unused without means).
+        """
+        symbols = symbols.to(torch.int64)
+        if not self.means:
+            return symbols.clamp(-SYMBOL_CLAMP, SYMBOL_CLAMP)
+        deviation = 4 * symbols + _rounded_shift(mean_delta, ACTIVATION_BITS - 2)
+        return deviation.clamp_(-DEVIATION_CLAMP, DEVIATION_CLAMP)
+
+    def slice_parameters(self, hyper_index: Tensor, earlier: Tensor, k: int) -> Tuple[Tensor, Tensor]:
         """The parameters of slice ``k``: ``(mean_delta, index)``, int64 ``(B, C, H, W)``
-        each; ``mean_delta`` (``ACTIVATION_BITS`` fractional bits) is None without means.
+        each; ``mean_delta`` has ``ACTIVATION_BITS`` fractional bits (zero without means).
 
         Args:
             hyper_index: ``(B, M, H, W)`` the hyper-prior's indexes of all channels.
-            earlier: ``(B, C·k, H, W)`` the :func:`deviations` of slices 0 … k−1.
+            earlier: ``(B, C·k, H, W)`` the :meth:`deviations` of slices 0 … k−1.
             k: the slice.
 
         Raises:
@@ -165,7 +173,7 @@ class IntegerChannelContext:
         if earlier.shape[1] != channels * k:
             raise ValueError(f"slice {k} needs {channels * k} earlier channels, not {earlier.shape[1]}")
         out = self.networks[k](context_input(hyper_index, earlier))
-        mean_delta = out[:, :channels] if self.means else None
+        mean_delta = out[:, :channels] if self.means else torch.zeros_like(out)
         index_delta = out[:, channels:] if self.means else out
         own = hyper_index[:, k * channels : (k + 1) * channels].to(torch.int64)
         index = (own + _rounded_shift(index_delta, ACTIVATION_BITS)).clamp_(0, self.largest_index)
@@ -181,23 +189,39 @@ class IntegerChannelContext:
                 hyper-prior's means (integer values are fine: they are their own rounding).
 
         Returns:
-            ``(symbols, mean_delta, index)``, int64 ``(B, M, H, W)`` each (``mean_delta``
-            is zero without means): ``symbols = round(residual - mean_delta / 2**B)``.
+            ``(symbols, shift, index)`` ``(B, M, H, W)`` each: int64 symbols
+            ``round(residual - shift)``, the float64 :func:`mean_shift` of every latent
+            (zero without means) and the int64 table indexes.
         """
         channels = self.slice_channels(hyper_index.shape[1])
-        symbols, mean_deltas, indexes = [], [], []
+
+        def code_slice(k: int, shift: Tensor, index: Tensor) -> Tensor:
+            own = residual[:, k * channels : (k + 1) * channels].to(torch.float64)
+            return torch.round(own - shift).to(torch.int64)
+
+        return self._run_slices(hyper_index, code_slice)
+
+    def decode(self, hyper_index: Tensor, decode_slice: Callable[[int, Tensor], Tensor]) -> Tuple[Tensor, Tensor, Tensor]:
+        """The decoder's side: ``decode_slice(k, index)`` returns slice k's symbols, decoded
+        with its table indexes. Returns ``(symbols, shift, index)`` as :meth:`encode` does."""
+        return self._run_slices(hyper_index, lambda k, shift, index: decode_slice(k, index))
+
+    def _run_slices(
+        self, hyper_index: Tensor, slice_symbols: Callable[[int, Tensor, Tensor], Tensor]
+    ) -> Tuple[Tensor, Tensor, Tensor]:
+        """Slices 0 … S−1 in order, each from the deviations of the ones before it;
+        ``slice_symbols(k, shift, index)`` gives slice k's symbols."""
+        symbols, shifts, indexes = [], [], []
         earlier = hyper_index[:, :0].to(torch.int64)
         for k in range(self.slices):
             mean_delta, index = self.slice_parameters(hyper_index, earlier, k)
-            own = residual[:, k * channels : (k + 1) * channels].to(torch.float64)
-            if mean_delta is None:
-                mean_delta = torch.zeros_like(index)
-            symbol = torch.round(own - mean_delta.to(torch.float64) / float(1 << ACTIVATION_BITS)).to(torch.int64)
-            earlier = torch.cat([earlier, deviations(symbol, mean_delta if self.means else None)], dim=1)
+            shift = mean_shift(mean_delta)
+            symbol = slice_symbols(k, shift, index)
+            earlier = torch.cat([earlier, self.deviations(symbol, mean_delta)], dim=1)
             symbols.append(symbol)
-            mean_deltas.append(mean_delta)
+            shifts.append(shift)
             indexes.append(index)
-        return torch.cat(symbols, dim=1), torch.cat(mean_deltas, dim=1), torch.cat(indexes, dim=1)
+        return torch.cat(symbols, dim=1), torch.cat(shifts, dim=1), torch.cat(indexes, dim=1)
 
     def state_dict(self) -> Dict[str, Tensor]:
         state = {"largest_index": torch.tensor(self.largest_index, dtype=torch.int64)}

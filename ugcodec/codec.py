@@ -18,8 +18,7 @@ from .container import COLOR_MODES, Container, Header
 from .entropy_coding import SymbolRangeError, decode_symbols, encode_symbols, join_streams, split_streams
 from .errors import FormatError, ImageError, ModelMismatchError
 from .image_io import ImageSource, array_to_image, load_image
-from .channel_context import deviations
-from .integer_net import ACTIVATION_BITS, GAIN_BITS, entropy_parameters
+from .integer_net import GAIN_BITS, entropy_parameters
 from .models import preference_to_beta
 from .refinement import check_steps, refine_residuals
 from .tiling import ANALYSIS_MARGIN, ANALYSIS_TILE, LATENT_STRIDE, SYNTHESIS_MARGIN, SYNTHESIS_TILE, tiles
@@ -167,8 +166,8 @@ def encode_latents(
     if context is None:
         y_symbols = torch.round(residual).to(torch.int64)
     else:
-        y_symbols, mean_delta, scale_index = context.encode(scale_index, residual)
-        mu = mu + mean_delta.to(torch.float64) / float(1 << ACTIVATION_BITS)
+        y_symbols, mean_shift, scale_index = context.encode(scale_index, residual)
+        mu = mu + mean_shift
     z_channel = torch.arange(z_symbols.shape[1])[None, :, None, None].expand_as(z_symbols)
     try:
         z_stream = encode_symbols(z_symbols.numpy(), z_channel.numpy(), model.z_tables)
@@ -267,39 +266,23 @@ def parse_latents(data: bytes, model: Optional[CodecModel] = None) -> Latents:
     if model.channel_context is None:
         y = torch.from_numpy(decode_symbols(container.y_stream, scale_index.numpy(), model.y_tables))
     else:
-        y, mean_delta, scale_index = _decode_slices(model, container.y_stream, scale_index)
-        mu = mu + mean_delta.to(torch.float64) / float(1 << ACTIVATION_BITS)
+        streams = split_streams(container.y_stream, model.channel_context.slices)
+        y, mean_shift, scale_index = model.channel_context.decode(
+            scale_index, lambda k, index: torch.from_numpy(decode_symbols(streams[k], index.numpy(), model.y_tables))
+        )
+        mu = mu + mean_shift
     return Latents(header=header, z=z, y=y, mu=mu, scale_index=scale_index)
 
 
 def _encode_slices(model: CodecModel, y_symbols: Tensor, table_index: Tensor) -> bytes:
-    """The y section of model ids 2 and 3: one stream per channel slice (bitstream_spec.md §8.3)."""
+    """The y section of model ids 2 and 3: one stream per channel slice (bitstream_spec.md §8.3);
+    the decoder splits it with :func:`split_streams` and decodes it with the context."""
     channels = model.channel_context.slice_channels(y_symbols.shape[1])
     streams = [
         encode_symbols(y_symbols[:, k : k + channels].numpy(), table_index[:, k : k + channels].numpy(), model.y_tables)
         for k in range(0, y_symbols.shape[1], channels)
     ]
     return join_streams(streams)
-
-
-def _decode_slices(model: CodecModel, section: bytes, hyper_index: Tensor) -> "tuple[Tensor, Tensor, Tensor]":
-    """Inverse of :func:`_encode_slices`: each slice's parameters come from the slices before it.
-
-    Returns:
-        ``(y, mean_delta, table_index)``, int64 like ``hyper_index`` (``mean_delta`` is
-        zero for model id 2).
-    """
-    context = model.channel_context
-    earlier = hyper_index[:, :0].to(torch.int64)
-    symbols, mean_deltas, indexes = [], [], []
-    for k, stream in enumerate(split_streams(section, context.slices)):
-        mean_delta, index = context.slice_parameters(hyper_index, earlier, k)
-        decoded = torch.from_numpy(decode_symbols(stream, index.numpy(), model.y_tables))
-        earlier = torch.cat([earlier, deviations(decoded, mean_delta)], dim=1)
-        symbols.append(decoded)
-        mean_deltas.append(torch.zeros_like(index) if mean_delta is None else mean_delta)
-        indexes.append(index)
-    return torch.cat(symbols, dim=1), torch.cat(mean_deltas, dim=1), torch.cat(indexes, dim=1)
 
 
 @torch.inference_mode()

@@ -43,7 +43,6 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .integer_net import ACTIVATION_BITS
 from .models import scale_table, symbol_bits
 from .tiling import LATENT_STRIDE, SYNTHESIS_MARGIN, SYNTHESIS_TILE, tiles
 from .weights import CodecModel
@@ -110,8 +109,7 @@ def refine_residuals(
     shift = torch.zeros_like(residual)
     if model.channel_context is not None:
         # The tables and means the coder would use for the analysis transform's symbols.
-        _, mean_delta, scale_index = model.channel_context.encode(scale_index, residual)
-        shift = mean_delta.to(torch.float64) / float(1 << ACTIVATION_BITS)
+        _, shift, scale_index = model.channel_context.encode(scale_index, residual)
         mu, residual = mu + shift, residual - shift
     network = model.network
     lam = float(network.config.lambdas[quality - 1])
