@@ -134,7 +134,9 @@ class Classifier:
         teacher = load_teacher("mobilenet_v2:logits")
         self.network = teacher.embed
         self.size = 224
-        self.weights = teacher.description
+        # The weights file's name, as for the EfficientNets: reports compare classifiers by
+        # it (--reuse-baselines), so wording changes in the description must not count.
+        self.weights = teacher.weights_file
         self.normalize = lambda x: x / 255.0
 
     def logits(self, crops: np.ndarray):

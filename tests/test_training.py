@@ -281,6 +281,8 @@ def test_mobilenet_teacher_logits_are_the_classifier_of_the_features(tmp_path):
     assert features.embed(images).shape == (2, network.last_channel)
     assert torch.allclose(logits.embed(images), network.classifier[-1](features.embed(images)), atol=1e-5)
     assert "logits" in logits.description and "logits" not in features.description
+    # Benchmark reports name the teacher classifier by its weights file, whatever the output.
+    assert features.weights_file == logits.weights_file == "mobilenet.pth"
     with pytest.raises(ValueError):
         MobileNetV2Teacher(path, output="probabilities")
     with pytest.raises(ValueError):

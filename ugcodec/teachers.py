@@ -105,7 +105,9 @@ class MobileNetV2Teacher(Teacher):
         # The classifier's dropout is inert in eval mode; only its linear layer matters.
         self.classifier = network.classifier[-1] if output == "logits" else None
         suffix = "" if output == "features" else f", {output}"
-        self.description = f"torchvision MobileNetV2 (ImageNet{suffix}), weights {os.path.basename(path)}"
+        #: File name of the ImageNet weights (reports name a classifier by it).
+        self.weights_file = os.path.basename(path)
+        self.description = f"torchvision MobileNetV2 (ImageNet{suffix}), weights {self.weights_file}"
         self.freeze()
 
     def encode(self, normalized: Tensor) -> Tensor:
