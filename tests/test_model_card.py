@@ -55,6 +55,15 @@ def test_targets_use_only_reports_of_the_shipped_weights(tmp_path):
     assert any("Not checked for these weights" in line and "aaaaaaaaaaaaaaaa" in line for line in lines)
 
 
+def test_refinement_sections_come_in_order_of_steps(tmp_path):
+    for steps in (20, 1, 5):
+        write_report(tmp_path / f"refine{steps}", "rd", "aaaaaaaaaaaaaaaa", ugc_refine=steps, **RD_CURVES)
+    titles = [line for line in model_card.refinement_target_lines(str(tmp_path), "aaaaaaaaaaaaaaaa")
+              if line.startswith("## ")]
+    assert titles == [f"## Targets with encoder refinement ({n}, `ugc encode --refine N`)"
+                      for n in ("1 step", "5 steps", "20 steps")]
+
+
 def test_a_photo_set_report_of_other_weights_gives_no_figures(tmp_path):
     analytics = {"photo_set": "all", "photos": ["a", "b"], "classifiers": {"lite0": {}},
                  "curves": {"ugc-human": [{"setting": 1, "lite0_top1": 0.3}],

@@ -203,7 +203,12 @@ def refinement_target_lines(results: str, fingerprint: str | None = None) -> lis
     """The targets again for each ``results/refine*/`` folder: the same benchmarks run on
     files made with encoder refinement (``rd.py --refine N --out results/refineN``)."""
     lines = []
-    for folder in sorted(glob.glob(os.path.join(results, "refine*"))):
+
+    def step_count(folder: str) -> tuple:
+        digits = re.sub(r"\D", "", os.path.basename(folder))
+        return (int(digits) if digits else -1, folder)
+
+    for folder in sorted(glob.glob(os.path.join(results, "refine*")), key=step_count):
         reports = []
         for name in ("rd", "analytics"):
             path = os.path.join(folder, f"{name}.json")
@@ -214,7 +219,8 @@ def refinement_target_lines(results: str, fingerprint: str | None = None) -> lis
         if not steps:
             continue
         commands = [report["command"] for report in reports]
-        title = f"Targets with encoder refinement ({', '.join(map(str, steps))} steps, `ugc encode --refine N`)"
+        noun = "step" if steps == [1] else "steps"
+        title = f"Targets with encoder refinement ({', '.join(map(str, steps))} {noun}, `ugc encode --refine N`)"
         section = target_lines(folder, title, fingerprint)
         lines += section[:2] + [f"Commands: {'; '.join(f'`{c}`' for c in commands)}; reports in "
                                 f"`benchmarks/results/{os.path.basename(folder)}/`.", ""] + section[2:]
