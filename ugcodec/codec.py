@@ -208,8 +208,9 @@ def encode(
         progress: show a progress bar on stderr for large images (and for refinement).
         refine: encoder effort: gradient steps spent per 512-pixel tile choosing the
             latent symbols, then a greedy rate-distortion rounding of them
-            (:mod:`ugcodec.refinement`); better quality for the bits at about
-            ``refine`` times the decoder's work. 0 (default) is the plain, fast
+            (:mod:`ugcodec.refinement`). 20 steps give better quality for the bits
+            at about ``refine`` times the decoder's work; a few steps can do worse
+            than none (README, "Results"). 0 (default) is the plain, fast
             analysis transform. Any value makes a standard file.
 
     Returns:

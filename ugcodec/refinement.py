@@ -20,10 +20,11 @@ After the gradient steps, the symbols are chosen by greedy rate-distortion round
 instead of rounding to nearest (as RDOQ does in video coders): symbols move by one where a
 first-order estimate (the distortion's gradient, the exact table costs) says the cost
 falls, the most promising quarter first, and a move is kept only if the exact cost falls
-(fewer symbols are tried after a failure). On the 7 evaluation photos with 20 steps
-(``benchmarks/rd.py --refine 20``) it moved the PSNR margin over WebP at equal rate from
--0.05 to +0.01 dB at quality 4 and from -0.55 to -0.46 dB at quality 5, for about a
-third more encoding time.
+(fewer symbols are tried after a failure). On the 7 evaluation photos with the shipped
+weights and 20 steps (``benchmarks/rd.py --refine 20``, README "Results") it moved the
+PSNR margin over WebP at equal rate from -0.10 to +0.33 dB at quality 4 and from -0.67 to
+-0.12 dB at quality 5; encoding a 768x512 photo took 92 s instead of 0.48 s (one
+thread). Fewer steps can do worse than none (README, "Results").
 Any choice of symbols is a valid file: the format and the decoder do not change, and
 refinement off (``steps=0``) leaves the bytes as they were. With a channel context
 (model ids 2 and 3) a symbol's table (and, model id 3, its mean) depends on the symbols
