@@ -7,7 +7,8 @@ from PIL import Image
 
 import ugcodec
 from ugcodec.cli import main
-from ugcodec.codec import decode_pixels, encode_latents, parse_latents
+from ugcodec.codec import decode_pixels, encode_latents, parse_latents, synthesis_input
+from ugcodec.models import scale_table, symbol_bits
 from ugcodec.refinement import HUMAN_WEIGHT, MACHINE_WEIGHT, refine_residuals
 
 from conftest import make_photo_like
@@ -54,6 +55,33 @@ def test_refinement_of_several_tiles_keeps_the_input_and_touches_every_tile(tiny
     for left in (0, 32, 64):
         assert not torch.equal(refined[..., left : left + 32], before[..., left : left + 32])
     assert flags == [p.requires_grad for p in tiny_model.network.parameters()]  # the model is left as it was
+
+
+def exact_cost(model, image, residual, mu, scale_index, quality):
+    """Refinement's cost of rounding ``residual``, for a model without a channel context
+    and an image of one tile: weighted squared errors of both decodings plus y bits per pixel."""
+    symbols = torch.round(residual)
+    y_hat = synthesis_input(model, symbols, mu, quality)
+    height, width = image.shape[:2]
+    with torch.no_grad():
+        decoded = model.network.g_s(y_hat.expand(2, -1, -1, -1), torch.tensor([0.0, 1.0]))[..., :height, :width]
+    target = torch.from_numpy(image).permute(2, 0, 1)[None].float() / 255.0
+    errors = ((decoded - target) ** 2).mean(dim=(1, 2, 3)) * 255.0**2
+    bits = symbol_bits(symbols, scale_table()[scale_index]).sum() / (height * width)
+    lam = model.config.lambdas[quality - 1]
+    return float(lam * (HUMAN_WEIGHT * errors[0] + MACHINE_WEIGHT * errors[1]) + bits)
+
+
+def test_refinement_never_ends_costlier_than_plain_rounding(tiny_model):
+    image = make_photo_like(64, 96, seed=5)
+    _, latents = encode_latents(image, 1, tiny_model)
+    assert tiny_model.channel_context is None  # so the hyper-prior's tables are the coder's
+    residual = latents.y.to(torch.float64)  # plain rounding's symbols
+    # One huge step throws every symbol far off (without the plain start, the cost here
+    # rose by about 1 %): the rounding must start from the plain symbols.
+    refined = refine_residuals(tiny_model, image, residual, latents.mu, latents.scale_index, 1, steps=1, step_size=4.0)
+    plain_cost = exact_cost(tiny_model, image, residual, latents.mu, latents.scale_index, 1)
+    assert exact_cost(tiny_model, image, refined, latents.mu, latents.scale_index, 1) <= plain_cost + 1e-9
 
 
 @pytest.mark.parametrize("steps", [-1, 1001, 2.5, True, "20"])
