@@ -118,7 +118,7 @@ def test_rate_distortion_rounding_never_raises_the_exact_cost_and_finds_cheaper_
 
     # From symbols off by one or two, rounding must move to cheaper ones, never dearer.
     start = torch.round(target) + torch.randint(-2, 3, (200,), generator=generator).float()
-    rounded = _rate_distortion_rounding(distortion, start, scale, pixels)
+    rounded = _rate_distortion_rounding(distortion, (start,), scale, pixels)
     assert torch.equal(rounded, torch.round(rounded)), "symbols stay integers"
     assert cost(rounded) < 0.9 * cost(start)
     # At the exact optimum of a separable cost, every trial costs more and is refused.
@@ -127,4 +127,8 @@ def test_rate_distortion_rounding_never_raises_the_exact_cost_and_finds_cheaper_
     )
     per_symbol = 0.02 * (best - target) ** 2 + symbol_bits(best, scale) / pixels
     optimum = best.gather(0, per_symbol.argmin(dim=0, keepdim=True))[0]
-    assert torch.equal(_rate_distortion_rounding(distortion, optimum, scale, pixels), optimum)
+    assert torch.equal(_rate_distortion_rounding(distortion, (optimum,), scale, pixels), optimum)
+    # Given two starts, it starts from the cheaper: the optimum comes back whichever is first.
+    assert torch.equal(_rate_distortion_rounding(distortion, (start, optimum), scale, pixels), optimum)
+    with pytest.raises(ValueError):
+        _rate_distortion_rounding(distortion, (), scale, pixels)

@@ -40,7 +40,7 @@ over symbols and needs no margin.
 """
 from __future__ import annotations
 
-from typing import Callable, Optional
+from typing import Callable, Optional, Sequence
 
 import numpy as np
 import torch
@@ -151,19 +151,26 @@ def _interpolated_bits(residual: Tensor, scale: Tensor) -> Tensor:
     return (cost_below + (residual - below) * (cost_above - cost_below)).sum()
 
 
-def _exact_cost(distortion: Callable[[Tensor], Tensor], symbols: Tensor, scale: Tensor, pixels: int) -> float:
-    """``distortion(symbols) + bits(symbols) / pixels`` for integer-valued residuals."""
-    return float(distortion(symbols)) + float(symbol_bits(symbols, scale).sum()) / pixels
+def _exact_cost(
+    distortion: Callable[[Tensor], Tensor], symbols: Tensor, scale: Tensor, pixels: int
+) -> "tuple[float, Tensor]":
+    """The exact cost ``distortion(symbols) + bits(symbols) / pixels`` of integer-valued
+    residuals, and the distortion's gradient with respect to them."""
+    symbols = symbols.detach().clone().requires_grad_(True)
+    value = distortion(symbols)
+    (gradient,) = torch.autograd.grad(value, symbols)
+    bits = float(symbol_bits(symbols.detach(), scale).sum())
+    return float(value.detach()) + bits / pixels, gradient
 
 
 def _rate_distortion_rounding(
     distortion: Callable[[Tensor], Tensor],
-    symbols: Tensor,
+    starts: Sequence[Tensor],
     scale: Tensor,
     pixels: int,
 ) -> Tensor:
-    """Greedy rounding: moves integer residuals by one while that lowers the exact cost
-    ``distortion(symbols) + bits(symbols) / pixels``.
+    """Greedy rounding: from the cheapest of ``starts``, moves integer residuals by one
+    while that lowers the exact cost ``distortion(symbols) + bits(symbols) / pixels``.
 
     Each pass predicts every move's change of cost to first order (the distortion's
     gradient plus the exact change of bits), tries the most promising share of the
@@ -172,23 +179,22 @@ def _rate_distortion_rounding(
 
     Args:
         distortion: differentiable scalar distortion term of a symbol vector.
-        symbols: integer-valued float residuals (1-D), the start.
+        starts: one or more candidate starts, integer-valued float residuals (1-D, all
+            of the same length); the first of the cheapest is used.
         scale: their coding-table scales.
         pixels: pixel count that the bits are divided by.
 
     Returns:
-        integer-valued residuals whose cost is at most the start's.
+        integer-valued residuals whose cost is at most that of every start.
+
+    Raises:
+        ValueError: if ``starts`` is empty.
     """
-
-    def measure(candidate: Tensor) -> "tuple[float, Tensor]":
-        candidate = candidate.clone().requires_grad_(True)
-        value = distortion(candidate)
-        (gradient,) = torch.autograd.grad(value, candidate)
-        bits = float(symbol_bits(candidate.detach(), scale).sum())
-        return float(value.detach()) + bits / pixels, gradient
-
+    if not starts:
+        raise ValueError("the rounding needs at least one start")
+    measured = [(_exact_cost(distortion, start, scale, pixels), start) for start in starts]
+    (cost, gradient), symbols = min(measured, key=lambda item: item[0][0])
     share = ROUNDING_SHARE
-    cost, gradient = measure(symbols)
     for _ in range(ROUNDING_PASSES):
         bits = symbol_bits(symbols, scale)
         best_move = torch.zeros_like(symbols)
@@ -204,7 +210,7 @@ def _rate_distortion_rounding(
         chosen = torch.argsort(best_change)[: max(1, int(share * promising))]
         trial = symbols.clone()
         trial[chosen] += best_move[chosen]
-        trial_cost, trial_gradient = measure(trial)
+        trial_cost, trial_gradient = _exact_cost(distortion, trial, scale, pixels)
         if trial_cost < cost:
             symbols, cost, gradient = trial, trial_cost, trial_gradient
         else:
@@ -278,11 +284,7 @@ def _refine_tile(
             bar.update(1)
     # A few Adam steps can hand the rounding worse symbols than plain rounding (5 steps
     # measured worse than none): the rounding starts from whichever costs less exactly.
-    start = torch.round(core.detach())
-    with torch.no_grad():
-        if _exact_cost(distortion, plain, core_scale, pixels_in_image) < _exact_cost(
-            distortion, start, core_scale, pixels_in_image
-        ):
-            start = plain
-    symbols = _rate_distortion_rounding(distortion, start, core_scale, pixels_in_image)
+    symbols = _rate_distortion_rounding(
+        distortion, (torch.round(core.detach()), plain), core_scale, pixels_in_image
+    )
     residual[:, :, rows, cols] = window.masked_scatter(mask, symbols).to(residual.dtype)
