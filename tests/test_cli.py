@@ -85,6 +85,25 @@ def test_refuses_to_overwrite_without_force(workdir):
     assert result.exit_code == 1 and "input" in result.output
 
 
+@pytest.mark.skipif(os.name != "posix", reason="POSIX permission bits")
+def test_outputs_get_the_usual_permissions_not_private_ones(workdir):
+    previous = os.umask(0o022)
+    try:
+        assert run("encode", "photo.png", "photo.ugc").exit_code == 0
+        assert run("decode", "photo.ugc", "out.png").exit_code == 0
+        assert oct(os.stat("photo.ugc").st_mode & 0o777) == oct(0o644)
+        assert oct(os.stat("out.png").st_mode & 0o777) == oct(0o644)
+        # An overwritten file keeps the permissions its owner gave it.
+        os.chmod("photo.ugc", 0o640)
+        assert run("encode", "photo.png", "photo.ugc", "--force").exit_code == 0
+        assert oct(os.stat("photo.ugc").st_mode & 0o777) == oct(0o640)
+        os.umask(0o077)
+        assert run("encode", "photo.png", "private.ugc").exit_code == 0
+        assert oct(os.stat("private.ugc").st_mode & 0o777) == oct(0o600)
+    finally:
+        os.umask(previous)
+
+
 def test_help_explains_the_commands():
     for command in ([], ["encode"], ["decode"], ["info"]):
         result = run(*command, "--help")
