@@ -55,6 +55,9 @@ def test_encode_decode_info(workdir):
         (("decode", "photo.ugc", "x.png", "--for", "robots"), "preference"),
         (("decode", "photo.ugc", "x.xyz"), "image format"),
         (("info", "broken.ugc"), "truncated"),
+        (("encode", "photo.png", "nowhere/x.ugc"), "no such folder: nowhere"),
+        (("encode", "photo.png", "nowhere/"), "no such folder: nowhere/"),
+        (("decode", "photo.ugc", "nowhere/x.png"), "no such folder: nowhere"),
     ],
 )
 def test_bad_input_exits_non_zero_with_one_line_and_no_output(workdir, args, message):

@@ -76,6 +76,10 @@ def _write_atomically(path: str, data: bytes) -> None:
 
 
 def _check_output(source: str, destination: str, force: bool) -> None:
+    """Refuses, before any work is done, a destination that cannot or must not be written."""
+    folder = destination if destination.endswith(("/", os.sep)) else os.path.dirname(destination)
+    if folder and not os.path.isdir(folder):
+        raise UgcError(f"no such folder: {folder}")
     if os.path.exists(destination):
         if os.path.exists(source) and os.path.samefile(source, destination):
             raise UgcError(f"refusing to overwrite the input file {destination}")
