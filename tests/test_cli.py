@@ -55,6 +55,9 @@ def test_encode_decode_info(workdir):
         (("decode", "photo.ugc", "x.png", "--for", "robots"), "preference"),
         (("decode", "photo.ugc", "x.xyz"), "image format"),
         (("info", "broken.ugc"), "truncated"),
+        (("encode", "photo.png", "nowhere/x.ugc"), "no such folder: nowhere"),
+        (("encode", "photo.png", "nowhere/"), "no such folder: nowhere/"),
+        (("decode", "photo.ugc", "nowhere/x.png"), "no such folder: nowhere"),
     ],
 )
 def test_bad_input_exits_non_zero_with_one_line_and_no_output(workdir, args, message):
@@ -83,6 +86,25 @@ def test_refuses_to_overwrite_without_force(workdir):
     assert run("encode", "photo.png", "photo.ugc", "--force").exit_code == 0
     result = CliRunner().invoke(main, ["encode", "photo.png", "photo.png", "--force"])
     assert result.exit_code == 1 and "input" in result.output
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX permission bits")
+def test_outputs_get_the_usual_permissions_not_private_ones(workdir):
+    previous = os.umask(0o022)
+    try:
+        assert run("encode", "photo.png", "photo.ugc").exit_code == 0
+        assert run("decode", "photo.ugc", "out.png").exit_code == 0
+        assert oct(os.stat("photo.ugc").st_mode & 0o777) == oct(0o644)
+        assert oct(os.stat("out.png").st_mode & 0o777) == oct(0o644)
+        # An overwritten file keeps the permissions its owner gave it.
+        os.chmod("photo.ugc", 0o640)
+        assert run("encode", "photo.png", "photo.ugc", "--force").exit_code == 0
+        assert oct(os.stat("photo.ugc").st_mode & 0o777) == oct(0o640)
+        os.umask(0o077)
+        assert run("encode", "photo.png", "private.ugc").exit_code == 0
+        assert oct(os.stat("private.ugc").st_mode & 0o777) == oct(0o600)
+    finally:
+        os.umask(previous)
 
 
 def test_help_explains_the_commands():

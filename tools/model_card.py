@@ -202,13 +202,8 @@ def target_lines(results: str, title: str = "Targets", fingerprint: str | None =
 def refinement_target_lines(results: str, fingerprint: str | None = None) -> list:
     """The targets again for each ``results/refine*/`` folder: the same benchmarks run on
     files made with encoder refinement (``rd.py --refine N --out results/refineN``)."""
-    lines = []
-
-    def step_count(folder: str) -> tuple:
-        digits = re.sub(r"\D", "", os.path.basename(folder))
-        return (int(digits) if digits else -1, folder)
-
-    for folder in sorted(glob.glob(os.path.join(results, "refine*")), key=step_count):
+    found = []
+    for folder in glob.glob(os.path.join(results, "refine*")):
         reports = []
         for name in ("rd", "analytics"):
             path = os.path.join(folder, f"{name}.json")
@@ -216,8 +211,10 @@ def refinement_target_lines(results: str, fingerprint: str | None = None) -> lis
                 with open(path) as handle:
                     reports.append(json.load(handle))
         steps = sorted({report.get("ugc_refine") for report in reports} - {None})
-        if not steps:
-            continue
+        if steps:
+            found.append((steps, folder, reports))
+    lines = []
+    for steps, folder, reports in sorted(found):  # in order of the steps the reports name
         commands = [report["command"] for report in reports]
         noun = "step" if steps == [1] else "steps"
         title = f"Targets with encoder refinement ({', '.join(map(str, steps))} {noun}, `ugc encode --refine N`)"

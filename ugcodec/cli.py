@@ -10,6 +10,7 @@ from __future__ import annotations
 import glob
 import json
 import os
+import stat
 import sys
 import tempfile
 from contextlib import contextmanager
@@ -41,12 +42,30 @@ def _user_errors() -> Iterator[None]:
         raise _fail(f"{error.filename or ''}: {error.strerror or error}".lstrip(": ")) from None
 
 
+def _new_file_mode(path: str) -> int:
+    """The permission bits ``path`` should get: an overwritten file keeps its own, a new
+    one gets what ``open()`` would give it (0o666 less the umask)."""
+    try:
+        return stat.S_IMODE(os.stat(path).st_mode)
+    except FileNotFoundError:
+        # The umask can only be read by setting it; no other thread of ugc creates files.
+        umask = os.umask(0o022)
+        os.umask(umask)
+        return 0o666 & ~umask
+
+
 def _write_atomically(path: str, data: bytes) -> None:
+    """Writes ``data`` to ``path`` through a temporary file in the same folder, so that
+    ``path`` is either untouched or complete, never partial."""
     folder = os.path.dirname(os.path.abspath(path))
+    mode = _new_file_mode(path)
+    # mkstemp makes the file private (0o600); a codec's output should look like any
+    # other file the user writes.
     descriptor, temporary = tempfile.mkstemp(prefix=".ugc-", suffix=".part", dir=folder)
     try:
         with os.fdopen(descriptor, "wb") as handle:
             handle.write(data)
+        os.chmod(temporary, mode)
         os.replace(temporary, path)
     except BaseException:
         try:
@@ -57,6 +76,10 @@ def _write_atomically(path: str, data: bytes) -> None:
 
 
 def _check_output(source: str, destination: str, force: bool) -> None:
+    """Refuses, before any work is done, a destination that cannot or must not be written."""
+    folder = destination if destination.endswith(("/", os.sep)) else os.path.dirname(destination)
+    if folder and not os.path.isdir(folder):
+        raise UgcError(f"no such folder: {folder}")
     if os.path.exists(destination):
         if os.path.exists(source) and os.path.samefile(source, destination):
             raise UgcError(f"refusing to overwrite the input file {destination}")
