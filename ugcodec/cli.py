@@ -164,11 +164,11 @@ def _summary(destination: str, data: bytes) -> str:
 )
 @click.option(
     "-r", "--refine", type=click.IntRange(0, 1000), default=0, show_default=True, metavar="STEPS",
-    help="Encoder effort: gradient steps per 512-pixel tile spent choosing the symbols. "
-         "20 steps give a better picture for the bits (README: Results), but encoding takes "
-         "tens of seconds per photo instead of under one. Fewer steps are not a cheaper "
-         "version of that: 5 measured worse than 0. The file is a standard .ugc either "
-         "way. 0: the fast analysis transform alone.",
+    help="Encoder effort: gradient steps per 512-pixel tile spent choosing the symbols, "
+         "then a rate-distortion search. Any number gives a better picture for the bits "
+         "(1 step most of the gain, 20 the most; README: Results), but encoding takes "
+         "tens of seconds per photo instead of under one. The file is a standard .ugc "
+         "either way. 0: the fast analysis transform alone.",
 )
 @click.option("-f", "--force", is_flag=True, help="Overwrite existing outputs.")
 @click.option("-j", "--jobs", type=click.IntRange(1, 64), default=None,
