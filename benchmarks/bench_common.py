@@ -160,7 +160,7 @@ def ugc_description(model, refine: int = 0) -> str:
     return (
         f"ugc weights {os.path.basename(model.path)} (fingerprint {model.fingerprint.hex()}, "
         f"N={config.N}, M={config.M}, {model.num_qualities} qualities)"
-        + (f", encoder refinement {refine} steps" if refine else "")
+        + (f", encoder refinement {refine} step{'s' if refine != 1 else ''}" if refine else "")
     )
 
 

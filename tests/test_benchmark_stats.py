@@ -225,3 +225,14 @@ def test_rd_baselines_come_from_a_report_of_more_photos_at_the_same_size(analyti
     assert set(reused) == {("astronaut", "webp", 10), ("astronaut", "webp", 20)}
     with pytest.raises(ValueError, match="max_size '768x512', not '0'"):
         bench_common.reusable_records(report, {**expected, "max_size": "0"}, {"webp": [10]})
+
+
+def test_report_model_line_names_the_refinement_steps(analytics):
+    from types import SimpleNamespace
+
+    model = SimpleNamespace(path="/x/weights.pt", fingerprint=bytes(8), num_qualities=6,
+                            config=SimpleNamespace(N=64, M=128))
+    describe = analytics.common.ugc_description
+    assert "refinement" not in describe(model)
+    assert describe(model, refine=1).endswith("encoder refinement 1 step")
+    assert describe(model, refine=20).endswith("encoder refinement 20 steps")
