@@ -26,8 +26,8 @@ up costlier than without refinement. On the 7 evaluation photos with the shipped
 weights and 20 steps (``benchmarks/rd.py --refine 20``, README "Results") it moved the
 PSNR margin over WebP at equal rate from -0.10 to +0.33 dB at quality 4 and from -0.67 to
 -0.12 dB at quality 5; encoding a 768x512 photo took 81 s instead of 0.48 s (one
-thread). One step gives most of that (BD-rate against JPEG -41.5 %, 20 steps -43.0 %,
-none -39.4 %) in 33 s; without the cheaper start, 5 steps did worse than none.
+thread). One step gives most of that gain in well under half the time (README,
+"Results", has the measured table); without the cheaper start, 5 steps did worse than none.
 Any choice of symbols is a valid file: the format and the decoder do not change, and
 refinement off (``steps=0``) leaves the bytes as they were. With a channel context
 (model ids 2 and 3) a symbol's table (and, model id 3, its mean) depends on the symbols
