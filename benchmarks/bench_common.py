@@ -63,6 +63,12 @@ def msssim_db(value: float) -> float:
     return float(-10.0 * np.log10(max(1.0 - value, 1e-10)))
 
 
+def command_line(benchmark: str) -> str:
+    """The command that ran this benchmark, as reports record it:
+    ``python -m benchmarks.<benchmark>`` and its arguments."""
+    return " ".join(["python", "-m", f"benchmarks.{benchmark}"] + sys.argv[1:])
+
+
 def psnr_at(curve: Sequence[dict], bpp: float) -> Optional[float]:
     """PSNR of a rate–distortion curve (dicts with ``bpp`` and ``psnr``) at ``bpp``, linear
     in log-bpp between its points; None outside the curve's range."""

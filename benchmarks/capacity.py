@@ -17,21 +17,19 @@ training the entropy model or the quantiser: the transforms are the limit.
 
 Writes ``capacity.json`` and ``capacity.md`` under ``--out``.
 
-    python benchmarks/capacity.py --threads 2 --out benchmarks/results
+    python -m benchmarks.capacity --threads 2 --out benchmarks/results
 """
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, Optional, Sequence
 
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import bench_common as common  # noqa: E402
-from photos import PHOTO_SETS, describe, entries, load_photos  # noqa: E402
+from . import bench_common as common
+from .photos import PHOTO_SETS, describe, entries, load_photos
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
@@ -136,7 +134,7 @@ def run(args: argparse.Namespace) -> dict:
         })
     return {
         "benchmark": "capacity",
-        "command": " ".join(["python", "benchmarks/capacity.py"] + sys.argv[1:]),
+        "command": common.command_line("capacity"),
         "environment": common.environment(threads),
         "model": common.ugc_description(model),
         "photo_set": args.photo_set,

@@ -16,7 +16,7 @@ field, retina fundus, immunohistochemistry micrograph, colorwheel, logo) and dup
 
 ``debian``: 29 more photographs from two Debian packages that training never saw, for
 benchmarks whose statistics need more than the standard set's seven photos (the machine
-analytics: 7 photos give 84 crops). ``python benchmarks/photos.py --fetch`` downloads
+analytics: 7 photos give 84 crops). ``python -m benchmarks.photos --fetch`` downloads
 them once with ``apt-get download`` (a package registry, reachable where the project
 builds) into ``benchmarks/photos_cache/``, shrunk to at most 768 px on the long side:
 
@@ -30,7 +30,7 @@ The photos were checked against the training corpus for near duplicates (grey 24
 thumbnails, none closer than 0.44 mean absolute z-score difference; two such pairs
 looked at: different scenes). ``all`` is both sets.
 
-Run ``python benchmarks/photos.py [--set debian]`` to list the photos and their sizes.
+Run ``python -m benchmarks.photos [--set debian]`` to list the photos and their sizes.
 """
 from __future__ import annotations
 
@@ -181,7 +181,7 @@ def _debian(name: str, cache: str) -> Callable[[], np.ndarray]:
         path = os.path.join(cache, name + ".png")
         if not os.path.exists(path):
             raise FileNotFoundError(
-                f"{path} is missing: fetch the debian photo set first with 'python benchmarks/photos.py --fetch'"
+                f"{path} is missing: fetch the debian photo set first with 'python -m benchmarks.photos --fetch'"
             )
         with Image.open(path) as image:
             return np.asarray(image.convert("RGB"))

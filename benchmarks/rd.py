@@ -8,13 +8,12 @@ of the two curves' quality ranges; negative = fewer bits than JPEG for the same 
 
 Writes ``rd.json``, ``rd.md`` and ``rd.png`` under ``--out``.
 
-    python benchmarks/rd.py                              # all photos, 768x512 max
-    python benchmarks/rd.py --photos 1 --max-size 256    # a smoke test
+    python -m benchmarks.rd                              # all photos, 768x512 max
+    python -m benchmarks.rd --photos 1 --max-size 256    # a smoke test
 """
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 import warnings
@@ -24,9 +23,8 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 import PIL
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import bench_common as common  # noqa: E402
-from photos import PHOTO_SETS, describe, entries, load_photos  # noqa: E402
+from . import bench_common as common
+from .photos import PHOTO_SETS, describe, entries, load_photos
 
 ANCHOR = "jpeg"
 UGC_CODECS = ("ugc-human", "ugc-machine")
@@ -37,7 +35,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument("--photos", type=int, default=None, help="use at most N photos (default: all)")
     parser.add_argument("--photo-set", default="standard", choices=PHOTO_SETS,
                         help="standard (7 photos from Python packages, the default), debian (29 more, fetched once "
-                             "with 'python benchmarks/photos.py --fetch') or all (see photos.py)")
+                             "with 'python -m benchmarks.photos --fetch') or all (see photos.py)")
     parser.add_argument("--max-size", default="768x512", help="shrink/center-crop photos to at most WxH ('0': full size)")
     parser.add_argument("--weights", default=None, help="ugc weights file (default: the shipped weights)")
     parser.add_argument("--out", default=common.DEFAULT_OUT, help="output folder (default: benchmarks/results)")
@@ -178,7 +176,7 @@ def run(args: argparse.Namespace) -> dict:
 
     return {
         "benchmark": "rd",
-        "command": " ".join(["python", "benchmarks/rd.py"] + sys.argv[1:]),
+        "command": common.command_line("rd"),
         "environment": common.environment(threads),
         "model": common.ugc_description(model, args.refine) if model else None,
         "ugc_refine": args.refine,

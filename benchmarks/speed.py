@@ -23,8 +23,8 @@ Three parts:
 
 Writes ``speed.json`` (and ``speed.md``) under ``--out``.
 
-    python benchmarks/speed.py                       # 768x512, 5 runs, 1 thread
-    python benchmarks/speed.py --runs 3 --threads 2 --large
+    python -m benchmarks.speed                       # 768x512, 5 runs, 1 thread
+    python -m benchmarks.speed --runs 3 --threads 2 --large
 """
 from __future__ import annotations
 
@@ -42,9 +42,8 @@ from typing import Callable, Optional, Sequence
 
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import bench_common as common  # noqa: E402
-from photos import load_photos, parse_size  # noqa: E402
+from . import bench_common as common
+from .photos import load_photos, parse_size
 
 _STRIDE = 64
 
@@ -359,7 +358,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     started = time.perf_counter()
     result = {
         "benchmark": "speed",
-        "command": " ".join(["python", "benchmarks/speed.py"] + sys.argv[1:]),
+        "command": common.command_line("speed"),
         "environment": common.environment(threads),
         "model": common.ugc_description(model),
         "runs": args.runs,

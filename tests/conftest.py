@@ -1,18 +1,17 @@
 """Shared fixtures: a tiny random model for unit tests, the shipped model for end-to-end ones."""
 from __future__ import annotations
 
-import importlib.util
 import os
 import shutil
 import subprocess
-from types import ModuleType
 
 import numpy as np
 import pytest
 import torch
 
 from ugcodec.models import ModelConfig, UGHyperprior
-from ugcodec.weights import DEFAULT_WEIGHTS, load_model, export_weights
+from tools.export import export_weights
+from ugcodec.weights import DEFAULT_WEIGHTS, load_model
 
 TINY_CONFIG = ModelConfig(N=8, M=16, lambdas=(0.005, 0.02, 0.05), embedding_dim=8)
 
@@ -34,16 +33,6 @@ def make_photo_like(height: int, width: int, seed: int = 0, channels: int = 3) -
 
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def load_script(path: str) -> ModuleType:
-    """Imports a script of tools/ or benchmarks/ (``path`` relative to the repository root,
-    e.g. ``"tools/prepare_objects.py"``), which are not packages, as a module of its own."""
-    stem = os.path.splitext(os.path.basename(path))[0]
-    spec = importlib.util.spec_from_file_location(f"{stem}_under_test", os.path.join(ROOT, path))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 #: For tests of the data-preparation scripts, which read Debian packages.

@@ -3,12 +3,13 @@ import numpy as np
 import pytest
 
 import ugcodec
-from conftest import load_script, make_photo_like
+from benchmarks import capacity as capacity_module
+from conftest import make_photo_like
 
 
 @pytest.fixture(scope="module")
 def capacity():
-    return load_script("benchmarks/capacity.py")  # the script puts benchmarks/ on sys.path itself
+    return capacity_module
 
 
 def psnr(a, b):

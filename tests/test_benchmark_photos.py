@@ -1,18 +1,18 @@
 """The benchmarks' photo sets (benchmarks/photos.py): the debian set's fetch and loading,
 on stand-in packages built here (the real ones are fetched outside CI)."""
 import os
-import sys
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import build_deb, load_script, needs_dpkg_deb
+from benchmarks import photos as photos_module
+from conftest import build_deb, needs_dpkg_deb
 
 
 @pytest.fixture(scope="module")
 def photos():
-    return load_script("benchmarks/photos.py")
+    return photos_module
 
 
 def _write(path, size, seed):

@@ -1,22 +1,16 @@
 """The statistics benchmarks/analytics.py reports (the benchmark itself runs outside CI)."""
 import json
-import os
-import sys
 
 import pytest
 
-from conftest import load_script
-
-BENCHMARKS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks")
+from benchmarks import analytics as analytics_module
+from benchmarks import bench_common
+from tools import model_card as model_card_module
 
 
 @pytest.fixture(scope="module")
 def analytics():
-    sys.path.insert(0, BENCHMARKS)
-    try:
-        yield load_script("benchmarks/analytics.py")
-    finally:
-        sys.path.remove(BENCHMARKS)
+    return analytics_module
 
 
 @pytest.mark.parametrize("only_a, only_b, expected", [
@@ -53,7 +47,7 @@ def test_machine_vs_human_pairs_crops_of_the_same_file(analytics):
 
 @pytest.fixture(scope="module")
 def model_card():
-    return load_script("tools/model_card.py")
+    return model_card_module
 
 
 def _paired(*counts):
@@ -216,8 +210,6 @@ def test_baselines_missing_a_setting_are_refused(analytics):
 
 
 def test_rd_baselines_come_from_a_report_of_more_photos_at_the_same_size(analytics):
-    import bench_common  # on sys.path while the analytics fixture is in use
-
     report = baseline_report()
     report["photos"].append({"name": "coffee", "width": 60, "height": 40})
     expected = {"photos": report["photos"][:1], "max_size": "768x512", "pillow": "12.0.0"}

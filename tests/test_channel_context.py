@@ -2,9 +2,7 @@
 (ugcodec.channel_context, bitstream_spec.md §8.3)."""
 from __future__ import annotations
 
-import os
 import struct
-import sys
 import zlib
 
 import numpy as np
@@ -12,16 +10,18 @@ import pytest
 import torch
 from PIL import Image
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import reference_parser as ref  # noqa: E402
-from conftest import load_script, make_photo_like  # noqa: E402
+import reference_parser as ref
+from conftest import make_photo_like
+from tools import model_card as card
 
-import ugcodec  # noqa: E402
-from ugcodec.codec import _analyze, decode_pixels, encode_latents, latent_residuals  # noqa: E402
-from ugcodec.channel_context import ChannelContext, integerize_channel_context  # noqa: E402
-from ugcodec.entropy_coding import join_streams, split_streams  # noqa: E402
-from ugcodec.errors import FormatError, UgcError  # noqa: E402
-from ugcodec.weights import load_model, read_bundle, with_channel_context, write_bundle  # noqa: E402
+import ugcodec
+from ugcodec.codec import _analyze, decode_pixels, encode_latents, latent_residuals
+from ugcodec.entropy_coding import join_streams, split_streams
+from ugcodec.errors import FormatError, UgcError
+from ugcodec.weights import load_model, read_bundle
+from tools import train_channel_context as train
+from tools.context_model import ChannelContext, integerize_channel_context
+from tools.export import with_channel_context, write_bundle
 
 SLICES = 2
 BOTH = pytest.mark.parametrize("means", [False, True], ids=["model2", "model3"])
@@ -226,7 +226,6 @@ def test_context_weights_are_checked(context_model, means_model, tmp_path):
 def test_training_learns_a_dependence_between_slices():
     """Slice 1's symbols are large exactly where slice 0's are: the context must learn
     it and code them in fewer bits than the hyper-prior's flat indexes."""
-    train = load_script("tools/train_channel_context.py")
     torch.manual_seed(0)
     context = ChannelContext(8, 2, 63, hidden=(16, 16))
     optimizer = torch.optim.Adam(context.parameters(), lr=1e-2)
@@ -257,7 +256,6 @@ def test_training_learns_to_predict_means_from_earlier_slices():
     """Slice 1 repeats slice 0 up to small noise: a means context must predict it from
     slice 0 and code it in far fewer bits than the hyper-prior's zero mean; the exported
     integer context must keep that."""
-    train = load_script("tools/train_channel_context.py")
     torch.manual_seed(0)
     context = ChannelContext(8, 2, 63, hidden=(16, 16), means=True)
     optimizer = torch.optim.Adam(context.parameters(), lr=3e-3)
@@ -285,7 +283,6 @@ def test_training_learns_to_predict_means_from_earlier_slices():
 def test_a_means_context_can_start_from_a_scales_context(tmp_path):
     """--init-from: the means context starts exactly where the scales context ended
     (the same tables for the same inputs, no mean correction)."""
-    train = load_script("tools/train_channel_context.py")
     scales = _random_context(16, 63)
     torch.save({"context": scales.state_dict()}, tmp_path / "scales.pt")
     means = ChannelContext(16, SLICES, 63, hidden=(12, 8), means=True)
@@ -308,7 +305,6 @@ def test_training_tool_writes_context_weights_and_resumes(tiny_model, tmp_path, 
     corpus.mkdir()
     for seed in range(2):
         Image.fromarray(make_photo_like(160, 160, seed=seed)).save(corpus / f"photo{seed}.png")
-    train = load_script("tools/train_channel_context.py")
     out, checkpoint = str(tmp_path / "context.pt"), str(tmp_path / "checkpoint.pt")
     common = ["--corpus", str(corpus), "--weights", tiny_model.path, "--out", out, "--slices", "2",
               "--crops", "3", "--held-out", "2", "--crop", "128", "--batch", "2", "--threads", "1",
@@ -327,7 +323,6 @@ def test_training_tool_writes_context_weights_and_resumes(tiny_model, tmp_path, 
 
 def test_model_card_traces_models_2_and_3_to_the_weights_they_were_trained_on(either_model):
     plain, context, _ = either_model
-    card = load_script("tools/model_card.py")
     assert card.transforms_fingerprint(plain) == plain.fingerprint
     assert card.transforms_fingerprint(context) == plain.fingerprint != context.fingerprint
     assert card.context_lines(plain) == []
@@ -337,7 +332,6 @@ def test_model_card_traces_models_2_and_3_to_the_weights_they_were_trained_on(ei
 
 def test_model_card_carries_the_training_sections_over_for_the_same_transforms(context_model, tmp_path):
     plain, context, _ = context_model
-    card = load_script("tools/model_card.py")
     old = tmp_path / "card.md"
     old.write_text(
         f"# Model card\n\nWeights fingerprint `{plain.fingerprint.hex()}` (written in every .ugc header).\n\n"

@@ -1,6 +1,6 @@
 """Fuzzing the parser and decoder: every input decodes or raises FormatError, never
 anything else. The committed seed corpus (tests/fuzz_corpus) replays earlier mutants;
-``python tools/fuzz.py`` runs the long campaign."""
+``python -m tools.fuzz`` runs the long campaign."""
 import glob
 import os
 import random
@@ -12,9 +12,8 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 import ugcodec
 from ugcodec.codec import decode_pixels
 from ugcodec.errors import FormatError
-from ugcodec.fuzzing import mutate
-
-from conftest import load_script
+from tools import fuzz as fuzz_tool
+from tools.fuzzing import mutate
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 GOLDEN = os.path.join(HERE, "golden", "golden.ugc")
@@ -68,7 +67,7 @@ def test_seed_corpus_exists():
 
 
 def _fuzz_tool():
-    return load_script("tools/fuzz.py")
+    return fuzz_tool
 
 
 def test_fuzz_script_counts_outcomes_and_enforces_the_memory_bound(capsys):

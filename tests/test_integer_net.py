@@ -1,7 +1,6 @@
 import subprocess
 import sys
 
-import numpy as np
 import pytest
 import torch
 
@@ -14,7 +13,7 @@ from ugcodec.integer_net import (
     integerize_hyper_synthesis,
     scale_thresholds,
 )
-from ugcodec.models import ModelConfig, UGHyperprior, scale_table
+from ugcodec.models import UGHyperprior, scale_table
 
 from conftest import TINY_CONFIG
 
@@ -88,10 +87,9 @@ def test_row_bands_give_the_same_bits(float_model, monkeypatch):
 SCRIPT = """
 import sys, hashlib, torch
 torch.manual_seed(0)
-from ugcodec.models import UGHyperprior
+from ugcodec.models import ModelConfig, UGHyperprior
 from ugcodec.integer_net import integerize_hyper_synthesis
-sys.path.insert(0, {tests!r})
-from conftest import TINY_CONFIG
+TINY_CONFIG = ModelConfig.from_dict({config!r})
 torch.set_num_threads(int(sys.argv[1]))
 integer = integerize_hyper_synthesis(UGHyperprior(TINY_CONFIG).h_s)
 generator = torch.Generator().manual_seed(5)
@@ -102,12 +100,9 @@ print(hashlib.sha256(means.numpy().tobytes() + scales.numpy().tobytes()).hexdige
 
 
 def test_identical_in_other_processes_and_thread_counts():
-    import os
-
-    tests = os.path.dirname(os.path.abspath(__file__))
     digests = {
         subprocess.run(
-            [sys.executable, "-c", SCRIPT.format(tests=tests), str(threads)],
+            [sys.executable, "-c", SCRIPT.format(config=TINY_CONFIG.to_dict()), str(threads)],
             check=True, capture_output=True, text=True,
         ).stdout.strip()
         for threads in (1, 2)

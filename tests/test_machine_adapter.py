@@ -10,8 +10,9 @@ from ugcodec import codec
 from ugcodec.container import Container
 from ugcodec.layers import MachineAdapter
 from ugcodec.models import ModelConfig, UGHyperprior
-from ugcodec.training import TrainConfig, Trainer, coded_synthesis_input, model_from_checkpoint
-from ugcodec.weights import read_bundle, export_adapted_bundle, export_weights, fingerprint_of, load_model
+from tools.training import TrainConfig, Trainer, coded_synthesis_input, model_from_checkpoint
+from tools.export import export_adapted_bundle, export_weights
+from ugcodec.weights import fingerprint_of, load_model, read_bundle
 
 from conftest import TINY_CONFIG, make_photo_like
 from test_training import clip_teacher, corpus  # noqa: F401  (fixtures)

@@ -1,9 +1,7 @@
 """tools/model_card.py: the training-time sentence says what the run folder's log covers."""
 import json
 
-from conftest import load_script
-
-model_card = load_script("tools/model_card.py")
+from tools import model_card
 
 
 def write_log(path, records):

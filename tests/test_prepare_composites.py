@@ -8,13 +8,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import ROOT, build_deb, load_script, make_photo_like, needs_dpkg_deb
+from conftest import ROOT, build_deb, make_photo_like, needs_dpkg_deb
+from tools import prepare_composites
 
 
 
 @pytest.fixture(scope="module")
 def composites():
-    return load_script("tools/prepare_composites.py")
+    return prepare_composites
 
 
 def _stamp(size, colours, opaque=1.0, seed=0):

@@ -11,13 +11,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import ROOT, build_deb, load_script, make_photo_like, needs_dpkg_deb
+from conftest import ROOT, build_deb, make_photo_like, needs_dpkg_deb
+from tools import prepare_objects
 
 
 
 @pytest.fixture(scope="module")
 def objects():
-    return load_script("tools/prepare_objects.py")
+    return prepare_objects
 
 
 def write_qt_resources(files, version=2, compress=()):

@@ -6,20 +6,17 @@ come from the package at run time (never hard-coded), so the test survives new w
 """
 from __future__ import annotations
 
-import os
 import struct
-import sys
 import zlib
 
 import numpy as np
 import pytest
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import reference_parser as ref  # noqa: E402
+import reference_parser as ref
 
-import ugcodec  # noqa: E402
-from ugcodec.entropy_coding import CodingTable, encode_symbols  # noqa: E402
-from ugcodec.weights import DEFAULT_WEIGHTS  # noqa: E402
+import ugcodec
+from ugcodec.entropy_coding import CodingTable, encode_symbols
+from ugcodec.weights import DEFAULT_WEIGHTS
 
 QUALITIES = (1, 4)
 

@@ -8,13 +8,14 @@ import pytest
 import torch
 from PIL import Image
 
-from ugcodec.losses import MultiScaleSemanticLoss, bits_per_pixel, find_regions, mse_255, paired_augment
+from tools.losses import MultiScaleSemanticLoss, bits_per_pixel, find_regions, mse_255, paired_augment
 from ugcodec.models import ModelConfig
-from ugcodec.teachers import OpenClipTeacher, load_teacher
-from ugcodec.training import (
+from tools.teachers import OpenClipTeacher, load_teacher
+from tools.training import (
     CropSampler, TrainConfig, Trainer, compact_checkpoint, crop_detail, model_from_checkpoint, widen_checkpoint,
 )
-from ugcodec.weights import export_bundle, export_weights, fingerprint_of, load_model
+from tools.export import export_bundle, export_weights
+from ugcodec.weights import fingerprint_of, load_model
 
 from conftest import make_photo_like
 
@@ -266,7 +267,7 @@ def test_instance_regions_from_worker_processes_equal_in_process_ones(clip_teach
 def test_mobilenet_teacher_logits_are_the_classifier_of_the_features(tmp_path):
     from torchvision.models import mobilenet_v2
 
-    from ugcodec.teachers import MobileNetV2Teacher
+    from tools.teachers import MobileNetV2Teacher
 
     torch.manual_seed(0)
     network = mobilenet_v2(width_mult=0.25)
@@ -292,8 +293,8 @@ def test_mobilenet_teacher_logits_are_the_classifier_of_the_features(tmp_path):
 def test_mobilenet_teacher_maps_distance_is_one_minus_the_mean_feature_cosine(tmp_path):
     from torchvision.models import mobilenet_v2
 
-    from ugcodec.losses import embedding_distance
-    from ugcodec.teachers import MobileNetV2Teacher
+    from tools.losses import embedding_distance
+    from tools.teachers import MobileNetV2Teacher
 
     torch.manual_seed(0)
     path = str(tmp_path / "mobilenet.pth")
@@ -317,7 +318,7 @@ def test_mobilenet_teacher_maps_distance_is_one_minus_the_mean_feature_cosine(tm
 def test_kl_distance_compares_the_teachers_class_probabilities(tmp_path, clip_teacher):
     from torchvision.models import mobilenet_v2
 
-    from ugcodec.losses import embedding_distance
+    from tools.losses import embedding_distance
 
     torch.manual_seed(0)
     path = str(tmp_path / "mobilenet.pth")

@@ -8,8 +8,9 @@ import torch
 
 import ugcodec
 from ugcodec.models import UGHyperprior
-from ugcodec.weights import export_weights, load_model
-from ugcodec.widening import widen
+from tools.export import export_weights
+from ugcodec.weights import load_model
+from tools.widening import widen
 
 from conftest import TINY_CONFIG, make_photo_like
 

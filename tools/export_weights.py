@@ -1,12 +1,12 @@
 #!/usr/bin/env python3
 """Export a training checkpoint as the package's compact (fp16) weights file.
 
-    python tools/export_weights.py runs/cpu_small/checkpoint.pt [--out ugcodec/weights/ugc-hyperprior-pcdm.pt]
+    python -m tools.export_weights runs/cpu_small/checkpoint.pt [--out ugcodec/weights/ugc-hyperprior-pcdm.pt]
 
 Prints the new weights' fingerprint. A checkpoint of adapter fine-tuning (its config has
 ``base_weights``) exports as that weights file plus the trained machine adapters
 (``--base`` names another copy of it). After exporting, regenerate the golden vectors
-(``python tools/make_golden.py``): files made with other weights no longer decode.
+(``python -m tools.make_golden``): files made with other weights no longer decode.
 """
 from __future__ import annotations
 
@@ -14,12 +14,12 @@ import argparse
 import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import torch  # noqa: E402
+import torch
 
-from ugcodec.training import model_from_checkpoint  # noqa: E402
-from ugcodec.weights import DEFAULT_WEIGHTS, export_weights  # noqa: E402
+from tools.training import model_from_checkpoint
+from tools.export import export_weights
+from ugcodec.weights import DEFAULT_WEIGHTS
 
 
 def main(argv=None) -> int:

@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
 """Long fuzzing campaign of the .ugc parser and decoder.
 
-    python tools/fuzz.py --cases 10000 [--seed 0] [--save-corpus tests/fuzz_corpus]
+    python -m tools.fuzz --cases 10000 [--seed 0] [--save-corpus tests/fuzz_corpus]
 
-Mutates the golden file (ugcodec.fuzzing.mutate, 1-3 rounds each) and checks that every
+Mutates the golden file (tools.fuzzing.mutate, 1-3 rounds each) and checks that every
 case either decodes or raises FormatError, within --timeout seconds and with the
 process's peak memory under --max-rss-mib. Prints the counts of each outcome and the
 resident memory after the first 100 cases and at the end (a leak would grow it); exits 1
@@ -21,13 +21,13 @@ import sys
 import time
 import traceback
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
 
-import ugcodec  # noqa: E402
-from ugcodec.codec import decode_pixels  # noqa: E402
-from ugcodec.errors import FormatError  # noqa: E402
-from ugcodec.fuzzing import mutate  # noqa: E402
+import ugcodec
+from ugcodec.codec import decode_pixels
+from ugcodec.errors import FormatError
+from tools.fuzzing import mutate
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 class Hang(Exception):

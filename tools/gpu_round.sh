@@ -45,14 +45,14 @@ mkdir -p "$RUNS" "$OUT"
 train() {  # train MINUTES ARGS...: a hard timeout backs up --max-minutes
   local minutes=$1; shift
   timeout "$(awk "BEGIN {print int($minutes * 60 + 90)}")" \
-    "$PYTHON" tools/train.py --config "$CONFIG" --corpus "$CORPUS" --max-minutes "$minutes" "${GPU_SETTINGS[@]}" "$@"
+    "$PYTHON" -m tools.train --config "$CONFIG" --corpus "$CORPUS" --max-minutes "$minutes" "${GPU_SETTINGS[@]}" "$@"
 }
 
 pack() {  # pack NAME...: RUNS/NAME/checkpoint.pt -> OUT/NAME.pt without optimiser moments
   local name
   for name in "$@"; do
     if [[ ! -f "$RUNS/$name/checkpoint.pt" ]]; then echo "$name: no checkpoint"; continue; fi
-    "$PYTHON" -c 'import sys; from ugcodec.training import compact_checkpoint as c; print(sys.argv[3], "step", c(sys.argv[1], sys.argv[2]))' \
+    "$PYTHON" -c 'import sys; from tools.training import compact_checkpoint as c; print(sys.argv[3], "step", c(sys.argv[1], sys.argv[2]))' \
       "$RUNS/$name/checkpoint.pt" "$OUT/$name.pt" "$name"
   done
 }

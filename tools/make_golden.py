@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Regenerate the golden test vectors in tests/golden/ from the shipped weights.
 
-    python tools/make_golden.py
+    python -m tools.make_golden
 
 Writes golden.ugc (a 96x80 crop of examples/astronaut.png, quality 3), golden.json
 (SHA-256 of its z and y symbols, table indexes and exact means, the fingerprint) and the reference human and machine
@@ -15,14 +15,14 @@ import json
 import os
 import sys
 
+
+import numpy as np
+from PIL import Image
+
+import ugcodec
+from ugcodec.codec import encode_latents
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
-
-import numpy as np  # noqa: E402
-from PIL import Image  # noqa: E402
-
-import ugcodec  # noqa: E402
-from ugcodec.codec import encode_latents  # noqa: E402
 
 GOLDEN = os.path.join(ROOT, "tests", "golden")
 CROP = (200, 40, 296, 120)  # left, top, right, bottom: the astronaut's face

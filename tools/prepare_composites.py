@@ -2,7 +2,7 @@
 """An experimental training corpus with photographs of objects: the standard corpus plus
 composites of cut-out object photos pasted on its backgrounds.
 
-    python tools/prepare_composites.py --corpus data/corpus --out data/corpus_obj
+    python -m tools.prepare_composites --corpus data/corpus --out data/corpus_obj
 
 Why: the standard corpus (``tools/prepare_corpus.py``) is 27 nature wallpapers, and the
 machine decoding trained on it helps unseen classifiers on landscapes but not on photos
@@ -32,8 +32,7 @@ from typing import List, Optional, Sequence
 import numpy as np
 from PIL import Image
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from debian_packages import read_package  # noqa: E402
+from tools.debian_packages import read_package
 
 PACKAGE = "tuxpaint-stamps-default"
 STAMP_FOLDER = "usr/share/tuxpaint/stamps"

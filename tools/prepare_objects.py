@@ -2,7 +2,7 @@
 """An experimental training corpus with photographs of objects, animals and buildings:
 a corpus plus the photographs of Debian's ``gcompris-qt-data``.
 
-    python tools/prepare_objects.py --corpus data/corpus --out data/corpus_gc
+    python -m tools.prepare_objects --corpus data/corpus --out data/corpus_gc
 
 Why: the standard corpus (``tools/prepare_corpus.py``) is 27 nature wallpapers, and the
 machine decoding trained on it helps unseen classifiers on landscapes but not on photos
@@ -38,9 +38,8 @@ from typing import Dict, List, Optional, Tuple
 
 from PIL import Image
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from debian_packages import read_package  # noqa: E402
-from prepare_corpus import save_downscales  # noqa: E402
+from tools.debian_packages import read_package
+from tools.prepare_corpus import save_downscales
 
 PACKAGE = "gcompris-qt-data"
 RESOURCE_FOLDER = "usr/share/gcompris-qt/rcc"

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Train a ugcodec model (both stages, every quality level) from a TOML config.
 
-    python tools/train.py --config tools/configs/cpu_small.toml --run runs/cpu_small
+    python -m tools.train --config tools/configs/cpu_small.toml --run runs/cpu_small
 
 Re-running the same command resumes from ``RUN/checkpoint.pt``; on a new machine,
 ``--init-from checkpoints/cpu_small.pt`` resumes from the committed compact checkpoint,
@@ -14,14 +14,12 @@ config: ``--teacher clip:ViT-B-32 --teacher-weights PATH_OR_TAG``, ``--device cu
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import torch  # noqa: E402
+import torch
 
-from ugcodec.training import Trainer, TrainConfig  # noqa: E402
+from tools.training import Trainer, TrainConfig
 
 
 def main(argv=None) -> int:

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Train a channel context for trained weights and write them as model id 2 or 3.
 
-    python tools/train_channel_context.py --means --out runs/context/weights.pt
+    python -m tools.train_channel_context --means --out runs/context/weights.pt
 
 The transforms stay frozen (``--weights``, a plain hyperprior, model id 1); only the
 entropy parameters of y change (``ugcodec.channel_context``): the coding tables
@@ -24,16 +24,17 @@ import sys
 import time
 from typing import Dict, Tuple
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import torch  # noqa: E402
-from torch import Tensor  # noqa: E402
+import torch
+from torch import Tensor
 
-from ugcodec.channel_context import ChannelContext, integerize_channel_context  # noqa: E402
-from ugcodec.codec import latent_residuals  # noqa: E402
-from ugcodec.models import scale_table, symbol_bits  # noqa: E402
-from ugcodec.training import CropSampler  # noqa: E402
-from ugcodec.weights import read_bundle, load_model, with_channel_context, write_bundle  # noqa: E402
+from ugcodec.codec import latent_residuals
+from ugcodec.models import scale_table, symbol_bits
+from tools.training import CropSampler
+from ugcodec.weights import load_model, read_bundle
+
+from .context_model import ChannelContext, integerize_channel_context
+from .export import with_channel_context, write_bundle
 
 Latents = Dict[int, Tuple[Tensor, Tensor]]  # quality -> (float32 residuals, uint8 hyper indexes)
 

@@ -1,23 +1,21 @@
 #!/usr/bin/env python3
 """Widen a training checkpoint's transforms to more channels, decoding as before.
 
-    python tools/widen_checkpoint.py checkpoints/cpu_small.pt runs/cpu_wide/init.pt --channels 128
-    python tools/train.py --config tools/configs/cpu_wide.toml --run runs/cpu_wide --init-from runs/cpu_wide/init.pt
+    python -m tools.widen_checkpoint checkpoints/cpu_small.pt runs/cpu_wide/init.pt --channels 128
+    python -m tools.train --config tools/configs/cpu_wide.toml --run runs/cpu_wide --init-from runs/cpu_wide/init.pt
 
 The new channels get fresh weights into them and zero weights out of them
-(``ugcodec.widening.widen``), so training goes on from what the checkpoint knows instead
+(``tools.widening.widen``), so training goes on from what the checkpoint knows instead
 of from scratch. Writes a compact checkpoint (no optimiser moments) at the same step;
 the config it trains on must have ``model.N`` equal to ``--channels``.
 """
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from ugcodec.training import widen_checkpoint  # noqa: E402
+from tools.training import widen_checkpoint
 
 
 def main(argv=None) -> int:

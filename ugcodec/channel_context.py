@@ -30,28 +30,24 @@ Arithmetic of slice k (bitstream_spec.md §8.3), with ``B = ACTIVATION_BITS``:
 * ``index = clamp(hyper_index + floor((index_delta + 2**(B-1)) / 2**B), 0, K)``, K the
   largest table index; ``mu = mu_hyper + mean_delta / 2**B`` (model 3, exact in float64).
 
-Training (:class:`ChannelContext`) uses the same inputs in float with the input scales
+Training (``tools/context_model.py``) uses the same inputs in float with the input scales
 ``INDEX_SCALE`` and ``SYMBOL_SCALE`` / ``DEVIATION_SCALE`` (powers of two, folded into the
 first layer's integer weights on export, so the rounding there is the only difference).
 """
 from __future__ import annotations
 
-import copy
 from typing import Callable, Dict, List, Sequence, Tuple
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
-from ._compressai import conv3x3
-from .integer_net import ACTIVATION_BITS, IntegerNetwork, integerize_network
+from .integer_net import ACTIVATION_BITS, IntegerNetwork
 
 __all__ = [
     "SYMBOL_CLAMP",
     "DEVIATION_CLAMP",
     "mean_shift",
-    "ChannelContext",
     "IntegerChannelContext",
-    "integerize_channel_context",
 ]
 
 #: Model 2: earlier symbols enter the network clamped to this magnitude.
@@ -65,7 +61,7 @@ SYMBOL_SCALE = 1.0 / 4.0
 DEVIATION_SCALE = SYMBOL_SCALE / 4.0
 
 
-def _check_slices(channels: int, slices: int) -> int:
+def check_slices(channels: int, slices: int) -> int:
     if slices < 1 or channels % slices:
         raise ValueError(f"{channels} channels cannot be split into {slices} equal slices")
     return channels // slices
@@ -126,7 +122,7 @@ class IntegerChannelContext:
         Raises:
             ValueError: ``channels`` is not a multiple of the slice count.
         """
-        return _check_slices(channels, self.slices)
+        return check_slices(channels, self.slices)
 
     def check_channels(self, channels: int) -> None:
         """Checks that the networks fit a latent of ``channels`` channels: slice k's first
@@ -241,104 +237,3 @@ class IntegerChannelContext:
                 )
             )
         return cls(networks, int(state["largest_index"]), means)
-
-
-def _straight_through_round(x: Tensor) -> Tensor:
-    return x + (torch.round(x) - x).detach()
-
-
-class ChannelContext(nn.Module):
-    """The float channel context, for training; export it with :func:`integerize_channel_context`.
-
-    Args:
-        channels: M, the latent's channels.
-        slices: how many equal slices they are coded in.
-        largest_index: K, the largest y table index.
-        hidden: widths of the two hidden layers of each slice's network.
-        means: also correct the means (model id 3).
-    """
-
-    def __init__(
-        self, channels: int, slices: int, largest_index: int, hidden: Sequence[int] = (96, 64), means: bool = False
-    ) -> None:
-        super().__init__()
-        per_slice = _check_slices(channels, slices)
-        self.channels, self.slices, self.largest_index = channels, slices, int(largest_index)
-        self.means = bool(means)
-        self.networks = nn.ModuleList()
-        for k in range(slices):
-            network = nn.Sequential(
-                conv3x3(channels + 2 * per_slice * k, hidden[0]),
-                nn.ReLU(),
-                conv3x3(hidden[0], hidden[1]),
-                nn.ReLU(),
-                conv3x3(hidden[1], per_slice * (2 if means else 1)),
-            )
-            # Start as the plain hyperprior: no correction.
-            nn.init.zeros_(network[-1].weight)
-            nn.init.zeros_(network[-1].bias)
-            self.networks.append(network)
-
-    def _input_scales(self, inputs: int, device) -> Tensor:
-        scale = torch.full((inputs,), DEVIATION_SCALE if self.means else SYMBOL_SCALE, device=device)
-        scale[: self.channels] = INDEX_SCALE
-        return scale
-
-    def forward(self, hyper_index: Tensor, residual: Tensor) -> Tuple[Tensor, Tensor]:
-        """Mean corrections and table indexes of every latent.
-
-        Args:
-            hyper_index: ``(B, M, H, W)`` hyper-prior indexes.
-            residual: ``(B, M, H, W)`` ``y * gain - mu_hyper``; without means, its
-                rounding is the symbols.
-
-        Returns:
-            ``(mean_delta, index)``, float ``(B, M, H, W)`` each: the mean correction in
-            latent units (zero without means), and the index, integer values in ``[0, K]``
-            whose gradient flows as if unrounded. The deviations passed to later slices
-            are rounded as the coder rounds them, with straight-through gradients.
-        """
-        per_slice = self.channels // self.slices
-        mean_deltas, indexes, earlier = [], [], []
-        hyper = hyper_index.float()
-        for k, network in enumerate(self.networks):
-            # The integer input's order: indexes, then all deviations, then their absolute values.
-            deviation_so_far = torch.cat(earlier, dim=1) if earlier else hyper[:, :0]
-            inputs = torch.cat([hyper, deviation_so_far, deviation_so_far.abs()], dim=1)
-            out = network(inputs * self._input_scales(inputs.shape[1], inputs.device)[None, :, None, None])
-            own = residual[:, k * per_slice : (k + 1) * per_slice]
-            if self.means:
-                mean_delta, index_delta = out[:, :per_slice], out[:, per_slice:]
-                symbol = _straight_through_round(own - mean_delta)
-                deviation = _straight_through_round(4 * (symbol + mean_delta))
-                earlier.append(deviation.clamp(-DEVIATION_CLAMP, DEVIATION_CLAMP))
-            else:
-                mean_delta, index_delta = torch.zeros_like(out), out
-                earlier.append(torch.round(own).clamp(-SYMBOL_CLAMP, SYMBOL_CLAMP))
-            index = _straight_through_round(hyper[:, k * per_slice : (k + 1) * per_slice] + index_delta)
-            mean_deltas.append(mean_delta)
-            indexes.append(index.clamp(0, self.largest_index))
-        return torch.cat(mean_deltas, dim=1), torch.cat(indexes, dim=1)
-
-
-@torch.no_grad()
-def integerize_channel_context(context: ChannelContext) -> IntegerChannelContext:
-    """Exports a trained :class:`ChannelContext` to integers.
-
-    The input scales are folded into the first layer (exact: powers of two) and the
-    outputs are in latent and index units, so the integer network's outputs are the
-    deltas with ``ACTIVATION_BITS`` fractional bits.
-
-    Raises:
-        ValueError: weights too large for exact integers.
-    """
-    networks = []
-    for network in context.networks:
-        folded = copy.deepcopy(network).to(torch.float64)
-        first = folded[0]
-        in_scale = context._input_scales(first.in_channels, "cpu").to(torch.float64)
-        folded[0] = nn.Conv2d(first.in_channels, first.out_channels, 3, padding=1).to(torch.float64)
-        folded[0].weight.copy_(first.weight.to(torch.float64) * in_scale[None, :, None, None])
-        folded[0].bias.copy_(first.bias.to(torch.float64))
-        networks.append(IntegerNetwork(integerize_network(folded)))
-    return IntegerChannelContext(networks, context.largest_index, context.means)

@@ -16,7 +16,20 @@ from torch import Tensor, nn
 
 from ._compressai import conv3x3
 
-__all__ = ["FourierPreferenceEmbedding", "MachineAdapter", "ShiftedResidualBlock"]
+__all__ = ["FourierPreferenceEmbedding", "MachineAdapter", "ShiftedResidualBlock", "straight_through_round"]
+
+
+def straight_through_round(x: Tensor) -> Tensor:
+    """``round(x)`` in the forward pass, the identity's gradient in the backward pass.
+
+    >>> x = torch.tensor([0.4, 1.6], requires_grad=True)
+    >>> y = straight_through_round(x)
+    >>> y.tolist()
+    [0.0, 2.0]
+    >>> y.sum().backward(); x.grad.tolist()
+    [1.0, 1.0]
+    """
+    return x + (torch.round(x) - x).detach()
 
 
 class FourierPreferenceEmbedding(nn.Module):

@@ -20,7 +20,7 @@ import torch
 from torch import Tensor, nn
 
 from ._compressai import EntropyBottleneck, GaussianConditional, GDN, conv, conv3x3, deconv, subpel_conv3x3
-from .layers import FourierPreferenceEmbedding, MachineAdapter, ShiftedResidualBlock
+from .layers import FourierPreferenceEmbedding, MachineAdapter, ShiftedResidualBlock, straight_through_round
 
 __all__ = ["ModelConfig", "UGHyperprior", "PREFERENCES", "preference_to_beta", "scale_table", "symbol_bits"]
 
@@ -194,13 +194,13 @@ class UGHyperprior(nn.Module):
         y = self.g_a(x)
         z = self.h_a(y)
         _, z_likelihoods = self.entropy_bottleneck(z)
-        z_hat = z + (torch.round(z) - z).detach()
+        z_hat = straight_through_round(z)
         means, scales = self.h_s(z_hat).chunk(2, dim=1)
         gain = self.gain(quality)
         y_scaled, means, scales = y * gain, means * gain, scales * gain
         _, y_likelihoods = self.gaussian_conditional(y_scaled, scales, means=means)
         residual = y_scaled - means
-        y_hat_scaled = residual + (torch.round(residual) - residual).detach() + means
+        y_hat_scaled = straight_through_round(residual) + means
         return y_hat_scaled, {"y": y_likelihoods, "z": z_likelihoods}
 
     def forward(self, x: Tensor, quality: Tensor, beta: Tensor) -> Dict[str, Tensor]:

@@ -47,6 +47,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from .layers import straight_through_round
 from .models import scale_table, symbol_bits
 from .tiling import LATENT_STRIDE, SYNTHESIS_MARGIN, SYNTHESIS_TILE, tiles
 from .weights import CodecModel
@@ -269,8 +270,7 @@ def _refine_tile(
     def distortion(core_values: Tensor) -> Tensor:
         """lambda * the weighted squared errors of both decodings, rounding straight-through."""
         values = window.masked_scatter(mask, core_values)
-        rounded = values + (torch.round(values) - values).detach()
-        y_hat = (rounded + tile_mean) * inverse_gain
+        y_hat = (straight_through_round(values) + tile_mean) * inverse_gain
         x_hat = network.g_s(y_hat.expand(2, -1, -1, -1), beta)[:, :, crop[0], crop[1]]
         squared_error = ((x_hat - target) ** 2).mean(dim=(1, 2, 3)) * 255.0**2
         return lam * (weights * squared_error).sum()

@@ -1,4 +1,4 @@
-"""Shipped weights: export from a trained model, load for coding, fingerprint.
+"""Shipped weights: load for coding, fingerprint (``tools/export.py`` writes them).
 
 A weights file is a ``torch.save`` dictionary (loaded with ``weights_only=True``):
 
@@ -21,37 +21,27 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import io
 import os
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional
 
 import numpy as np
 import torch
 from torch import Tensor
 
 from .channel_context import IntegerChannelContext
-from .entropy_coding import CodingTable, quantize_pmf
+from .entropy_coding import CodingTable
 from .errors import UgcError
-from .integer_net import (
-    GAIN_BITS,
-    IntegerHyperSynthesis,
-    integerize_hyper_synthesis,
-    scale_thresholds,
-)
-from .models import ModelConfig, UGHyperprior, scale_table
+from .integer_net import IntegerHyperSynthesis
+from .models import ModelConfig, UGHyperprior
 
 __all__ = [
     "CodecModel",
     "DEFAULT_WEIGHTS",
     "load_model",
-    "export_adapted_bundle",
-    "export_bundle",
-    "export_weights",
     "fingerprint_of",
+    "model_from_bundle",
     "read_bundle",
-    "with_channel_context",
-    "write_bundle",
     "HYPERPRIOR_MODEL_ID",
     "CHANNEL_SCALES_MODEL_ID",
     "CHANNEL_CONTEXT_MODEL_ID",
@@ -65,22 +55,10 @@ HYPERPRIOR_MODEL_ID = 1
 CHANNEL_SCALES_MODEL_ID = 2
 CHANNEL_CONTEXT_MODEL_ID = 3
 #: The bundle entry that holds the channel context, by model id.
-_CONTEXT_KEYS = {CHANNEL_SCALES_MODEL_ID: "scale_context", CHANNEL_CONTEXT_MODEL_ID: "channel_context"}
+CONTEXT_KEYS = {CHANNEL_SCALES_MODEL_ID: "scale_context", CHANNEL_CONTEXT_MODEL_ID: "channel_context"}
 #: Parts of the float model that the coder does not use (h_s runs in integers; the
 #: entropy models are replaced by frozen tables).
-_NOT_SHIPPED = ("h_s.", "entropy_bottleneck.", "gaussian_conditional.", "log_gain", "log_inverse_gain")
-#: Tail mass outside a y table, per side, in units of the table's scale.
-_Y_TABLE_HALF_WIDTH = 6.0
-_Z_TABLE_RADIUS = 128
-_Z_TABLE_MIN_PROBABILITY = 1e-10
-
-
-def _pack_tables(tables: Sequence[CodingTable]) -> Dict[str, Tensor]:
-    return {
-        "offsets": torch.tensor([t.offset for t in tables], dtype=torch.int64),
-        "lengths": torch.tensor([t.frequencies.size for t in tables], dtype=torch.int64),
-        "frequencies": torch.from_numpy(np.concatenate([t.frequencies for t in tables]).astype(np.int32)),
-    }
+NOT_SHIPPED = ("h_s.", "entropy_bottleneck.", "gaussian_conditional.", "log_gain", "log_inverse_gain")
 
 
 def _unpack_tables(packed: Dict[str, Tensor]) -> List[CodingTable]:
@@ -129,141 +107,6 @@ def fingerprint_of(bundle: dict) -> bytes:
 
     visit("", bundle)
     return digest.digest()[:8]
-
-
-@torch.no_grad()
-def _y_tables() -> List[CodingTable]:
-    tables = []
-    for scale in scale_table().tolist():
-        half = int(np.ceil(_Y_TABLE_HALF_WIDTH * scale)) + 1
-        values = torch.arange(-half, half + 1, dtype=torch.float64)
-        normal = torch.distributions.Normal(torch.tensor(0.0, dtype=torch.float64), torch.tensor(scale, dtype=torch.float64))
-        pmf = normal.cdf(values + 0.5) - normal.cdf(values - 0.5)
-        tables.append(quantize_pmf(pmf.numpy(), -half))
-    return tables
-
-
-@torch.no_grad()
-def _z_tables(model: UGHyperprior) -> List[CodingTable]:
-    bottleneck = model.entropy_bottleneck
-    channels = model.config.N
-    values = torch.arange(-_Z_TABLE_RADIUS, _Z_TABLE_RADIUS + 1, dtype=torch.float32)
-    likelihood, _, _ = bottleneck._likelihood(values.repeat(channels, 1, 1))
-    tables = []
-    for channel in range(channels):
-        pmf = likelihood[channel, 0].double().numpy()
-        kept = np.flatnonzero(pmf > _Z_TABLE_MIN_PROBABILITY)
-        low, high = (int(kept[0]), int(kept[-1])) if kept.size else (_Z_TABLE_RADIUS, _Z_TABLE_RADIUS)
-        tables.append(quantize_pmf(pmf[low : high + 1], low - _Z_TABLE_RADIUS))
-    return tables
-
-
-def _float_state(model: UGHyperprior) -> Dict[str, Tensor]:
-    # Parameters go to fp16; buffers (e.g. GDN's 2**-36 pedestal, which fp16 would
-    # flush to zero) keep their dtype.
-    parameters = {name for name, _ in model.named_parameters()}
-    return {
-        name: value.detach().cpu().to(torch.float16) if name in parameters else value.detach().cpu()
-        for name, value in model.state_dict().items()
-        if not name.startswith(_NOT_SHIPPED)
-    }
-
-
-def export_adapted_bundle(model: UGHyperprior, base: dict) -> dict:
-    """A weights bundle that is ``base`` (a loaded weights file) with the machine
-    adapters of ``model`` added: same coding parts, same g_a, h_a and human decoding.
-
-    Raises:
-        ValueError: ``model`` has no adapters, or differs from ``base`` anywhere but in
-            its adapters (it was not fine-tuned from it).
-    """
-    if not model.config.machine_adapter:
-        raise ValueError("the model has no machine adapters to add")
-    float_state = _float_state(model)
-    base_float = base["float"]
-    adapter_names = {name for name in float_state if name.startswith("g_s.adapters.")}
-    if set(float_state) - adapter_names != set(base_float) - adapter_names or any(
-        not torch.equal(float_state[name], base_float[name]) for name in set(float_state) - adapter_names
-    ):
-        raise ValueError("the model differs from the base weights outside its machine adapters")
-    return {**base, "config": model.config.to_dict(), "float": float_state}
-
-
-@torch.no_grad()
-def export_bundle(model: UGHyperprior, model_id: int = 1) -> dict:
-    """What a weights file holds for a trained model (fp16 parameters, integer
-    hyper-synthesis, gains, coding tables); ``fingerprint_of`` of it is the file's
-    fingerprint, so a model's fingerprint is known without writing the file."""
-    float_state = _float_state(model)
-    gains = torch.round(torch.exp(model.log_gain.detach().double()) * float(1 << GAIN_BITS)).to(torch.int64)
-    bundle = {
-        "format": WEIGHTS_FORMAT,
-        "model_id": model_id,
-        "config": model.config.to_dict(),
-        "float": float_state,
-        "integer_h_s": integerize_hyper_synthesis(model.h_s.cpu()).state_dict(),
-        "gains": gains,
-        "inverse_gains": torch.exp(model.log_inverse_gain.detach().float()).cpu(),
-        "scale_thresholds": scale_thresholds(scale_table().tolist()),
-        "y_tables": _pack_tables(_y_tables()),
-        "z_tables": _pack_tables(_z_tables(model.cpu())),
-    }
-    return bundle
-
-
-def export_weights(model: UGHyperprior, path: str, model_id: int = 1, base: Optional[str] = None) -> bytes:
-    """Writes a trained model as a compact weights file; returns its fingerprint.
-
-    Args:
-        model: the trained model.
-        path: file to write (atomically).
-        model_id: container model id.
-        base: for a model whose machine adapters were fine-tuned on a weights file
-            (``TrainConfig.base_weights``): that file; the new file is it plus the
-            adapters (:func:`export_adapted_bundle`).
-
-    Raises:
-        ValueError: the model holds a tensor whose dtype the fingerprint cannot spell
-            (bitstream_spec.md §3.3), or does not match ``base``; nothing is written then.
-        UgcError: ``base`` cannot be read.
-    """
-    bundle = export_bundle(model, model_id) if base is None else export_adapted_bundle(model, read_bundle(base))
-    return write_bundle(bundle, path)
-
-
-def with_channel_context(base: dict, context: IntegerChannelContext) -> dict:
-    """``base`` (a weights bundle of the plain hyperprior) with a channel context added,
-    the same transforms: model id 2 (other coding tables per symbol, the same symbols
-    and pixels) or, for a context with means, model id 3.
-
-    Raises:
-        ValueError: ``base`` already has a context, or its M is not a multiple of the
-            context's slices, or the context's largest index is not the last y table.
-    """
-    if any(key in base for key in _CONTEXT_KEYS.values()) or int(base["model_id"]) != HYPERPRIOR_MODEL_ID:
-        raise ValueError("the base weights must be a plain hyperprior (model id 1)")
-    context.check_channels(int(base["config"]["M"]))
-    if context.largest_index != len(base["y_tables"]["offsets"]) - 1:
-        raise ValueError("the context's largest index is not the base's last y table")
-    model_id = CHANNEL_CONTEXT_MODEL_ID if context.means else CHANNEL_SCALES_MODEL_ID
-    return {**base, "model_id": model_id, _CONTEXT_KEYS[model_id]: context.state_dict()}
-
-
-def write_bundle(bundle: dict, path: str) -> bytes:
-    """Writes a weights bundle atomically; returns its fingerprint.
-
-    Raises:
-        ValueError: the bundle holds a tensor whose dtype the fingerprint cannot spell
-            (bitstream_spec.md §3.3); nothing is written then.
-    """
-    fingerprint = fingerprint_of(bundle)  # before writing: a bundle it refuses is never saved
-    buffer = io.BytesIO()
-    torch.save(bundle, buffer)
-    temporary = path + ".tmp"
-    with open(temporary, "wb") as handle:
-        handle.write(buffer.getvalue())
-    os.replace(temporary, path)
-    return fingerprint
 
 
 @dataclass
@@ -330,7 +173,7 @@ def _model_from_bundle(bundle: dict, path: str) -> CodecModel:
     network = UGHyperprior(config)
     state = {name: value.float() if value.is_floating_point() else value for name, value in bundle["float"].items()}
     missing, unexpected = network.load_state_dict(state, strict=False)
-    if unexpected or any(not name.startswith(_NOT_SHIPPED) for name in missing):
+    if unexpected or any(not name.startswith(NOT_SHIPPED) for name in missing):
         raise UgcError(f"weights file {path} does not match its model configuration")
     network.eval().requires_grad_(False)
     gains = bundle["gains"].to(torch.int64)
@@ -340,9 +183,9 @@ def _model_from_bundle(bundle: dict, path: str) -> CodecModel:
         raise UgcError(f"weights file {path} has gains outside the exact range")
     model_id = int(bundle["model_id"])
     channel_context = None
-    wanted_key = _CONTEXT_KEYS.get(model_id)
-    if model_id not in (HYPERPRIOR_MODEL_ID, *_CONTEXT_KEYS) or any(
-        key in bundle for key in _CONTEXT_KEYS.values() if key != wanted_key
+    wanted_key = CONTEXT_KEYS.get(model_id)
+    if model_id not in (HYPERPRIOR_MODEL_ID, *CONTEXT_KEYS) or any(
+        key in bundle for key in CONTEXT_KEYS.values() if key != wanted_key
     ):
         raise UgcError(f"weights file {path} has an unknown model id or stray parts")
     if wanted_key is not None:

@@ -1,6 +1,6 @@
 """Training losses: rate, distortion and the paper's multi-scale semantic supervision.
 
-The semantic terms compare a frozen teacher's embeddings (:mod:`ugcodec.teachers`) of an
+The semantic terms compare a frozen teacher's embeddings (`tools.teachers`) of an
 image x and of its machine decoding x_hat, as 1 - cosine similarity:
 
 * global: the whole image;

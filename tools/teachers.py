@@ -1,7 +1,7 @@
 """Frozen image encoders that supervise the machine decoding during training.
 
 A teacher maps images in [0, 1] to embeddings; the semantic losses in
-:mod:`ugcodec.losses` compare the teacher's embedding of an image with that of its
+`tools.losses` compare the teacher's embedding of an image with that of its
 machine decoding. Two kinds:
 
 * ``clip:MODEL`` — any open_clip model (the paper uses ViT-B-32), weights from a local

@@ -10,7 +10,7 @@ import random
 import struct
 import zlib
 
-from .container import HEADER_SIZE, TRAILER_SIZE
+from ugcodec.container import HEADER_SIZE, TRAILER_SIZE
 
 __all__ = ["mutate", "reseal"]
 

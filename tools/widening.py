@@ -23,8 +23,8 @@ import dataclasses
 import torch
 from torch import Tensor, nn
 
-from ._compressai import GDN
-from .models import UGHyperprior
+from ugcodec._compressai import GDN
+from ugcodec.models import UGHyperprior
 
 __all__ = ["widen"]
 

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import glob
 import json
-import math
 import os
 import random
 import sys
@@ -35,11 +34,12 @@ import torch
 from PIL import Image
 from torch import Tensor
 
-from .codec import latent_residuals, synthesis_input
+from ugcodec.codec import latent_residuals, synthesis_input
+from ugcodec.models import ModelConfig, UGHyperprior
+from ugcodec.weights import CodecModel, load_model
+
 from .losses import MultiScaleSemanticLoss, bits_per_pixel, mse_255
-from .models import ModelConfig, UGHyperprior
 from .teachers import Teacher, load_teacher
-from .weights import CodecModel, load_model
 from .widening import widen
 
 __all__ = [
@@ -520,7 +520,7 @@ def compact_checkpoint(source: str, destination: str) -> int:
 
 def widen_checkpoint(source: str, destination: str, channels: int, seed: int = 0) -> int:
     """Writes a compact checkpoint of ``source``'s model widened to N = ``channels``
-    (:func:`ugcodec.widening.widen`: it decodes as before), at the same step and
+    (:func:`tools.widening.widen`: it decodes as before), at the same step and
     with the same random states, so training resumes from it with ``--init-from`` and a
     config of the new N; returns its step.
 
