@@ -17,16 +17,8 @@ from ugcodec.channel_context import IntegerChannelContext
 from ugcodec.entropy_coding import CodingTable, quantize_pmf
 from ugcodec.integer_net import GAIN_BITS, integerize_hyper_synthesis, scale_thresholds
 from ugcodec.models import UGHyperprior, scale_table
-from ugcodec.weights import (  # what a weights file holds is the reader's to say
-    CONTEXT_KEYS,
-    NOT_SHIPPED,
-    CHANNEL_CONTEXT_MODEL_ID,
-    CHANNEL_SCALES_MODEL_ID,
-    HYPERPRIOR_MODEL_ID,
-    WEIGHTS_FORMAT,
-    fingerprint_of,
-    read_bundle,
-)
+from ugcodec.latent_coders import ChannelMeansScalesCoder, ChannelScalesCoder, HyperpriorCoder, coder_entries
+from ugcodec.weights import NOT_SHIPPED, WEIGHTS_FORMAT, fingerprint_of, read_bundle
 
 __all__ = [
     "export_adapted_bundle",
@@ -109,7 +101,7 @@ def export_adapted_bundle(model: UGHyperprior, base: dict) -> dict:
 
 
 @torch.no_grad()
-def export_bundle(model: UGHyperprior, model_id: int = 1) -> dict:
+def export_bundle(model: UGHyperprior, model_id: int = HyperpriorCoder.model_id) -> dict:
     """What a weights file holds for a trained model (fp16 parameters, integer
     hyper-synthesis, gains, coding tables); ``fingerprint_of`` of it is the file's
     fingerprint, so a model's fingerprint is known without writing the file."""
@@ -130,7 +122,9 @@ def export_bundle(model: UGHyperprior, model_id: int = 1) -> dict:
     return bundle
 
 
-def export_weights(model: UGHyperprior, path: str, model_id: int = 1, base: Optional[str] = None) -> bytes:
+def export_weights(
+    model: UGHyperprior, path: str, model_id: int = HyperpriorCoder.model_id, base: Optional[str] = None
+) -> bytes:
     """Writes a trained model as a compact weights file; returns its fingerprint.
 
     Args:
@@ -159,13 +153,13 @@ def with_channel_context(base: dict, context: IntegerChannelContext) -> dict:
         ValueError: ``base`` already has a context, or its M is not a multiple of the
             context's slices, or the context's largest index is not the last y table.
     """
-    if any(key in base for key in CONTEXT_KEYS.values()) or int(base["model_id"]) != HYPERPRIOR_MODEL_ID:
+    if any(key in base for key in coder_entries()) or int(base["model_id"]) != HyperpriorCoder.model_id:
         raise ValueError("the base weights must be a plain hyperprior (model id 1)")
     context.check_channels(int(base["config"]["M"]))
     if context.largest_index != len(base["y_tables"]["offsets"]) - 1:
         raise ValueError("the context's largest index is not the base's last y table")
-    model_id = CHANNEL_CONTEXT_MODEL_ID if context.means else CHANNEL_SCALES_MODEL_ID
-    return {**base, "model_id": model_id, CONTEXT_KEYS[model_id]: context.state_dict()}
+    coder = ChannelMeansScalesCoder if context.means else ChannelScalesCoder
+    return {**base, "model_id": coder.model_id, coder.bundle_key: context.state_dict()}
 
 
 def write_bundle(bundle: dict, path: str) -> bytes:

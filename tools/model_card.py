@@ -33,7 +33,8 @@ import ugcodec
 from benchmarks.bench_common import psnr_at
 from tools.training import model_from_checkpoint
 from tools.export import export_bundle
-from ugcodec.weights import HYPERPRIOR_MODEL_ID, fingerprint_of, read_bundle
+from ugcodec.latent_coders import HyperpriorCoder, coder_entries
+from ugcodec.weights import fingerprint_of, read_bundle
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -303,10 +304,8 @@ def capacity_limitation(results: str, fingerprint: str | None = None) -> str:
             f"latent channels stay unused at q{top['quality']}")
     return ("- The transforms limit the top rates (`benchmarks/capacity.py`): with no quantisation at all, "
             + "; ".join(findings) + ". So more latent channels alone would not help; wider or deeper transforms "
-            "(N = 64 here, 128 in the paper's model) are the lever left: DESIGN.md measures the paper's size at "
-            "7–8 s a training step of 8 crops of 256² on these 2 cores (about a quarter of that at 128²), against "
-            "about 0.33 s for this model at 128² (19 h for its first 206,000 steps), so it is a GPU lease's work "
-            "(`tools/gpu_round.sh`).")
+            "(N = 64 here, 128 in the paper's model) are the lever left, at several times the training cost "
+            "of this model (tools/EXPERIMENTS.md), so it is a GPU lease's work (`tools/gpu_round.sh`).")
 
 
 CROP_WEIGHTING_TEXT = {
@@ -322,9 +321,9 @@ def transforms_fingerprint(model) -> bytes:
     if model.channel_context is None:
         return model.fingerprint
     bundle = read_bundle(model.path)
-    for key in ("scale_context", "channel_context"):
+    for key in coder_entries():
         bundle.pop(key, None)
-    return fingerprint_of({**bundle, "model_id": HYPERPRIOR_MODEL_ID})
+    return fingerprint_of({**bundle, "model_id": HyperpriorCoder.model_id})
 
 
 def context_lines(model) -> list:
@@ -350,7 +349,7 @@ def context_lines(model) -> list:
             f"{base} it was trained on, with transforms frozen"
         )
     section = "Channel-conditional means and scales" if context.means else "Channel-conditional scales"
-    return [what + f" (`tools/train_channel_context.py`, tools/README \"{section}\")."]
+    return [what + f" (`tools/train_channel_context.py`, tools/EXPERIMENTS.md \"{section}\")."]
 
 
 def card_training_lines(path: str, model) -> list:
@@ -508,7 +507,8 @@ def write_card(lines: list, model, results: str, out: str) -> None:
         "smaller model than the paper's; expect rates well above a fully trained codec's.",
         "- The training corpus is 27 photographs (nature-heavy wallpapers). What the machine decoding learned from it helps unseen classifiers on photographs like them (landscapes) and not on photographs of objects: see the targets on the `all` photo set. "
         "Adapters trained with photographs of objects added (Debian's `gcompris-qt-data`; not in these weights, "
-        "because DESIGN.md names the corpus) raise Lite0's agreement on object photos too (tools/README, "
+        "because the shipped corpus is the two packages of tools/README.md) raise Lite0's agreement on object "
+        "photos too (tools/EXPERIMENTS.md, "
         "\"Photos of objects in training\").",
         capacity_limitation(results, shipped),
         "- The offline teacher is an ImageNet classifier (MobileNetV2), not CLIP.",

@@ -475,8 +475,8 @@ def coded_synthesis_input(coder: CodecModel, network: UGHyperprior, x: Tensor, q
 
     The latent goes through the coder's own path (bitstream_spec.md §8-§9): g_a and h_a
     of ``network``, z rounded, the integer hyper-synthesis and exact means of ``coder``,
-    symbols rounded around them, then the level's inverse gain; only the entropy coding
-    itself is skipped (it is lossless).
+    the symbols its latent coder chooses, then the level's inverse gain; only the entropy
+    coding itself is skipped (it is lossless).
 
     Args:
         coder: the weights whose integer parts code the latents.
@@ -490,10 +490,11 @@ def coded_synthesis_input(coder: CodecModel, network: UGHyperprior, x: Tensor, q
     y = network.g_a(x)
     z_symbols = torch.round(network.h_a(y))
     out = torch.empty_like(y)
-    for index, level in enumerate(quality.tolist()):
-        sample = slice(index, index + 1)
-        residual, mu, _ = latent_residuals(coder, y[sample], z_symbols[sample], level + 1)
-        out[sample] = synthesis_input(coder, torch.round(residual), mu, level + 1)
+    for index, row in enumerate(quality.tolist()):
+        sample, level = slice(index, index + 1), coder.qualities[row]
+        residual, mu, hyper_index = latent_residuals(coder, y[sample], z_symbols[sample], level)
+        latent = coder.latent_coder.encode(residual, mu, hyper_index)
+        out[sample] = synthesis_input(coder, latent.symbols, latent.mu, level)
     return out
 
 

@@ -19,7 +19,9 @@ from typing import Iterator, List, Optional, Tuple
 import click
 
 from . import __version__
+from .codec import DEFAULT_QUALITY
 from .errors import UgcError
+from .refinement import MAX_STEPS
 
 EXIT_BAD_INPUT = 1
 
@@ -159,22 +161,21 @@ def _summary(destination: str, data: bytes) -> str:
 @click.argument("sources", nargs=-1, required=True, type=click.Path())
 @click.argument("destination", type=click.Path())
 @click.option(
-    "-q", "--quality", type=int, default=None, show_default="3",
-    help="Quality level, 1 (smallest file) to 6 (best picture).",
+    "-q", "--quality", type=int, default=DEFAULT_QUALITY, show_default=True,
+    help="Quality level, from 1 (smallest file) to the weights' highest level (best picture).",
 )
 @click.option(
-    "-r", "--refine", type=click.IntRange(0, 1000), default=0, show_default=True, metavar="STEPS",
+    "-r", "--refine", type=click.IntRange(0, MAX_STEPS), default=0, show_default=True, metavar="STEPS",
     help="Encoder effort: gradient steps per 512-pixel tile spent choosing the symbols, "
-         "then a rate-distortion search. Any number gives a better picture for the bits "
-         "(1 step most of the gain, 20 the most; README: Results), but encoding takes "
-         "tens of seconds per photo instead of under one. The file is a standard .ugc "
+         "then a rate-distortion search. A better picture for the bits, and a much slower "
+         "encoder (benchmarks/README.md measures both). The file is a standard .ugc "
          "either way. 0: the fast analysis transform alone.",
 )
 @click.option("-f", "--force", is_flag=True, help="Overwrite existing outputs.")
 @click.option("-j", "--jobs", type=click.IntRange(1, 64), default=None,
               help="Parallel workers when encoding many files (default: CPU cores).")
 @click.option("--weights", type=click.Path(dir_okay=False), help="Weights file (default: the shipped model).")
-def encode(sources: Tuple[str, ...], destination: str, quality: Optional[int], refine: int, force: bool,
+def encode(sources: Tuple[str, ...], destination: str, quality: int, refine: int, force: bool,
            jobs: Optional[int], weights: Optional[str]) -> None:
     """Compress images (PNG, JPEG, ...) into .ugc files.
 
@@ -187,9 +188,6 @@ def encode(sources: Tuple[str, ...], destination: str, quality: Optional[int], r
     Many files are encoded in parallel with a progress bar; a bad file is reported
     at the end and does not stop the others (exit code 1 if any failed).
     """
-    from .codec import DEFAULT_QUALITY
-
-    quality = DEFAULT_QUALITY if quality is None else quality
     source = sources[0]
     pattern = glob.has_magic(source) and not os.path.exists(source)
     if len(sources) == 1 and not os.path.isdir(source) and not pattern:
@@ -310,11 +308,11 @@ def decode(source: str, destination: Optional[str], preference: str, force: bool
     from PIL import Image
 
     from .codec import decode as decode_file
-    from .models import preference_to_beta
+    from .codec import preference_to_beta
     from .weights import load_model
 
     with _user_errors():
-        preference_to_beta(preference)
+        beta = preference_to_beta(preference)  # checked before any file work
         if destination is None:
             if source == "-":
                 raise UgcError("name a DESTINATION (or '-') when reading from stdin")
@@ -328,7 +326,7 @@ def decode(source: str, destination: Optional[str], preference: str, force: bool
             image_format = Image.registered_extensions()[extension]
             _check_output(source, destination, force)
         data = _read_bytes(source)
-        image = decode_file(data, preference, model=load_model(weights), progress=True)
+        image = decode_file(data, beta, model=load_model(weights), progress=True)
         buffer = io.BytesIO()
         image.save(buffer, format=image_format)
         _write_output(destination, buffer.getvalue())

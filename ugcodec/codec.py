@@ -7,7 +7,7 @@ thread count; the float g_s that turns y into pixels may differ in the last bit.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional, Union
+from typing import Dict, Optional, Union
 
 import numpy as np
 import torch
@@ -15,17 +15,19 @@ from PIL import Image
 from torch import Tensor
 
 from .container import COLOR_MODES, Container, Header
-from .entropy_coding import SymbolRangeError, decode_symbols, encode_symbols, join_streams, split_streams
+from .entropy_coding import SymbolRangeError, decode_symbols, encode_symbols
 from .errors import FormatError, ImageError, ModelMismatchError
 from .image_io import ImageSource, array_to_image, load_image
 from .integer_net import GAIN_BITS, entropy_parameters
-from .models import preference_to_beta
 from .refinement import check_steps, refine_residuals
 from .tiling import ANALYSIS_MARGIN, ANALYSIS_TILE, LATENT_STRIDE, SYNTHESIS_MARGIN, SYNTHESIS_TILE, tiles
 from .weights import CodecModel, load_model
 
 __all__ = [
     "DEFAULT_QUALITY",
+    "PREFERENCES",
+    "check_quality",
+    "preference_to_beta",
     "Latents",
     "encode",
     "encode_latents",
@@ -45,6 +47,52 @@ _STRIDE = 64
 
 Preference = Union[str, float]
 
+#: Named preferences and their beta value. Any beta in [0, 1] is accepted as a blend.
+PREFERENCES: Dict[str, float] = {"human": 0.0, "machine": 1.0}
+
+
+def preference_to_beta(preference: "str | float") -> float:
+    """Maps ``"human"``, ``"machine"`` or a number in [0, 1] to beta.
+
+    >>> preference_to_beta("Machine"), preference_to_beta("0.25"), preference_to_beta(0)
+    (1.0, 0.25, 0.0)
+    >>> preference_to_beta("robots")
+    Traceback (most recent call last):
+    ...
+    ValueError: unknown preference 'robots': use 'human', 'machine' or a number in [0, 1]
+
+    Raises:
+        ValueError: for an unknown name or a number outside [0, 1].
+    """
+    if isinstance(preference, str):
+        key = preference.strip().lower()
+        if key in PREFERENCES:
+            return PREFERENCES[key]
+        try:
+            value = float(key)
+        except ValueError:
+            raise ValueError(
+                f"unknown preference {preference!r}: use 'human', 'machine' or a number in [0, 1]"
+            ) from None
+    else:
+        value = float(preference)
+    if not 0.0 <= value <= 1.0:
+        raise ValueError(f"preference {value} is outside [0, 1]")
+    return value
+
+
+def check_quality(model: CodecModel, quality: int) -> int:
+    """Returns ``quality`` as an int.
+
+    Raises:
+        ValueError: it is not an integer level of ``model`` (1 to ``model.num_qualities``).
+    """
+    if isinstance(quality, bool) or not isinstance(quality, (int, np.integer)):
+        raise ValueError(f"quality must be an integer, not {quality!r}")
+    if int(quality) not in model.qualities:
+        raise ValueError(f"quality must be between 1 and {model.num_qualities}, not {quality}")
+    return int(quality)
+
 
 @dataclass
 class Latents:
@@ -54,10 +102,9 @@ class Latents:
         header: the parsed header.
         z: int64 ``(1, N, h, w)`` hyper-latent symbols.
         y: int64 ``(1, M, 4h, 4w)`` latent symbols (``round(y * gain - mu)``).
-        mu: float64 means of the gained latent (exact; for model id 3 with the channel
-            context's corrections, bitstream_spec.md §8.3).
-        scale_index: int64 coding-table index of every y symbol (for model ids 2 and 3,
-            the channel context's).
+        mu: float64 exact means of the gained latent, as the model id's latent coder
+            chose them (bitstream_spec.md §8).
+        scale_index: int64 coding-table index of every y symbol, likewise.
     """
 
     header: Header
@@ -78,9 +125,8 @@ def _analyze(network, pixels: np.ndarray, progress: bool = False) -> Tensor:
     latent_height, latent_width = padded_height // LATENT_STRIDE, padded_width // LATENT_STRIDE
     image = torch.from_numpy(pixels).permute(2, 0, 1)[None]
     y = None
-    for rows, cols, (top, left) in tiles(
-        latent_height, latent_width, ANALYSIS_TILE, ANALYSIS_MARGIN, "encoding" if progress else None
-    ):
+    for tile in tiles(latent_height, latent_width, ANALYSIS_TILE, ANALYSIS_MARGIN, "encoding" if progress else None):
+        rows, cols = tile.window
         # Edge replication (clamped indexes) keeps the padding free of artificial edges.
         row_index = torch.arange(rows.start * LATENT_STRIDE, rows.stop * LATENT_STRIDE).clamp_(max=height - 1)
         col_index = torch.arange(cols.start * LATENT_STRIDE, cols.stop * LATENT_STRIDE).clamp_(max=width - 1)
@@ -88,24 +134,8 @@ def _analyze(network, pixels: np.ndarray, progress: bool = False) -> Tensor:
         out = network.g_a(x)
         if y is None:
             y = out.new_empty((1, out.shape[1], latent_height, latent_width))
-        core_height = min(ANALYSIS_TILE, latent_height - top)
-        core_width = min(ANALYSIS_TILE, latent_width - left)
-        y[:, :, top : top + core_height, left : left + core_width] = out[
-            :, :, top - rows.start : top - rows.start + core_height, left - cols.start : left - cols.start + core_width
-        ]
+        y[(..., *tile.core)] = out[(..., *tile.core_in_window)]
     return y
-
-
-def _check_quality(model: CodecModel, quality: int) -> int:
-    if isinstance(quality, bool) or not isinstance(quality, (int, np.integer)):
-        raise ValueError(f"quality must be an integer, not {quality!r}")
-    if not 1 <= int(quality) <= model.num_qualities:
-        raise ValueError(f"quality must be between 1 and {model.num_qualities}, not {quality}")
-    return int(quality)
-
-
-def _gain(model: CodecModel, quality: int) -> Tensor:
-    return model.gains[quality - 1]
 
 
 def latent_residuals(model: CodecModel, y: Tensor, z_symbols: Tensor, quality: int) -> "tuple[Tensor, Tensor, Tensor]":
@@ -121,7 +151,7 @@ def latent_residuals(model: CodecModel, y: Tensor, z_symbols: Tensor, quality: i
         symbols), the exact float64 means and the int64 coding-table indexes.
     """
     means, scales = model.hyper_synthesis(z_symbols)
-    gain = _gain(model, quality)
+    gain = model.gain(quality)
     mu, scale_index = entropy_parameters(means, scales, gain, model.thresholds)
     gain_float = gain.to(y.device, torch.float64)[None, :, None, None] / float(1 << GAIN_BITS)
     return y.to(torch.float64) * gain_float - mu, mu, scale_index
@@ -138,7 +168,7 @@ def synthesis_input(model: CodecModel, y_symbols: Tensor, mu: Tensor, quality: i
         float32 tensor of the symbols' shape.
     """
     y_hat_scaled = (y_symbols.to(torch.float64) + mu).to(torch.float32)
-    return y_hat_scaled * model.inverse_gains[quality - 1].to(y_hat_scaled.device)[None, :, None, None]
+    return y_hat_scaled * model.inverse_gain(quality).to(y_hat_scaled.device)[None, :, None, None]
 
 
 @torch.inference_mode()
@@ -151,7 +181,7 @@ def encode_latents(
 ) -> "tuple[bytes, Latents]":
     """Like :func:`encode`, and also returns the symbols it coded (for tests and tools)."""
     model = model or load_model()
-    quality = _check_quality(model, quality)
+    quality = check_quality(model, quality)
     refine = check_steps(refine)
     pixels, mode = load_image(image)
     height, width = pixels.shape[:2]
@@ -160,21 +190,20 @@ def encode_latents(
     network = model.network
     y = _analyze(network, pixels, progress)
     z_symbols = torch.round(network.h_a(y)).to(torch.int64)
-    residual, mu, scale_index = latent_residuals(model, y, z_symbols, quality)
-    residual = refine_residuals(model, pixels, residual, mu, scale_index, quality, refine, progress=progress)
-    context = model.channel_context
-    if context is None:
-        y_symbols = torch.round(residual).to(torch.int64)
-    else:
-        y_symbols, mean_shift, scale_index = context.encode(scale_index, residual)
-        mu = mu + mean_shift
+    residual, mu, hyper_index = latent_residuals(model, y, z_symbols, quality)
+    coder = model.latent_coder
+    latent = coder.encode(residual, mu, hyper_index)
+    if refine:
+        # Refinement keeps the parameters of the analysis transform's own symbols; the
+        # coder then derives them from the refined symbols, as the decoder will.
+        refined = refine_residuals(
+            model, pixels, residual - latent.mean_shift, latent.mu, latent.scale_index, quality, refine, progress=progress
+        )
+        latent = coder.encode(refined + latent.mean_shift, mu, hyper_index)
     z_channel = torch.arange(z_symbols.shape[1])[None, :, None, None].expand_as(z_symbols)
     try:
         z_stream = encode_symbols(z_symbols.numpy(), z_channel.numpy(), model.z_tables)
-        if context is None:
-            y_stream = encode_symbols(y_symbols.numpy(), scale_index.numpy(), model.y_tables)
-        else:
-            y_stream = _encode_slices(model, y_symbols, scale_index)
+        y_stream = coder.compress(latent)
     except SymbolRangeError as error:
         raise ImageError(f"cannot code this image: {error}") from None
     header = Header(
@@ -187,7 +216,7 @@ def encode_latents(
         z_length=len(z_stream),
         y_length=len(y_stream),
     )
-    latents = Latents(header=header, z=z_symbols, y=y_symbols, mu=mu, scale_index=scale_index)
+    latents = Latents(header=header, z=z_symbols, y=latent.symbols, mu=latent.mu, scale_index=latent.scale_index)
     return Container(header, z_stream, y_stream).to_bytes(), latents
 
 
@@ -209,9 +238,8 @@ def encode(
         refine: encoder effort: gradient steps spent per 512-pixel tile choosing the
             latent symbols, then a greedy rate-distortion rounding of them
             (:mod:`ugcodec.refinement`), which never ends costlier than the plain
-            symbols. 1 step gives most of the gain, 20 the most (README,
-            "Results"); encoding then takes tens of seconds per photo instead of
-            under one. 0 (default) is the plain, fast analysis transform. Any value
+            symbols but makes encoding much slower (benchmarks/README.md measures
+            both). 0 (default) is the plain, fast analysis transform. Any value
             makes a standard file.
 
     Returns:
@@ -264,55 +292,38 @@ def parse_latents(data: bytes, model: Optional[CodecModel] = None) -> Latents:
     z_channel = np.broadcast_to(np.arange(config.N)[None, :, None, None], z_shape)
     z = torch.from_numpy(decode_symbols(container.z_stream, z_channel, model.z_tables))
     means, scales = model.hyper_synthesis(z)
-    mu, scale_index = entropy_parameters(means, scales, _gain(model, header.quality), model.thresholds)
-    if model.channel_context is None:
-        y = torch.from_numpy(decode_symbols(container.y_stream, scale_index.numpy(), model.y_tables))
-    else:
-        streams = split_streams(container.y_stream, model.channel_context.slices)
-        y, mean_shift, scale_index = model.channel_context.decode(
-            scale_index, lambda k, index: torch.from_numpy(decode_symbols(streams[k], index.numpy(), model.y_tables))
-        )
-        mu = mu + mean_shift
-    return Latents(header=header, z=z, y=y, mu=mu, scale_index=scale_index)
+    mu, hyper_index = entropy_parameters(means, scales, model.gain(header.quality), model.thresholds)
+    latent = model.latent_coder.decompress(container.y_stream, mu, hyper_index)
+    return Latents(header=header, z=z, y=latent.symbols, mu=latent.mu, scale_index=latent.scale_index)
 
 
-def _encode_slices(model: CodecModel, y_symbols: Tensor, table_index: Tensor) -> bytes:
-    """The y section of model ids 2 and 3: one stream per channel slice (bitstream_spec.md §8.3);
-    the decoder splits it with :func:`split_streams` and decodes it with the context."""
-    channels = model.channel_context.slice_channels(y_symbols.shape[1])
-    streams = [
-        encode_symbols(y_symbols[:, k : k + channels].numpy(), table_index[:, k : k + channels].numpy(), model.y_tables)
-        for k in range(0, y_symbols.shape[1], channels)
-    ]
-    return join_streams(streams)
-
-
-@torch.inference_mode()
 def decode_pixels(
     latents: Latents, preference: Preference = "human", model: Optional[CodecModel] = None, progress: bool = False
 ) -> np.ndarray:
-    """Synthesises uint8 ``(H, W, 3)`` pixels from parsed latents for a preference."""
-    model = model or load_model()
-    beta = preference_to_beta(preference)
+    """Synthesises uint8 ``(H, W, 3)`` pixels from parsed latents for a preference.
+
+    Raises:
+        ValueError: unknown preference.
+    """
+    return _synthesize(latents, preference_to_beta(preference), model or load_model(), progress)
+
+
+@torch.inference_mode()
+def _synthesize(latents: Latents, beta: float, model: CodecModel, progress: bool) -> np.ndarray:
     header = latents.header
     y_hat = synthesis_input(model, latents.y, latents.mu, header.quality)
     beta_tensor = torch.tensor([beta])
     pixels = np.empty((header.height, header.width, 3), dtype=np.uint8)
-    for rows, cols, (top, left) in tiles(
-        y_hat.shape[-2], y_hat.shape[-1], SYNTHESIS_TILE, SYNTHESIS_MARGIN, "decoding" if progress else None
-    ):
+    for tile in tiles(y_hat.shape[-2], y_hat.shape[-1], SYNTHESIS_TILE, SYNTHESIS_MARGIN, "decoding" if progress else None):
+        rows, cols = tile.window
         x_hat = model.network.g_s(y_hat[:, :, rows, cols], beta_tensor)
         # Keep the tile's core (drop the margin) and the part inside the image.
-        out_top, out_left = top * LATENT_STRIDE, left * LATENT_STRIDE
-        core_top = (top - rows.start) * LATENT_STRIDE
-        core_left = (left - cols.start) * LATENT_STRIDE
-        core_height = min(SYNTHESIS_TILE * LATENT_STRIDE, header.height - out_top)
-        core_width = min(SYNTHESIS_TILE * LATENT_STRIDE, header.width - out_left)
-        if core_height <= 0 or core_width <= 0:
+        inside = tile.pixels(header.height, header.width)
+        if any(part.stop <= part.start for part in inside):
             continue
-        core = x_hat[0, :, core_top : core_top + core_height, core_left : core_left + core_width]
+        core = x_hat[(0, slice(None), *tile.pixels_in_window(header.height, header.width))]
         core = core.clamp_(0.0, 1.0).mul_(255.0).round_().to(torch.uint8).permute(1, 2, 0)
-        pixels[out_top : out_top + core_height, out_left : out_left + core_width] = core.numpy()
+        pixels[inside] = core.numpy()
     return pixels
 
 
@@ -338,5 +349,5 @@ def decode(
     beta = preference_to_beta(preference)  # fail fast, before any parsing work
     model = model or load_model()
     latents = parse_latents(data, model)
-    pixels = decode_pixels(latents, beta, model, progress)
+    pixels = _synthesize(latents, beta, model, progress)
     return array_to_image(pixels, latents.header.mode)

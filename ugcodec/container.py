@@ -6,7 +6,9 @@
      0      4    magic            b"\\x89UGC"
      4      1    version          1
      5      1    model id         1 = mean-scale hyperprior + PCDM,
-                                  2 = the same with channel-conditional scales
+                                  2 = the same with channel-conditional scales,
+                                  3 = with channel-conditional means and scales
+                                  (ugcodec.latent_coders codes y for each)
      6      1    colour mode      0 = grayscale, 1 = RGB
      7      1    quality          1 .. number of levels of the model
      8      2    width            uint16 big-endian, >= 1

@@ -22,34 +22,7 @@ from torch import Tensor, nn
 from ._compressai import EntropyBottleneck, GaussianConditional, GDN, conv, conv3x3, deconv, subpel_conv3x3
 from .layers import FourierPreferenceEmbedding, MachineAdapter, ShiftedResidualBlock, straight_through_round
 
-__all__ = ["ModelConfig", "UGHyperprior", "PREFERENCES", "preference_to_beta", "scale_table", "symbol_bits"]
-
-#: Named preferences and their beta value. Any beta in [0, 1] is accepted as a blend.
-PREFERENCES: Dict[str, float] = {"human": 0.0, "machine": 1.0}
-
-
-def preference_to_beta(preference: "str | float") -> float:
-    """Maps ``"human"``, ``"machine"`` or a number in [0, 1] to beta.
-
-    Raises:
-        ValueError: for an unknown name or a number outside [0, 1].
-    """
-    if isinstance(preference, str):
-        key = preference.strip().lower()
-        if key in PREFERENCES:
-            return PREFERENCES[key]
-        try:
-            value = float(key)
-        except ValueError:
-            raise ValueError(
-                f"unknown preference {preference!r}: use 'human', 'machine' or a number in [0, 1]"
-            ) from None
-    else:
-        value = float(preference)
-    if not 0.0 <= value <= 1.0:
-        raise ValueError(f"preference {value} is outside [0, 1]")
-    return value
-
+__all__ = ["ModelConfig", "UGHyperprior", "scale_table", "symbol_bits"]
 
 @dataclass(frozen=True)
 class ModelConfig:

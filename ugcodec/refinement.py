@@ -4,36 +4,33 @@ The analysis transform g_a is a fast amortised guess at the latent. With the hyp
 z held fixed (so every y symbol's mean and coding table are known exactly), the encoder
 can improve that guess by gradient descent on the training objective of one image:
 
-    bits(y) / pixels + lambda_q * 255^2 * (0.5 * MSE(x_hat_human, x) + 0.25 * MSE(x_hat_machine, x))
+    bits(y) / pixels + lambda_q * 255^2 * (HUMAN_WEIGHT * MSE(x_hat_human, x)
+                                           + MACHINE_WEIGHT * MSE(x_hat_machine, x))
 
-with the decoder g_s run exactly as the decoder runs it. These weights are stage-1
+with the decoder g_s run exactly as the decoder runs it. The weights are stage-1
 training's objective averaged over its two preferences (half the samples human, half
-machine at ``lambda_machine_mse`` = 0.5), the trade-off the analysis transform was
-trained for: it weighs both decodings because the encoder never knows which one will be
-asked for, and heavier weights only buy PSNR with extra bits. The decodings see the
-rounded symbols, with a straight-through gradient. The rate of a residual r is the
-linear interpolation between the exact costs of floor(r) and floor(r) + 1 under the
-symbol's coding-table Gaussian: exact at the integers, and its slope is the true price
-of moving to the next symbol (the Gaussian's bin at the unrounded r instead makes a
-new nonzero symbol look several times cheaper than it is, and rates grew; measured).
+machine at half the weight), the trade-off the analysis transform was trained for: the
+encoder never knows which decoding will be asked for. The decodings see the rounded
+symbols, with a straight-through gradient. The rate of a residual r is the linear
+interpolation between the exact costs of floor(r) and floor(r) + 1 under the symbol's
+coding-table Gaussian: exact at the integers, and its slope is the true price of moving
+to the next symbol (the Gaussian's bin at the unrounded r would make a new nonzero
+symbol look cheaper than it is).
+
 After the gradient steps, the symbols are chosen by greedy rate-distortion rounding
 instead of rounding to nearest (as RDOQ does in video coders): symbols move by one where a
 first-order estimate (the distortion's gradient, the exact table costs) says the cost
-falls, the most promising quarter first, and a move is kept only if the exact cost falls
-(fewer symbols are tried after a failure). It starts from the refined values rounded or
-from the analysis transform's own symbols, whichever costs less, so a tile never ends
-up costlier than without refinement. On the 7 evaluation photos with the shipped
-weights and 20 steps (``benchmarks/rd.py --refine 20``, README "Results") it moved the
-PSNR margin over WebP at equal rate from -0.10 to +0.33 dB at quality 4 and from -0.67 to
--0.12 dB at quality 5; encoding a 768x512 photo took 81 s instead of 0.48 s (one
-thread). One step gives most of that gain in well under half the time (README,
-"Results", has the measured table); without the cheaper start, 5 steps did worse than none.
+falls, the most promising share first, and a move is kept only if the exact cost falls.
+It starts from the refined values rounded or from the analysis transform's own symbols,
+whichever costs less, so a tile never ends up costlier than without refinement. What
+refinement buys and costs is measured by ``python -m benchmarks.rd --refine N`` and
+``python -m benchmarks.speed --refine N`` (benchmarks/README.md).
+
 Any choice of symbols is a valid file: the format and the decoder do not change, and
-refinement off (``steps=0``) leaves the bytes as they were. With a channel context
-(model ids 2 and 3) a symbol's table (and, model id 3, its mean) depends on the symbols
-of the slices before it; refinement holds them at the values that the analysis
-transform's own symbols give them. The coder then recomputes them from the refined
-symbols, so where those moved, a table or mean may differ from the one refined with.
+refinement off (``steps=0``) leaves the bytes as they are. The means and tables are the
+latent coder's for the analysis transform's own symbols; with a channel context (model
+ids 2 and 3) they depend on earlier slices' symbols, so the coder derives them again from
+the refined symbols, as the decoder will.
 
 Images are refined tile by tile (the decoder's synthesis tiles, each with a margin of
 fixed latents wider than g_s's reach), so memory stays bounded; the rate term is a sum
@@ -49,7 +46,7 @@ from torch import Tensor
 
 from .layers import straight_through_round
 from .models import scale_table, symbol_bits
-from .tiling import LATENT_STRIDE, SYNTHESIS_MARGIN, SYNTHESIS_TILE, tiles
+from .tiling import SYNTHESIS_MARGIN, SYNTHESIS_TILE, Tile, tiles
 from .weights import CodecModel
 
 __all__ = ["HUMAN_WEIGHT", "MACHINE_WEIGHT", "MAX_STEPS", "check_steps", "refine_residuals"]
@@ -57,7 +54,7 @@ __all__ = ["HUMAN_WEIGHT", "MACHINE_WEIGHT", "MAX_STEPS", "check_steps", "refine
 #: Weights of the human and the machine decoding's squared error (see the module's doc).
 HUMAN_WEIGHT = 0.5
 MACHINE_WEIGHT = 0.25
-#: Upper bound on ``steps``: beyond a few hundred the gain is nil and the wait is long.
+#: Upper bound on ``steps``: it bounds the encoder's time.
 MAX_STEPS = 1000
 #: Greedy rounding after the gradient steps: at most this many passes, the first of
 #: which tries this share of the symbol moves that promise a lower cost.
@@ -94,9 +91,10 @@ def refine_residuals(
         pixels: the uint8 ``(H, W, 3)`` image being coded.
         residual: float64 ``(1, M, h, w)`` residuals from the analysis transform
             (``h, w`` are the padded image's size / 16).
-        mu: float64 exact means of the gained latent, same shape (the hyper-prior's).
-        scale_index: int64 coding-table index of every latent, same shape (the
-            hyper-prior's; a channel context's are derived from them here).
+        mu: float64 exact means of the gained latent, same shape, as the latent coder
+            chose them for the analysis transform's symbols
+            (:meth:`ugcodec.latent_coders.LatentCoder.encode`).
+        scale_index: int64 coding-table index of every latent, same shape, likewise.
         quality: level from 1 to ``model.num_qualities``.
         steps: gradient steps per tile; 0 returns ``residual`` unchanged.
         step_size: Adam's initial step, in quantisation steps (it decays linearly to 0).
@@ -111,19 +109,14 @@ def refine_residuals(
     steps = check_steps(steps)
     if steps == 0:
         return residual
-    shift = torch.zeros_like(residual)
-    if model.channel_context is not None:
-        # The tables and means the coder would use for the analysis transform's symbols.
-        _, shift, scale_index = model.channel_context.encode(scale_index, residual)
-        mu, residual = mu + shift, residual - shift
     network = model.network
-    lam = float(network.config.lambdas[quality - 1])
+    lam = model.rate_weight(quality)
     # Inference tensors (the coder runs under inference_mode) cannot enter autograd: copy.
     with torch.inference_mode(False), torch.enable_grad():
         result = residual.clone()
         mean = mu.to(torch.float32).clone()
         scale = scale_table()[scale_index].clone()
-        inverse_gain = model.inverse_gains[quality - 1][None, :, None, None].clone()
+        inverse_gain = model.inverse_gain(quality)[None, :, None, None].clone()
         image = torch.from_numpy(np.ascontiguousarray(pixels)).permute(2, 0, 1)[None].float().div(255.0)
         grid = list(tiles(*residual.shape[-2:], SYNTHESIS_TILE, SYNTHESIS_MARGIN))
         bar = None
@@ -134,16 +127,14 @@ def refine_residuals(
         requires_grad = [p.requires_grad for p in network.g_s.parameters()]
         network.g_s.requires_grad_(False)
         try:
-            for rows, cols, corner in grid:
-                _refine_tile(
-                    network, image, result, mean, scale, inverse_gain, lam, rows, cols, corner, steps, step_size, bar
-                )
+            for tile in grid:
+                _refine_tile(network, image, result, mean, scale, inverse_gain, lam, tile, steps, step_size, bar)
         finally:
             for parameter, flag in zip(network.g_s.parameters(), requires_grad):
                 parameter.requires_grad_(flag)
             if bar is not None:
                 bar.close()
-    return result.detach() + shift
+    return result.detach()
 
 
 def _interpolated_bits(residual: Tensor, scale: Tensor) -> Tensor:
@@ -230,28 +221,22 @@ def _refine_tile(
     scale: Tensor,
     inverse_gain: Tensor,
     lam: float,
-    rows: slice,
-    cols: slice,
-    corner: "tuple[int, int]",
+    tile: Tile,
     steps: int,
     step_size: float,
     bar: Optional[object],
 ) -> None:
-    """Refines the residuals of one tile's core (at ``corner``) in place; the rest of the
-    window ``rows, cols`` (its margin) stays fixed."""
-    top, left = corner
-    latent_height, latent_width = residual.shape[-2:]
-    core_rows = slice(top - rows.start, min(top + SYNTHESIS_TILE, latent_height) - rows.start)
-    core_cols = slice(left - cols.start, min(left + SYNTHESIS_TILE, latent_width) - cols.start)
-    # Pixels of the core that lie inside the image: the distortion is measured there only.
-    # A core always starts inside the image (padding is under 64 pixels, cores start at
-    # multiples of 512), so this is never empty.
-    pixel_top, pixel_left = top * LATENT_STRIDE, left * LATENT_STRIDE
-    pixel_bottom = min(image.shape[-2], (top + SYNTHESIS_TILE) * LATENT_STRIDE)
-    pixel_right = min(image.shape[-1], (left + SYNTHESIS_TILE) * LATENT_STRIDE)
+    """Refines the residuals of one tile's core in place; the rest of its window (its
+    margin) stays fixed."""
+    rows, cols = tile.window
+    # The distortion is measured on the core's pixels inside the image only. A core always
+    # starts inside the image (padding is under 64 pixels, cores start at multiples of
+    # 512), so they are never empty.
+    target = image[(..., *tile.pixels(*image.shape[-2:]))]
+    crop = tile.pixels_in_window(*image.shape[-2:])
     window = residual[:, :, rows, cols].to(torch.float32)
     mask = torch.zeros_like(window, dtype=torch.bool)
-    mask[:, :, core_rows, core_cols] = True
+    mask[(..., *tile.core_in_window)] = True
     tile_mean, tile_scale = mean[:, :, rows, cols], scale[:, :, rows, cols]
     plain = torch.round(window[mask])  # the default encoder's symbols
     core = window[mask].clone().requires_grad_(True)
@@ -260,11 +245,6 @@ def _refine_tile(
     beta = torch.tensor([0.0, 1.0])
     weights = torch.tensor([HUMAN_WEIGHT, MACHINE_WEIGHT])
     core_scale = tile_scale[mask]
-    target = image[:, :, pixel_top:pixel_bottom, pixel_left:pixel_right]
-    crop = (
-        slice(pixel_top - rows.start * LATENT_STRIDE, pixel_bottom - rows.start * LATENT_STRIDE),
-        slice(pixel_left - cols.start * LATENT_STRIDE, pixel_right - cols.start * LATENT_STRIDE),
-    )
     pixels_in_image = target.shape[-2] * target.shape[-1]
 
     def distortion(core_values: Tensor) -> Tensor:
@@ -283,8 +263,8 @@ def _refine_tile(
         schedule.step()
         if bar is not None:
             bar.update(1)
-    # A few Adam steps can hand the rounding worse symbols than plain rounding (5 steps
-    # measured worse than none): the rounding starts from whichever costs less exactly.
+    # A few Adam steps can hand the rounding worse symbols than plain rounding: the
+    # rounding starts from whichever costs less exactly.
     symbols = _rate_distortion_rounding(
         distortion, (torch.round(core.detach()), plain), core_scale, pixels_in_image
     )

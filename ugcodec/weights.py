@@ -10,9 +10,9 @@ A weights file is a ``torch.save`` dictionary (loaded with ``weights_only=True``
 * ``scale_thresholds``: int64 thresholds that turn scales into table indexes;
 * ``y_tables`` / ``z_tables``: the frozen integer coding tables (one per scale index,
   one per z channel) as ``offsets``, ``lengths`` and concatenated ``frequencies``;
-* ``scale_context`` (model id 2 only) or ``channel_context`` (model id 3 only): the
-  integer-exact channel context (:mod:`ugcodec.channel_context`) that refines the y
-  table indexes (and for model 3 the means) slice by slice.
+* the latent coder's own entry, if any (:mod:`ugcodec.latent_coders`):
+  ``scale_context`` (model id 2) or ``channel_context`` (model id 3), the integer-exact
+  channel context that refines the y table indexes (and for model id 3 the means).
 
 The fingerprint (8 bytes, written in every .ugc header) is the start of the SHA-256 of
 every entry in a canonical order, so a file made with other weights is refused.
@@ -33,6 +33,7 @@ from .channel_context import IntegerChannelContext
 from .entropy_coding import CodingTable
 from .errors import UgcError
 from .integer_net import IntegerHyperSynthesis
+from .latent_coders import LATENT_CODERS, LatentCoder, coder_entries
 from .models import ModelConfig, UGHyperprior
 
 __all__ = [
@@ -42,20 +43,10 @@ __all__ = [
     "fingerprint_of",
     "model_from_bundle",
     "read_bundle",
-    "HYPERPRIOR_MODEL_ID",
-    "CHANNEL_SCALES_MODEL_ID",
-    "CHANNEL_CONTEXT_MODEL_ID",
 ]
 
 DEFAULT_WEIGHTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "weights", "ugc-hyperprior-pcdm.pt")
 WEIGHTS_FORMAT = "ugcodec-weights-1"
-#: Container model ids (bitstream_spec.md §2): the plain hyperprior, the same with
-#: channel-conditional scales, and with channel-conditional means and scales.
-HYPERPRIOR_MODEL_ID = 1
-CHANNEL_SCALES_MODEL_ID = 2
-CHANNEL_CONTEXT_MODEL_ID = 3
-#: The bundle entry that holds the channel context, by model id.
-CONTEXT_KEYS = {CHANNEL_SCALES_MODEL_ID: "scale_context", CHANNEL_CONTEXT_MODEL_ID: "channel_context"}
 #: Parts of the float model that the coder does not use (h_s runs in integers; the
 #: entropy models are replaced by frozen tables).
 NOT_SHIPPED = ("h_s.", "entropy_bottleneck.", "gaussian_conditional.", "log_gain", "log_inverse_gain")
@@ -118,8 +109,9 @@ class CodecModel:
         hyper_synthesis: integer-exact h_s.
         gains: int64 ``(levels, M)``; inverse_gains: float32 ``(levels, M)``.
         thresholds: int64 scale thresholds; y_tables, z_tables: coding tables.
-        fingerprint: 8 bytes; model_id: container model id; path: where it came from.
-        channel_context: the channel context of model ids 2 and 3; None for model id 1.
+        fingerprint: 8 bytes; path: where it came from.
+        latent_coder: the coder of the y section (:mod:`ugcodec.latent_coders`), whose
+            class is the model id's.
     """
 
     network: UGHyperprior
@@ -130,9 +122,18 @@ class CodecModel:
     y_tables: List[CodingTable]
     z_tables: List[CodingTable]
     fingerprint: bytes
-    model_id: int
     path: str
-    channel_context: Optional[IntegerChannelContext] = None
+    latent_coder: LatentCoder
+
+    @property
+    def model_id(self) -> int:
+        """The container model id."""
+        return self.latent_coder.model_id
+
+    @property
+    def channel_context(self) -> Optional[IntegerChannelContext]:
+        """The channel context of model ids 2 and 3; None for model id 1."""
+        return getattr(self.latent_coder, "context", None)
 
     @property
     def config(self) -> ModelConfig:
@@ -141,6 +142,28 @@ class CodecModel:
     @property
     def num_qualities(self) -> int:
         return int(self.gains.shape[0])
+
+    @property
+    def qualities(self) -> range:
+        """The quality levels, numbered from 1 (lowest rate) as the API, the CLI and the
+        container number them; ``qualities[row]`` is the level of a per-level row."""
+        return range(1, self.num_qualities + 1)
+
+    def row(self, quality: int) -> int:
+        """The row of quality level ``quality`` in the per-level tables (gains, lambdas)."""
+        return quality - self.qualities.start
+
+    def gain(self, quality: int) -> Tensor:
+        """int64 ``(M,)`` gains of a level, ``GAIN_BITS`` fractional bits."""
+        return self.gains[self.row(quality)]
+
+    def inverse_gain(self, quality: int) -> Tensor:
+        """float32 ``(M,)`` inverse gains of a level."""
+        return self.inverse_gains[self.row(quality)]
+
+    def rate_weight(self, quality: int) -> float:
+        """λ of a level: the weight of distortion against bits it was trained with."""
+        return float(self.config.lambdas[self.row(quality)])
 
 
 def read_bundle(path: str) -> dict:
@@ -168,6 +191,19 @@ def model_from_bundle(bundle: dict, path: str = "<memory>") -> CodecModel:
         return _model_from_bundle(bundle, path)
 
 
+def _latent_coder(bundle: dict, path: str, channels: int) -> LatentCoder:
+    """The latent coder of a weights dictionary's model id, with its own entry and no other's."""
+    coder = LATENT_CODERS.get(int(bundle["model_id"]))
+    if coder is None or any(key in bundle for key in coder_entries() if key != coder.bundle_key):
+        raise UgcError(f"weights file {path} has an unknown model id or stray parts")
+    if coder.bundle_key is not None and coder.bundle_key not in bundle:
+        raise UgcError(f"weights file {path} is model {coder.model_id} but has no channel context")
+    try:
+        return coder.from_bundle(bundle, _unpack_tables(bundle["y_tables"]), channels)
+    except (KeyError, ValueError) as error:
+        raise UgcError(f"weights file {path} has an invalid channel context ({error})") from None
+
+
 def _model_from_bundle(bundle: dict, path: str) -> CodecModel:
     config = ModelConfig.from_dict(bundle["config"])
     network = UGHyperprior(config)
@@ -181,35 +217,18 @@ def _model_from_bundle(bundle: dict, path: str) -> CodecModel:
     # float64 (below 2**53): means < 2**25 and corrections < 2**25, so gains < 2**27.
     if gains.numel() == 0 or int(gains.min()) < 1 or int(gains.max()) >= 1 << 27:
         raise UgcError(f"weights file {path} has gains outside the exact range")
-    model_id = int(bundle["model_id"])
-    channel_context = None
-    wanted_key = CONTEXT_KEYS.get(model_id)
-    if model_id not in (HYPERPRIOR_MODEL_ID, *CONTEXT_KEYS) or any(
-        key in bundle for key in CONTEXT_KEYS.values() if key != wanted_key
-    ):
-        raise UgcError(f"weights file {path} has an unknown model id or stray parts")
-    if wanted_key is not None:
-        if wanted_key not in bundle:
-            raise UgcError(f"weights file {path} is model {model_id} but has no channel context")
-        try:
-            channel_context = IntegerChannelContext.from_state_dict(
-                bundle[wanted_key], means=model_id == CHANNEL_CONTEXT_MODEL_ID
-            )
-            channel_context.check_channels(config.M)
-        except (KeyError, ValueError) as error:
-            raise UgcError(f"weights file {path} has an invalid channel context ({error})") from None
+    latent_coder = _latent_coder(bundle, path, config.M)
     return CodecModel(
         network=network,
         hyper_synthesis=IntegerHyperSynthesis.from_state_dict(bundle["integer_h_s"]),
         gains=gains,
         inverse_gains=bundle["inverse_gains"].float(),
         thresholds=bundle["scale_thresholds"].to(torch.int64),
-        y_tables=_unpack_tables(bundle["y_tables"]),
+        y_tables=latent_coder.tables,
         z_tables=_unpack_tables(bundle["z_tables"]),
         fingerprint=fingerprint_of(bundle),
-        model_id=model_id,
         path=path,
-        channel_context=channel_context,
+        latent_coder=latent_coder,
     )
 
 
