@@ -1,4 +1,4 @@
-"""The pixel tolerance of DESIGN.md: exact parsing, tolerant pixels."""
+"""The pixel tolerance of bitstream_spec.md §11: exact parsing, tolerant pixels."""
 import numpy as np
 
 MAX_ABS_DIFFERENCE = 1

@@ -33,7 +33,7 @@ GPU_SETTINGS=(--set batch=32 --set stage1_steps=10000000 --set stage2_steps=1000
 # name: settings. Stage 2 uses 256-px crops (the evaluation classifiers see 224-260 px).
 # The 2026-11-26 round tried pooled features at 100/1000/3000 and logits at 1000; the
 # heavier pooled-feature weights cost the human decoding 2-3 % BD-rate and Lite0 agreement
-# (tools/README.md), and feature maps (tried on the CPU afterwards) did best on Lite1/2.
+# (tools/EXPERIMENTS.md), and feature maps (tried on the CPU afterwards) did best on Lite1/2.
 VARIANTS=(
   "s2_feat100:--set stage2_lambda_semantic=100"
   "s2_maps300:--set stage2_lambda_semantic=300 --set teacher=mobilenet_v2:maps"

@@ -6,17 +6,17 @@ composites of cut-out object photos pasted on its backgrounds.
 
 Why: the standard corpus (``tools/prepare_corpus.py``) is 27 nature wallpapers, and the
 machine decoding trained on it helps unseen classifiers on landscapes but not on photos
-of objects (tools/README, "What limits the machine decoding"). Debian's
+of objects (tools/EXPERIMENTS.md, "What limits the machine decoding"). Debian's
 ``tuxpaint-stamps-default`` holds some 800 stamps; about a hundred are photographs of
 objects and animals cut out with an alpha channel. This script downloads it with
 ``apt-get download`` (``--debs DIR`` takes an already downloaded .deb), keeps the
 photographic stamps (:func:`is_photographic`), and writes ``--count`` composites: a
 random 512x384 window of a corpus image with 2 or 3 stamps pasted on it, each scaled to
 160-320 px on its long side. The corpus images are copied alongside, so ``--out`` is a
-complete corpus for ``tools/train.py --corpus``.
+complete corpus for ``python -m tools.train --corpus``.
 
-This grows the corpus beyond the two packages DESIGN.md names: it is for experiments
-(adapter fine-tuning), not for the shipped weights until DESIGN.md says otherwise. None
+This grows the corpus beyond the two packages of the shipped corpus (tools/README.md,
+"Corpus"): it is for experiments (adapter fine-tuning), not for shipped weights. None
 of the evaluation photos' packages (``benchmarks/photos.py``) is used.
 """
 from __future__ import annotations

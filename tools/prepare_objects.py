@@ -6,7 +6,7 @@ a corpus plus the photographs of Debian's ``gcompris-qt-data``.
 
 Why: the standard corpus (``tools/prepare_corpus.py``) is 27 nature wallpapers, and the
 machine decoding trained on it helps unseen classifiers on landscapes but not on photos
-of objects (tools/README, "What limits the machine decoding"). The educational suite
+of objects (tools/EXPERIMENTS.md, "What limits the machine decoding"). The educational suite
 GCompris ships, inside Qt resource files (``usr/share/gcompris-qt/rcc/*.rcc``), a few
 hundred ordinary photographs for its activities: tools, fish, fruit and household things
 (``categorization``), wild and farm animals, musical instruments, monuments, and the
@@ -19,9 +19,9 @@ paintings and maps), and writes each photograph downscaled as the corpus is
 is a complete corpus for ``tools/train.py``; ``--corpus data/corpus_obj`` adds the
 composites of ``tools/prepare_composites.py`` as well.
 
-Like ``prepare_composites.py`` this grows the corpus beyond the two packages DESIGN.md
-names: it is for experiments until DESIGN.md says otherwise. None of the evaluation
-photos' packages (``benchmarks/photos.py``) is used.
+Like ``prepare_composites.py`` this grows the corpus beyond the two packages of the
+shipped corpus (tools/README.md, "Corpus"): it is for experiments, not for shipped
+weights. None of the evaluation photos' packages (``benchmarks/photos.py``) is used.
 """
 from __future__ import annotations
 

@@ -14,7 +14,7 @@ exactly zero at first (h_a's last convolution has zero weights and biases into t
 and their factorized density is a copy of the old channel most sure of zero, so they
 cost almost no bits; the old channels' likelihoods are unchanged. The latent y (M
 channels) is not widened: its new channels would cost bits for any value they took, so
-training never uses them (tools/README, "Growing the latent").
+training never uses them (tools/EXPERIMENTS.md, "Growing the latent").
 """
 from __future__ import annotations
 
