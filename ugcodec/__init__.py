@@ -1,11 +1,17 @@
 """ugcodec: a learned image codec whose one bitstream decodes for humans or machines.
 
-    >>> import ugcodec
-    >>> data = ugcodec.encode("photo.png", quality=3)       # bytes of a .ugc file
-    >>> better = ugcodec.encode("photo.png", quality=3, refine=20)  # slower encoder, same format
-    >>> picture = ugcodec.decode(data, preference="human")    # PIL.Image
-    >>> features = ugcodec.decode(data, preference="machine")
+    >>> import numpy as np, ugcodec
+    >>> image = np.full((48, 80, 3), 128, np.uint8)    # or a path, file bytes, a PIL image
+    >>> data = ugcodec.encode(image, quality=3)          # the bytes of a .ugc file
     >>> ugcodec.read_header(data).width
+    80
+    >>> ugcodec.decode(data, preference="human").size   # a PIL image
+    (80, 48)
+    >>> ugcodec.decode(data, preference="machine").mode
+    'RGB'
+
+``ugcodec.encode(image, quality, refine=20)`` spends more time choosing the symbols of the
+same format.
 
 Errors a caller can cause are :class:`UgcError` (:class:`FormatError` for bad files,
 :class:`ImageError` for bad images).

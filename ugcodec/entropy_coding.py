@@ -18,6 +18,14 @@ The frequencies reach constriction exactly: ``Categorical(frequencies - 1, perfe
 gives each entry ``1 + (frequency - 1)`` of ``2**24`` (constriction's fast quantisation is
 exact when the weights are integers that sum to ``2**24 - n``). So the tables alone
 define the code; no float maths happens at coding time.
+
+    >>> table = quantize_pmf([0.25, 0.5, 0.25], offset=-1)      # values -1, 0, 1 (+ escape)
+    >>> values = np.array([0, 1, -1, 0, 40])                   # 40 is coded by the escape
+    >>> data = encode_symbols(values, np.zeros(5, np.int64), [table])
+    >>> decode_symbols(data, np.zeros(5, np.int64), [table]).tolist()
+    [0, 1, -1, 0, 40]
+    >>> split_streams(join_streams([data, b"\\0" * 4]), 2)[0] == data
+    True
 """
 from __future__ import annotations
 
