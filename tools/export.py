@@ -5,7 +5,6 @@ once here, so that coding never runs float maths on the parsing path.
 """
 from __future__ import annotations
 
-import io
 import os
 from typing import Dict, List, Optional, Sequence
 
@@ -24,6 +23,7 @@ __all__ = [
     "export_adapted_bundle",
     "export_bundle",
     "export_weights",
+    "save_atomically",
     "with_channel_context",
     "write_bundle",
 ]
@@ -170,12 +170,16 @@ def write_bundle(bundle: dict, path: str) -> bytes:
             (bitstream_spec.md §3.3); nothing is written then.
     """
     fingerprint = fingerprint_of(bundle)  # before writing: a bundle it refuses is never saved
-    buffer = io.BytesIO()
-    torch.save(bundle, buffer)
-    temporary = path + ".tmp"
-    with open(temporary, "wb") as handle:
-        handle.write(buffer.getvalue())
-    os.replace(temporary, path)
+    save_atomically(bundle, path)
     return fingerprint
+
+
+def save_atomically(state: dict, path: str) -> None:
+    """``torch.save`` of ``state`` to ``path`` through a temporary file renamed over it,
+    so that an interrupted save never leaves a partial weights file or checkpoint."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    temporary = path + ".tmp"
+    torch.save(state, temporary)
+    os.replace(temporary, path)
 
 

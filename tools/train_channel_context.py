@@ -34,7 +34,7 @@ from tools.training import CropSampler
 from ugcodec.weights import load_model, read_bundle
 
 from .context_model import ChannelContext, integerize_channel_context
-from .export import with_channel_context, write_bundle
+from .export import save_atomically, with_channel_context, write_bundle
 
 Latents = Dict[int, Tuple[Tensor, Tensor]]  # quality -> (float32 residuals, uint8 hyper indexes)
 
@@ -189,9 +189,8 @@ def main(argv=None) -> int:
             if step % 50 == 0:
                 bar.set_postfix(quality=quality, bits=f"{float(loss.detach()):.4f}")
             if args.checkpoint and (step % 250 == 0 or step == args.steps):
-                temporary = args.checkpoint + ".tmp"
-                torch.save({"context": context.state_dict(), "optimizer": optimizer.state_dict(), "step": step}, temporary)
-                os.replace(temporary, args.checkpoint)
+                state = {"context": context.state_dict(), "optimizer": optimizer.state_dict(), "step": step}
+                save_atomically(state, args.checkpoint)
     print(f"trained {step} steps ({time.time() - started:.0f} s this run)")
 
     integer_context = integerize_channel_context(context)

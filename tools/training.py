@@ -38,6 +38,7 @@ from ugcodec.codec import latent_residuals, synthesis_input
 from ugcodec.models import ModelConfig, UGHyperprior
 from ugcodec.weights import CodecModel, load_model
 
+from .export import save_atomically
 from .losses import MultiScaleSemanticLoss, bits_per_pixel, mse_255
 from .teachers import Teacher, load_teacher
 from .widening import widen
@@ -449,7 +450,7 @@ class Trainer:
         }
         if not compact:
             state["optimizer"] = self.optimizer.state_dict()
-        _save_atomically(state, path)
+        save_atomically(state, path)
 
     def load_checkpoint(self, path: Optional[str] = None) -> None:
         """Resumes from ``path`` (default: the run's own checkpoint); a compact one
@@ -498,13 +499,6 @@ def coded_synthesis_input(coder: CodecModel, network: UGHyperprior, x: Tensor, q
     return out
 
 
-def _save_atomically(state: dict, path: str) -> None:
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    temporary = path + ".tmp"
-    torch.save(state, temporary)
-    os.replace(temporary, path)
-
-
 def compact_checkpoint(source: str, destination: str) -> int:
     """Copies a checkpoint written by ``Trainer.save_checkpoint`` without the optimiser's
     moments (what ``compact=True`` writes), without building a Trainer; returns its step.
@@ -515,7 +509,7 @@ def compact_checkpoint(source: str, destination: str) -> int:
     """
     state = torch.load(source, map_location="cpu", weights_only=False)
     state.pop("optimizer", None)
-    _save_atomically(state, destination)
+    save_atomically(state, destination)
     return int(state["step"])
 
 
@@ -535,7 +529,7 @@ def widen_checkpoint(source: str, destination: str, channels: int, seed: int = 0
     state.pop("optimizer", None)
     state["model"] = wide.state_dict()
     state["config"] = {**state["config"], "model": wide.config.to_dict()}
-    _save_atomically(state, destination)
+    save_atomically(state, destination)
     return int(state["step"])
 
 
