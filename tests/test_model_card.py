@@ -1,6 +1,8 @@
 """tools/model_card.py: the training-time sentence says what the run folder's log covers."""
 import json
 
+import pytest
+
 from tools import model_card
 
 
@@ -86,3 +88,12 @@ def test_capacity_limitation_names_the_levels_below_webp_from_the_report(tmp_pat
     assert "so q3 cannot overtake WebP" in line and "28 of the 128 latent channels" in line
     assert "31.2 dB at q3" in line
     assert "not measured" in model_card.capacity_limitation(str(tmp_path), "bbbbbbbbbbbbbbbb")
+
+
+def test_template_sections_are_filled_from_values():
+    lines = model_card.template_section("limitations", capacity_limitation="- CAPACITY FROM THE REPORT")
+    assert lines[0] == "## Limitations" and "- CAPACITY FROM THE REPORT" in lines
+    model = model_card.template_section("model", N=96, M=160, embedding_dim=32, levels=2, lambdas="0.01, 0.02")
+    assert "N = 96, M = 160" in model[1] and "λ = 0.01, 0.02" in model[2]
+    with pytest.raises(KeyError):  # a placeholder with no value is an error, never left in the card
+        model_card.template_section("limitations")
