@@ -32,7 +32,6 @@ import argparse
 import importlib
 import math
 import os
-import sys
 import time
 from collections import defaultdict
 from typing import Dict, List, Optional, Sequence, Tuple

@@ -22,7 +22,6 @@ Writes ``capacity.json`` and ``capacity.md`` under ``--out``.
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from typing import Dict, Optional, Sequence
 

@@ -14,7 +14,6 @@ Writes ``rd.json``, ``rd.md`` and ``rd.png`` under ``--out``.
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 import warnings
 from collections import defaultdict

@@ -164,7 +164,7 @@ def bench_entropy(model, count: int, runs: int) -> dict:
     from compressai.entropy_models import GaussianConditional
 
     from ugcodec.entropy_coding import decode_symbols, encode_symbols
-    from ugcodec.models import scale_table
+    from ugcodec.scales import scale_table
 
     scales = scale_table()
     rng = np.random.default_rng(0)

@@ -13,7 +13,8 @@ from ugcodec.integer_net import (
     integerize_hyper_synthesis,
     scale_thresholds,
 )
-from ugcodec.models import UGHyperprior, scale_table
+from ugcodec.models import UGHyperprior
+from ugcodec.scales import scale_table
 
 from conftest import TINY_CONFIG
 

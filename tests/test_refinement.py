@@ -8,7 +8,7 @@ from PIL import Image
 import ugcodec
 from ugcodec.cli import main
 from ugcodec.codec import decode_pixels, encode_latents, parse_latents, synthesis_input
-from ugcodec.models import scale_table, symbol_bits
+from ugcodec.scales import scale_table, symbol_bits
 from ugcodec.refinement import HUMAN_WEIGHT, MACHINE_WEIGHT, refine_residuals
 
 from conftest import make_photo_like
@@ -102,7 +102,7 @@ def test_cli_refine_option(tmp_path, monkeypatch):
 
 
 def test_rate_distortion_rounding_never_raises_the_exact_cost_and_finds_cheaper_symbols():
-    from ugcodec.models import symbol_bits
+    from ugcodec.scales import symbol_bits
     from ugcodec.refinement import _rate_distortion_rounding
 
     generator = torch.Generator().manual_seed(0)

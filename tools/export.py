@@ -15,7 +15,8 @@ from torch import Tensor
 from ugcodec.channel_context import IntegerChannelContext
 from ugcodec.entropy_coding import CodingTable, quantize_pmf
 from ugcodec.integer_net import GAIN_BITS, integerize_hyper_synthesis, scale_thresholds
-from ugcodec.models import UGHyperprior, scale_table
+from ugcodec.models import UGHyperprior
+from ugcodec.scales import scale_table
 from ugcodec.latent_coders import ChannelMeansScalesCoder, ChannelScalesCoder, HyperpriorCoder, coder_entries
 from ugcodec.weights import NOT_SHIPPED, WEIGHTS_FORMAT, fingerprint_of, read_bundle
 

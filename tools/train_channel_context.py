@@ -29,7 +29,7 @@ import torch
 from torch import Tensor
 
 from ugcodec.codec import latent_residuals
-from ugcodec.models import scale_table, symbol_bits
+from ugcodec.scales import scale_table, symbol_bits
 from tools.training import CropSampler
 from ugcodec.weights import load_model, read_bundle
 

@@ -21,8 +21,9 @@ from torch import Tensor, nn
 
 from ._compressai import EntropyBottleneck, GaussianConditional, GDN, conv, conv3x3, deconv, subpel_conv3x3
 from .layers import FourierPreferenceEmbedding, MachineAdapter, ShiftedResidualBlock, straight_through_round
+from .scales import scale_table
 
-__all__ = ["ModelConfig", "UGHyperprior", "scale_table", "symbol_bits"]
+__all__ = ["ModelConfig", "UGHyperprior"]
 
 @dataclass(frozen=True)
 class ModelConfig:
@@ -65,19 +66,6 @@ class ModelConfig:
             embedding_dim=int(data["embedding_dim"]),
             machine_adapter=bool(data.get("machine_adapter", False)),
         )
-
-
-def scale_table(levels: int = 64, low: float = 0.11, high: float = 256.0) -> Tensor:
-    """compressai's scale table: ``levels`` scales spaced evenly in log between low and high."""
-    return torch.exp(torch.linspace(torch.log(torch.tensor(low)), torch.log(torch.tensor(high)), levels))
-
-
-def symbol_bits(symbol: Tensor, scale: Tensor) -> Tensor:
-    """Cost in bits of integer residuals under zero-mean quantised Gaussians of the given
-    scales (the y coding tables' shape, without their tails): ``-log2 P(symbol)``, elementwise."""
-    normal = torch.distributions.Normal(0.0, 1.0)
-    mass = normal.cdf((symbol + 0.5) / scale) - normal.cdf((symbol - 0.5) / scale)
-    return -torch.log2(mass.clamp_min(1e-9))
 
 
 class PreferenceConditionalSynthesis(nn.Module):

@@ -45,7 +45,7 @@ import torch
 from torch import Tensor
 
 from .layers import straight_through_round
-from .models import scale_table, symbol_bits
+from .scales import scale_table, symbol_bits
 from .tiling import SYNTHESIS_MARGIN, SYNTHESIS_TILE, Tile, tiles
 from .weights import CodecModel
 
