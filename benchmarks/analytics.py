@@ -492,8 +492,7 @@ def plot(result: dict, path: str) -> None:
             axis.plot(bpp, [p.get(f"{model}_top1") for p in points], "o-", color=colours[codec], label=f"{codec} top-1", ms=3)
             axis.plot(bpp, [p.get(f"{model}_top5") for p in points], "x--", color=colours[codec], label=f"{codec} top-5", ms=3, alpha=0.7)
         axis.set(xlabel="bpp", ylabel="agreement with original", title=f"EfficientNet-{model.capitalize()}", ylim=(0, 1.02))
-        axis.grid(True, alpha=0.3)
-        axis.legend(fontsize=7)
+        common.finish_axis(axis, 7)
     if has_teacher:
         axis = axes[-1]
         for codec, points in result["curves"].items():
@@ -501,12 +500,8 @@ def plot(result: dict, path: str) -> None:
             axis.plot(bpp, [p.get("teacher_global") for p in points], "o-", color=colours[codec], label=f"{codec} global", ms=3)
             axis.plot(bpp, [p.get("teacher_local") for p in points], "x--", color=colours[codec], label=f"{codec} local", ms=3, alpha=0.7)
         axis.set(xlabel="bpp", ylabel="1 - cosine", title="MobileNetV2 teacher feature distance")
-        axis.grid(True, alpha=0.3)
-        axis.legend(fontsize=7)
-    figure.suptitle(f"{len(result['photos'])} photo(s): {', '.join(p['name'] for p in result['photos'])}", fontsize=9)
-    figure.tight_layout()
-    figure.savefig(path, dpi=120)
-    plt.close(figure)
+        common.finish_axis(axis, 7)
+    common.save_figure(figure, path, f"{len(result['photos'])} photo(s): {', '.join(p['name'] for p in result['photos'])}")
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:

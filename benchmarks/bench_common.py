@@ -298,6 +298,20 @@ def pyplot():
     return plt
 
 
+def finish_axis(axis, legend_size: int) -> None:
+    """A report plot's axis: light grid, small legend."""
+    axis.grid(True, alpha=0.3)
+    axis.legend(fontsize=legend_size)
+
+
+def save_figure(figure, path: str, title: str) -> None:
+    """Titles and lays out a report's plot, writes it as PNG and frees it."""
+    figure.suptitle(title, fontsize=9)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    pyplot().close(figure)
+
+
 def save_results(out: str, name: str, result: dict, text: str, plot: Optional[Callable[[dict, str], None]] = None) -> None:
     """Prints the markdown report and writes NAME.json, NAME.md (and NAME.png) under ``out``."""
     print()

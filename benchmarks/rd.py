@@ -250,12 +250,8 @@ def plot(result: dict, path: str) -> None:
     axes[0].set(xlabel="bpp", ylabel="PSNR (dB, RGB)", title="PSNR vs rate")
     axes[1].set(xlabel="bpp", ylabel="MS-SSIM (dB)", title="MS-SSIM vs rate")
     for axis in axes:
-        axis.grid(True, alpha=0.3)
-        axis.legend(fontsize=8)
-    figure.suptitle(f"Averaged over {len(result['photos'])} photo(s): {names}", fontsize=9)
-    figure.tight_layout()
-    figure.savefig(path, dpi=120)
-    plt.close(figure)
+        common.finish_axis(axis, 8)
+    common.save_figure(figure, path, f"Averaged over {len(result['photos'])} photo(s): {names}")
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:

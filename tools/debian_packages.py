@@ -4,6 +4,7 @@ from __future__ import annotations
 import glob
 import os
 import subprocess
+import sys
 import tempfile
 from typing import Callable, Optional, TypeVar
 
@@ -48,3 +49,17 @@ def read_package(package: str, read: Callable[[str], T], debs: Optional[str] = N
             return read(extract_package(package, workdir, debs))
     except (FileNotFoundError, ValueError, subprocess.CalledProcessError) as error:
         raise RuntimeError(f"cannot get {package}: {error}") from error
+
+
+def read_package_for_command(package: str, read: Callable[[str], T], debs: Optional[str], nothing: str) -> Optional[T]:
+    """:func:`read_package` for a command line: its error, or ``nothing`` when ``read``
+    found nothing, goes to stderr and None is returned (the command then exits 1)."""
+    try:
+        found = read_package(package, read, debs)
+    except RuntimeError as error:
+        print(error, file=sys.stderr)
+        return None
+    if not found:
+        print(nothing, file=sys.stderr)
+        return None
+    return found

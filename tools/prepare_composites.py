@@ -32,7 +32,7 @@ from typing import List, Optional, Sequence
 import numpy as np
 from PIL import Image
 
-from tools.debian_packages import read_package
+from tools.debian_packages import read_package_for_command
 
 PACKAGE = "tuxpaint-stamps-default"
 STAMP_FOLDER = "usr/share/tuxpaint/stamps"
@@ -106,13 +106,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     if not backgrounds:
         print(f"no *_x2.png corpus images in {args.corpus} (run tools/prepare_corpus.py first)", file=sys.stderr)
         return 1
-    try:
-        stamps = read_package(PACKAGE, load_stamps, args.debs)
-    except RuntimeError as error:
-        print(error, file=sys.stderr)
-        return 1
-    if not stamps:
-        print(f"no photographic stamp in {PACKAGE}", file=sys.stderr)
+    stamps = read_package_for_command(PACKAGE, load_stamps, args.debs, f"no photographic stamp in {PACKAGE}")
+    if stamps is None:
         return 1
     os.makedirs(args.out, exist_ok=True)
     rng = random.Random(args.seed)

@@ -38,7 +38,7 @@ from typing import Dict, List, Optional, Tuple
 
 from PIL import Image
 
-from tools.debian_packages import read_package
+from tools.debian_packages import read_package_for_command
 from tools.prepare_corpus import save_downscales
 
 PACKAGE = "gcompris-qt-data"
@@ -183,13 +183,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     if not corpus:
         print(f"no corpus images in {args.corpus} (run tools/prepare_corpus.py first)", file=sys.stderr)
         return 1
-    try:
-        photos = read_package(PACKAGE, load_photos, args.debs)
-    except RuntimeError as error:
-        print(error, file=sys.stderr)
-        return 1
-    if not photos:
-        print(f"no photograph in {PACKAGE}'s activities {', '.join(ACTIVITIES)}", file=sys.stderr)
+    nothing = f"no photograph in {PACKAGE}'s activities {', '.join(ACTIVITIES)}"
+    photos = read_package_for_command(PACKAGE, load_photos, args.debs, nothing)
+    if photos is None:
         return 1
     os.makedirs(args.out, exist_ok=True)
     manifest = []
