@@ -4,6 +4,8 @@ import os
 import subprocess
 import sys
 
+import numpy as np
+import pytest
 from PIL import Image
 
 from conftest import build_deb, make_photo_like, needs_dpkg_deb
