@@ -58,7 +58,7 @@ def test_debian_set_is_fetched_from_the_packages_shrunk_and_loaded(photos, tmp_p
 
 
 def test_debian_set_that_was_not_fetched_says_how_to_fetch_it(photos, tmp_path):
-    with pytest.raises(FileNotFoundError, match="photos.py --fetch"):
+    with pytest.raises(FileNotFoundError, match="benchmarks.photos --fetch"):
         photos.load_photos(photo_set="debian", cache=str(tmp_path))
     with pytest.raises(ValueError, match="unknown photo set"):
         photos.load_photos(photo_set="imagenet")
