@@ -174,8 +174,9 @@ def _summary(destination: str, data: bytes) -> str:
 @click.option("-j", "--jobs", type=click.IntRange(1, 64), default=None,
               help="Parallel workers when encoding many files (default: CPU cores).")
 @click.option("--weights", type=click.Path(dir_okay=False), help="Weights file (default: the shipped model).")
+@click.option("--strip", is_flag=True, help="Drop the image's ICC profile, EXIF and XMP (kept by default).")
 def encode(sources: Tuple[str, ...], destination: str, quality: Optional[int], refine: int, force: bool,
-           jobs: Optional[int], weights: Optional[str]) -> None:
+           jobs: Optional[int], weights: Optional[str], strip: bool) -> None:
     """Compress images (PNG, JPEG, ...) into .ugc files.
 
     \b
@@ -195,13 +196,13 @@ def encode(sources: Tuple[str, ...], destination: str, quality: Optional[int], r
     if len(sources) == 1 and not os.path.isdir(source) and not pattern:
         if os.path.isdir(destination) and source != "-":
             destination = os.path.join(destination, os.path.splitext(os.path.basename(source))[0] + ".ugc")
-        _encode_one_file(source, destination, quality, refine, force, weights)
+        _encode_one_file(source, destination, quality, refine, force, weights, strip)
     else:
-        _encode_many(_expand_sources(sources), destination, quality, refine, force, jobs, weights)
+        _encode_many(_expand_sources(sources), destination, quality, refine, force, jobs, weights, strip)
 
 
 def _encode_one_file(source: str, destination: str, quality: int, refine: int, force: bool,
-                     weights: Optional[str]) -> None:
+                     weights: Optional[str], strip: bool = False) -> None:
     from .codec import encode as encode_image
     from .weights import load_model
 
@@ -210,7 +211,7 @@ def _encode_one_file(source: str, destination: str, quality: int, refine: int, f
             _check_output(source, destination, force)
         model = load_model(weights)
         image = _read_bytes(source) if source == "-" else source
-        data = encode_image(image, quality, model=model, progress=True, refine=refine)
+        data = encode_image(image, quality, model=model, progress=True, refine=refine, metadata=not strip)
         _write_output(destination, data)
     click.echo(_summary(destination, data), err=True)
 
@@ -228,12 +229,12 @@ def _worker_start(weights: Optional[str]) -> None:
     _worker_model = load_model(weights)
 
 
-def _worker_encode(job: Tuple[str, str, int, int]) -> Tuple[str, Optional[str], Optional[str]]:
+def _worker_encode(job: Tuple[str, str, int, int, bool]) -> Tuple[str, Optional[str], Optional[str]]:
     from .codec import encode as encode_image
 
-    source, target, quality, refine = job
+    source, target, quality, refine, strip = job
     try:
-        data = encode_image(source, quality, model=_worker_model, refine=refine)
+        data = encode_image(source, quality, model=_worker_model, refine=refine, metadata=not strip)
         _write_atomically(target, data)
         return source, _summary(target, data), None
     except (UgcError, ValueError, OSError) as error:
@@ -241,7 +242,7 @@ def _worker_encode(job: Tuple[str, str, int, int]) -> Tuple[str, Optional[str], 
 
 
 def _encode_many(paths: List[str], folder: str, quality: int, refine: int, force: bool, jobs: Optional[int],
-                 weights: Optional[str]) -> None:
+                 weights: Optional[str], strip: bool = False) -> None:
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
@@ -263,7 +264,7 @@ def _encode_many(paths: List[str], folder: str, quality: int, refine: int, force
         if os.path.exists(target) and not force:
             failures.append((source, f"{target} exists (use --force to overwrite it)"))
         else:
-            work.append((source, target, quality, refine))
+            work.append((source, target, quality, refine, strip))
     workers = min(jobs or os.cpu_count() or 1, max(1, len(work)))
     if work:
         context = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn")
@@ -310,6 +311,7 @@ def decode(source: str, destination: Optional[str], preference: str, force: bool
     from PIL import Image
 
     from .codec import decode as decode_file
+    from .metadata import save_options
     from .models import preference_to_beta
     from .weights import load_model
 
@@ -330,7 +332,7 @@ def decode(source: str, destination: Optional[str], preference: str, force: bool
         data = _read_bytes(source)
         image = decode_file(data, preference, model=load_model(weights), progress=True)
         buffer = io.BytesIO()
-        image.save(buffer, format=image_format)
+        image.save(buffer, format=image_format, **save_options(image, image_format))
         _write_output(destination, buffer.getvalue())
     click.echo(f"{destination}: {image.width}x{image.height} {image.mode} ({preference})", err=True)
 
@@ -339,12 +341,13 @@ def decode(source: str, destination: Optional[str], preference: str, force: bool
 @click.argument("source", type=click.Path(dir_okay=False, allow_dash=True))
 @click.option("--json", "as_json", is_flag=True, help="Print the header as JSON.")
 def info(source: str, as_json: bool) -> None:
-    """Show the header of the .ugc file SOURCE (the whole file is verified)."""
-    from .codec import read_header
+    """Show the header and metadata of the .ugc file SOURCE (the whole file is verified)."""
+    from .container import Container
 
     with _user_errors():
-        header = read_header(_read_bytes(source))
-    fields = header.to_dict()
+        container = Container.from_bytes(_read_bytes(source))
+    fields = container.header.to_dict()
+    fields["metadata"] = container.metadata.describe()
     if as_json:
         click.echo(json.dumps(fields, indent=2))
         return
@@ -352,6 +355,8 @@ def info(source: str, as_json: bool) -> None:
     for name, value in fields.items():
         if isinstance(value, float):
             value = f"{value:.4f}"
+        elif isinstance(value, dict):  # metadata: what the file carries, with sizes
+            value = ", ".join(f"{key} ({size} bytes)" for key, size in value.items()) or "none"
         click.echo(f"{name.replace('_', ' '):<{width}}  {value}")
 
 

@@ -19,6 +19,7 @@ from .entropy_coding import SymbolRangeError, decode_symbols, encode_symbols, jo
 from .errors import FormatError, ImageError, ModelMismatchError
 from .image_io import ImageSource, array_to_image, load_image
 from .integer_net import GAIN_BITS, entropy_parameters
+from .metadata import Metadata, attach as attach_metadata, read_metadata
 from .models import preference_to_beta
 from .refinement import check_steps, refine_residuals
 from .tiling import ANALYSIS_MARGIN, ANALYSIS_TILE, LATENT_STRIDE, SYNTHESIS_MARGIN, SYNTHESIS_TILE, tiles
@@ -197,6 +198,7 @@ def encode(
     model: Optional[CodecModel] = None,
     progress: bool = False,
     refine: int = 0,
+    metadata: bool = True,
 ) -> bytes:
     """Compresses an image to the bytes of a .ugc file.
 
@@ -213,6 +215,10 @@ def encode(
             "Results"); encoding then takes tens of seconds per photo instead of
             under one. 0 (default) is the plain, fast analysis transform. Any value
             makes a standard file.
+        metadata: keep the image's ICC profile, EXIF and XMP (:mod:`ugcodec.metadata`;
+            the EXIF orientation is applied to the pixels and removed from the tags).
+            ``False`` stores none. An image without metadata gives the same bytes
+            either way.
 
     Returns:
         the .ugc file's bytes; encoding the same image twice gives the same bytes
@@ -222,7 +228,8 @@ def encode(
         ImageError: the image cannot be read or coded.
         ValueError: quality or refine out of range.
     """
-    return encode_latents(image, quality, model, progress, refine)[0]
+    data = encode_latents(image, quality, model, progress, refine)[0]
+    return attach_metadata(data, Metadata.from_source(image)) if metadata else data
 
 
 def read_header(data: bytes) -> Header:
@@ -329,7 +336,8 @@ def decode(
         progress: show a progress bar on stderr for large images.
 
     Returns:
-        a PIL image of the original size, mode ``"L"`` or ``"RGB"`` as encoded.
+        a PIL image of the original size, mode ``"L"`` or ``"RGB"`` as encoded; its
+        ``info`` holds the file's metadata (``icc_profile``, ``exif``, ``xmp``), if any.
 
     Raises:
         FormatError: malformed file; ModelMismatchError: made by other weights;
@@ -339,4 +347,6 @@ def decode(
     model = model or load_model()
     latents = parse_latents(data, model)
     pixels = decode_pixels(latents, beta, model, progress)
-    return array_to_image(pixels, latents.header.mode)
+    image = array_to_image(pixels, latents.header.mode)
+    image.info.update(read_metadata(data).to_pil_info())
+    return image
