@@ -5,6 +5,7 @@
     >>> better = ugcodec.encode("photo.png", quality=3, refine=20)  # slower encoder, same format
     >>> picture = ugcodec.decode(data, preference="human")    # PIL.Image
     >>> features = ugcodec.decode(data, preference="machine")
+    >>> tensor = ugcodec.decode_tensor(data, preference="machine")   # float (3, H, W), no PIL
     >>> ugcodec.read_header(data).width
 
 Errors a caller can cause are :class:`UgcError` (:class:`FormatError` for bad files,
@@ -15,12 +16,15 @@ __version__ = "0.1.0"
 from .errors import FormatError, ImageError, ModelMismatchError, UgcError  # noqa: E402
 from .codec import DEFAULT_QUALITY, decode, encode, parse_latents, read_header  # noqa: E402
 from .container import Header  # noqa: E402
+from .pipelines import decode_tensor, decode_tensors  # noqa: E402
 from .weights import load_model  # noqa: E402
 
 __all__ = [
     "__version__",
     "encode",
     "decode",
+    "decode_tensor",
+    "decode_tensors",
     "read_header",
     "parse_latents",
     "load_model",
