@@ -175,8 +175,11 @@ def _summary(destination: str, data: bytes) -> str:
               help="Parallel workers when encoding many files (default: CPU cores).")
 @click.option("--weights", type=click.Path(dir_okay=False), help="Weights file (default: the shipped model).")
 @click.option("--strip", is_flag=True, help="Drop the image's ICC profile, EXIF and XMP (kept by default).")
+@click.option("--ray", "on_ray", is_flag=True,
+              help="Run on Ray: a local instance, or the cluster RAY_ADDRESS names (pip install 'ugcodec[ray]').")
+@click.option("--ray-address", metavar="ADDR", help="Run on the Ray cluster at ADDR (e.g. auto, HOST:6379).")
 def encode(sources: Tuple[str, ...], destination: str, quality: Optional[int], refine: int, force: bool,
-           jobs: Optional[int], weights: Optional[str], strip: bool) -> None:
+           jobs: Optional[int], weights: Optional[str], strip: bool, on_ray: bool, ray_address: Optional[str]) -> None:
     """Compress images (PNG, JPEG, ...) into .ugc files.
 
     \b
@@ -184,6 +187,8 @@ def encode(sources: Tuple[str, ...], destination: str, quality: Optional[int], r
     ugc encode photos/ out/               every image in a folder, into a folder
     ugc encode a.png b.jpg 'c*.png' out/  several files or patterns, into a folder
     ugc encode photo.png photo.ugc -q 4 --refine 20   slower, better encoding
+    ugc encode photos/ out/ --ray         on Ray: a local instance or a cluster
+                                          (--ray-address ADDR; ugcodec/ray_batch.py)
 
     Many files are encoded in parallel with a progress bar; a bad file is reported
     at the end and does not stop the others (exit code 1 if any failed).
@@ -191,6 +196,11 @@ def encode(sources: Tuple[str, ...], destination: str, quality: Optional[int], r
     from .codec import DEFAULT_QUALITY
 
     quality = DEFAULT_QUALITY if quality is None else quality
+    if on_ray or ray_address:  # always into a folder; ugcodec/ray_batch.py says how to use a cluster
+        from .ray_batch import encode_cli
+
+        return encode_cli(_expand_sources(sources), destination, quality=quality, refine=refine, force=force,
+                          workers=jobs, weights=weights, strip=strip, address=ray_address)
     source = sources[0]
     pattern = glob.has_magic(source) and not os.path.exists(source)
     if len(sources) == 1 and not os.path.isdir(source) and not pattern:
@@ -291,21 +301,32 @@ def _default_output(source: str, preference: str) -> str:
 
 
 @main.command()
-@click.argument("source", type=click.Path(dir_okay=False, allow_dash=True))
-@click.argument("destination", required=False, type=click.Path(dir_okay=False, allow_dash=True))
+@click.argument("source", type=click.Path(allow_dash=True))
+@click.argument("destination", required=False, type=click.Path(allow_dash=True))
 @click.option(
     "--for", "--preference", "preference", default="human", show_default=True,
     help="Who the picture is for: 'human', 'machine', or a number in [0, 1] that blends them.",
 )
 @click.option("-f", "--force", is_flag=True, help="Overwrite DESTINATION if it exists.")
 @click.option("--weights", type=click.Path(dir_okay=False), help="Weights file (default: the shipped model).")
-def decode(source: str, destination: Optional[str], preference: str, force: bool, weights: Optional[str]) -> None:
+@click.option("-j", "--jobs", type=click.IntRange(1, 4096), default=None, help="With --ray: most workers.")
+@click.option("--ray", "on_ray", is_flag=True,
+              help="Run on Ray: a local instance, or the cluster RAY_ADDRESS names (pip install 'ugcodec[ray]').")
+@click.option("--ray-address", metavar="ADDR", help="Run on the Ray cluster at ADDR (e.g. auto, HOST:6379).")
+def decode(source: str, destination: Optional[str], preference: str, force: bool, weights: Optional[str],
+           jobs: Optional[int], on_ray: bool, ray_address: Optional[str]) -> None:
     """Decompress the .ugc file SOURCE into an image.
 
     DESTINATION defaults to SOURCE's name with .human.png or .machine.png; its
     extension picks the image format (PNG is lossless; use it). '-' reads the file
-    from stdin or writes PNG to stdout.
+    from stdin or writes PNG to stdout. With --ray, SOURCE may be a folder of .ugc
+    files and DESTINATION a folder (default: next to each file).
     """
+    if on_ray or ray_address:
+        from .ray_batch import decode_cli
+
+        return decode_cli([source], destination, preference=preference, force=force, workers=jobs,
+                          weights=weights, address=ray_address)
     import io
 
     from PIL import Image
