@@ -177,3 +177,44 @@ def test_png_input_metadata(tmp_path):
     buffer = io.BytesIO()
     Image.fromarray(make_photo_like(24, 32)).save(buffer, "PNG")
     assert read_metadata(ugcodec.encode(buffer.getvalue())) == Metadata()
+
+
+def _reseal_block(data: bytearray) -> bytes:
+    """Recomputes the header and metadata CRCs where the (damaged) layout allows it."""
+    data[28:32] = struct.pack(">I", zlib.crc32(bytes(data[:28])))
+    (length,) = struct.unpack(">I", bytes(data[HEADER_SIZE : HEADER_SIZE + 4]))
+    end = HEADER_SIZE + 4 + length
+    if end + 4 <= len(data):
+        data[end : end + 4] = struct.pack(">I", zlib.crc32(bytes(data[HEADER_SIZE:end])))
+    return bytes(data)
+
+
+def test_mutated_metadata_blocks_fail_cleanly():
+    """Random damage inside the block, CRCs recomputed so the entry parser is reached:
+    only FormatError (from the container) or Pillow's errors (from the plugin)."""
+    import random
+
+    from PIL import UnidentifiedImageError
+
+    import ugcodec.pillow_plugin  # noqa: F401
+
+    data = ugcodec.encode(make_photo_like(16, 16))
+    full = attach(data, Metadata(icc_profile=b"p" * 40, exif=b"MM\x00*" + bytes(12), xmp=b"<x/>"))
+    block_end = len(full) - len(data) + HEADER_SIZE
+    rng = random.Random(11)
+    outcomes = set()
+    for _ in range(400):
+        mutant = bytearray(full)
+        for _ in range(rng.randint(1, 4)):
+            mutant[rng.randrange(HEADER_SIZE, block_end)] = rng.randrange(256)
+        mutant = _reseal_block(mutant)
+        try:
+            Container.from_bytes(mutant)
+            outcomes.add("parsed")
+        except ugcodec.FormatError:
+            outcomes.add("refused")
+        try:
+            Image.open(io.BytesIO(mutant)).close()
+        except UnidentifiedImageError:
+            pass
+    assert outcomes == {"parsed", "refused"}

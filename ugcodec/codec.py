@@ -229,7 +229,8 @@ def encode(
         ValueError: quality or refine out of range.
     """
     data = encode_latents(image, quality, model, progress, refine)[0]
-    return attach_metadata(data, Metadata.from_source(image)) if metadata else data
+    stored = Metadata.from_source(image) if metadata else Metadata()
+    return attach_metadata(data, stored) if stored else data
 
 
 def read_header(data: bytes) -> Header:
