@@ -21,6 +21,13 @@ must be able to read the sources: a shared file system, or URIs that pyarrow's f
 systems open (``s3://``, ``gs://``, ``hdfs://``...). Outputs are written by the driver,
 into a folder on the machine that runs ``ugc``. ``ray job submit`` works too: run the same
 command as the job's entry point.
+
+Ray Data's own ``read_images`` reads .ugc files too, through the Pillow plugin, once every
+worker has registered it (decoded for humans; ``register_ugc_opener`` picks another
+preference)::
+
+    ray.init(runtime_env={"worker_process_setup_hook": "ugcodec.pillow_plugin.register_ugc_opener"})
+    images = ray.data.read_images("coded/", file_extensions=["ugc"])
 """
 from __future__ import annotations
 
