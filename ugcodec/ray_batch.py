@@ -275,6 +275,8 @@ def decode_cli(sources: List[str], folder: Optional[str], *, preference: str, fo
                 paths.append(source)
         if not paths:
             raise UgcError("no .ugc files found")
+        if folder is None and any(_is_uri(path) for path in paths):
+            raise UgcError("name a DESTINATION folder when decoding URIs")
         if folder is not None:
             if os.path.exists(folder) and not os.path.isdir(folder):
                 raise UgcError(f"{folder} must be a folder when decoding on Ray")
