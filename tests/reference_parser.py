@@ -1,4 +1,4 @@
-"""Independent reference parser for ``.ugc`` format version 1, written from bitstream_spec.md.
+"""Independent reference parser for ``.ugc`` format versions 1 and 2, written from bitstream_spec.md.
 
 It shares no code with the package: no constriction, no ``ugcodec.entropy_coding`` /
 ``integer_net`` / ``codec`` / ``container``. Everything is plain Python integers and
@@ -10,6 +10,7 @@ Entry points:
 * :func:`parse` -> ``(z_symbols, y_symbols, scale_index)``, int64 arrays shaped
   ``(1, N, h, w)``, ``(1, M, 4h, 4w)``, ``(1, M, 4h, 4w)``.
 * :func:`parse_full` -> :class:`Parsed` (also the header and the exact means).
+* :func:`parse_metadata` -> the metadata entries of a version 2 file, by tag.
 * :func:`parse_container`, :func:`decode_section`, :class:`AnsDecoder`,
   :func:`hyper_synthesis`, :func:`entropy_parameters`: the pieces, for unit tests.
 
@@ -36,6 +37,7 @@ __all__ = [
     "AnsDecoder",
     "Parsed",
     "parse_container",
+    "parse_metadata",
     "load_weights",
     "fingerprint",
     "decode_section",
@@ -48,6 +50,9 @@ __all__ = [
 # --- constants of format version 1 (spec sections 2, 5, 6, 7) -------------------------
 MAGIC = b"\x89UGC"
 VERSION = 1
+METADATA_VERSION = 2  # version 1 plus a metadata block (spec section 2.2)
+METADATA_LIMIT = (1 << 24) - 1
+METADATA_TAGS = (b"ICCP", b"EXIF", b"XMP ")
 HEADER_SIZE = 32
 TRAILER_SIZE = 4
 MODEL_IDS = (1, 2, 3)
@@ -88,6 +93,43 @@ class Header:
     y_length: int
 
 
+def _metadata_block(data: bytes) -> Tuple[Dict[bytes, bytes], int]:
+    """Spec 2.2: the entries of the metadata block at offset 32 and its size in bytes."""
+    if len(data) < HEADER_SIZE + 4:
+        raise ReferenceFormatError("truncated metadata")
+    (length,) = struct.unpack(">I", data[HEADER_SIZE : HEADER_SIZE + 4])
+    if length > METADATA_LIMIT:
+        raise ReferenceFormatError("metadata block too large")
+    end = HEADER_SIZE + 4 + length
+    if len(data) < end + 4:
+        raise ReferenceFormatError("truncated metadata")
+    (crc,) = struct.unpack(">I", data[end : end + 4])
+    if zlib.crc32(data[HEADER_SIZE:end]) != crc:
+        raise ReferenceFormatError("metadata CRC mismatch")
+    entries: Dict[bytes, bytes] = {}
+    i = HEADER_SIZE + 4
+    while i < end:
+        if end - i < 8:
+            raise ReferenceFormatError("metadata entry header cut short")
+        tag = data[i : i + 4]
+        (size,) = struct.unpack(">I", data[i + 4 : i + 8])
+        i += 8
+        if i + size > end:
+            raise ReferenceFormatError("metadata entry past the block")
+        if tag in METADATA_TAGS:
+            if tag in entries:
+                raise ReferenceFormatError("repeated metadata entry")
+            entries[tag] = data[i : i + size]
+        i += size
+    return entries, 8 + length
+
+
+def parse_metadata(data: bytes) -> Dict[bytes, bytes]:
+    """The known metadata entries (tag -> bytes) of a whole, valid file; {} for version 1."""
+    parse_container(data)
+    return _metadata_block(bytes(data))[0] if data[4] == METADATA_VERSION else {}
+
+
 def parse_container(data: bytes) -> Tuple[Header, bytes, bytes]:
     """Checks the whole file and splits it into (header, z section, y section)."""
     data = bytes(data)
@@ -100,7 +142,7 @@ def parse_container(data: bytes) -> Tuple[Header, bytes, bytes]:
     fp = data[12:20]
     z_length, y_length = struct.unpack(">II", data[20:28])
     (header_crc,) = struct.unpack(">I", data[28:32])
-    if version != VERSION:
+    if version not in (VERSION, METADATA_VERSION):
         raise ReferenceFormatError(f"unknown version {version}")
     if zlib.crc32(data[0:28]) != header_crc:
         raise ReferenceFormatError("header CRC mismatch")
@@ -114,12 +156,14 @@ def parse_container(data: bytes) -> Tuple[Header, bytes, bytes]:
         raise ReferenceFormatError("zero image size")
     if z_length % 4 or y_length % 4:
         raise ReferenceFormatError("section length not a multiple of 4")
-    total = HEADER_SIZE + z_length + y_length + TRAILER_SIZE
+    metadata_size = _metadata_block(data)[1] if version == METADATA_VERSION else 0
+    start = HEADER_SIZE + metadata_size
+    total = start + z_length + y_length + TRAILER_SIZE
     if len(data) < total:
         raise ReferenceFormatError("truncated payload")
     if len(data) > total:
         raise ReferenceFormatError("trailing bytes")
-    payload = data[HEADER_SIZE : total - TRAILER_SIZE]
+    payload = data[start : total - TRAILER_SIZE]
     (payload_crc,) = struct.unpack(">I", data[total - TRAILER_SIZE : total])
     if zlib.crc32(payload) != payload_crc:
         raise ReferenceFormatError("payload CRC mismatch")

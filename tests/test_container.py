@@ -59,7 +59,7 @@ def test_trailing_bytes_and_wrong_magic():
 @pytest.mark.parametrize(
     "offset, value, message",
     [
-        (4, 2, "version"),
+        (4, 3, "version"),
         (5, 9, "model id"),
         (6, 7, "colour mode"),
         (7, 0, "quality"),

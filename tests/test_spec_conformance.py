@@ -90,7 +90,8 @@ def test_malformed_containers_are_rejected_like_the_package(files):
     good = next(iter(files.values()))
     cases = {
         "magic": b"\x89UGD" + good[4:],
-        "version": _reseal(bytearray(good[:4]) + b"\x02" + bytearray(good[5:])),
+        "version": _reseal(bytearray(good[:4]) + b"\x03" + bytearray(good[5:])),
+        "version 2 without a metadata block": _reseal(bytearray(good[:4]) + b"\x02" + bytearray(good[5:])),
         "header CRC": good[:10] + bytes([good[10] ^ 0x80]) + good[11:],
         "truncated": good[:-1],
         "short header": good[:20],
@@ -102,6 +103,57 @@ def test_malformed_containers_are_rejected_like_the_package(files):
         "zero width": _reseal(bytearray(good[:8]) + b"\x00\x00" + bytearray(good[10:])),
         "fingerprint": _reseal(bytearray(good[:12]) + bytes(8) + bytearray(good[20:])),
         "section length": _reseal(bytearray(good[:20]) + struct.pack(">I", struct.unpack(">I", good[20:24])[0] + 2) + bytearray(good[24:])),
+    }
+    for name, data in cases.items():
+        with pytest.raises(ref.ReferenceFormatError):
+            ref.parse(data, DEFAULT_WEIGHTS)
+        with pytest.raises(ugcodec.FormatError):
+            ugcodec.parse_latents(data)
+
+
+def _metadata_file(good: bytes, entries: bytes, length=None, crc_delta: int = 0) -> bytes:
+    """``good`` made version 2 with a hand-built metadata block (spec 2.2)."""
+    header = bytearray(good[: ref.HEADER_SIZE])
+    header[4] = 2
+    block = struct.pack(">I", len(entries) if length is None else length) + entries
+    body = _reseal(header) + block + struct.pack(">I", (zlib.crc32(block) + crc_delta) & 0xFFFFFFFF)
+    return body + good[ref.HEADER_SIZE :]
+
+
+def _entry(tag: bytes, data: bytes) -> bytes:
+    return struct.pack(">4sI", tag, len(data)) + data
+
+
+def test_metadata_block_parses_like_the_package(files):
+    from ugcodec.metadata import Metadata, attach
+
+    good = next(iter(files.values()))
+    meta = Metadata(icc_profile=b"icc bytes", exif=b"MM\x00*\x00\x00\x00\x08\x00\x00", xmp=b"<x/>")
+    data = attach(good, meta)
+    assert data[4] == 2
+    assert ref.parse_metadata(data) == {b"ICCP": meta.icc_profile, b"EXIF": meta.exif, b"XMP ": meta.xmp}
+    expected = ugcodec.parse_latents(data, ugcodec.load_model(DEFAULT_WEIGHTS))
+    parsed = ref.parse_full(data, DEFAULT_WEIGHTS)
+    for name in ("z", "y", "scale_index"):
+        np.testing.assert_array_equal(getattr(parsed, name), getattr(expected, name).numpy(), err_msg=name)
+    # Unknown tags are skipped by both readers.
+    skipping = _metadata_file(good, _entry(b"NEW!", b"123") + _entry(b"XMP ", b"<x/>"))
+    assert ref.parse_metadata(skipping) == {b"XMP ": b"<x/>"}
+    assert ugcodec.metadata.read_metadata(skipping) == Metadata(xmp=b"<x/>")
+    assert ref.parse_metadata(good) == {}
+
+
+def test_malformed_metadata_is_rejected_like_the_package(files):
+    good = next(iter(files.values()))
+    cases = {
+        "metadata CRC": _metadata_file(good, _entry(b"ICCP", b"abc"), crc_delta=1),
+        "too large": _metadata_file(good, b"", length=1 << 24),
+        "length past the file": _metadata_file(good, b"", length=(1 << 24) - 1),
+        "entry header cut short": _metadata_file(good, b"ICCP\x00"),
+        "entry past the block": _metadata_file(good, struct.pack(">4sI", b"EXIF", 9) + b"1234"),
+        "repeated entry": _metadata_file(good, _entry(b"ICCP", b"a") + _entry(b"ICCP", b"b")),
+        "truncated block": _metadata_file(good, _entry(b"ICCP", b"abc"))[: ref.HEADER_SIZE + 6],
+        "payload CRC": _metadata_file(good, _entry(b"ICCP", b"abc"))[:-1] + bytes([good[-1] ^ 1]),
     }
     for name, data in cases.items():
         with pytest.raises(ref.ReferenceFormatError):

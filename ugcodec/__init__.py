@@ -9,6 +9,8 @@
     (80, 48)
     >>> ugcodec.decode(data, preference="machine").mode
     'RGB'
+    >>> ugcodec.decode_tensor(data, preference="machine").shape   # float (3, H, W), no PIL
+    torch.Size([3, 48, 80])
 
 ``ugcodec.encode(image, quality, refine=20)`` spends more time choosing the symbols of the
 same format.
@@ -21,12 +23,15 @@ __version__ = "0.1.0"
 from .errors import FormatError, ImageError, ModelMismatchError, UgcError  # noqa: E402
 from .codec import DEFAULT_QUALITY, decode, encode, parse_latents, read_header  # noqa: E402
 from .container import Header  # noqa: E402
+from .pipelines import decode_tensor, decode_tensors  # noqa: E402
 from .weights import load_model  # noqa: E402
 
 __all__ = [
     "__version__",
     "encode",
     "decode",
+    "decode_tensor",
+    "decode_tensors",
     "read_header",
     "parse_latents",
     "load_model",

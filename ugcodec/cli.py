@@ -175,8 +175,12 @@ def _summary(destination: str, data: bytes) -> str:
 @click.option("-j", "--jobs", type=click.IntRange(1, 64), default=None,
               help="Parallel workers when encoding many files (default: CPU cores).")
 @click.option("--weights", type=click.Path(dir_okay=False), help="Weights file (default: the shipped model).")
+@click.option("--strip", is_flag=True, help="Drop the image's ICC profile, EXIF and XMP (kept by default).")
+@click.option("--ray", "on_ray", is_flag=True,
+              help="Run on Ray: a local instance, or the cluster RAY_ADDRESS names (pip install 'ugcodec[ray]').")
+@click.option("--ray-address", metavar="ADDR", help="Run on the Ray cluster at ADDR (e.g. auto, HOST:6379).")
 def encode(sources: Tuple[str, ...], destination: str, quality: int, refine: int, force: bool,
-           jobs: Optional[int], weights: Optional[str]) -> None:
+           jobs: Optional[int], weights: Optional[str], strip: bool, on_ray: bool, ray_address: Optional[str]) -> None:
     """Compress images (PNG, JPEG, ...) into .ugc files.
 
     \b
@@ -184,22 +188,29 @@ def encode(sources: Tuple[str, ...], destination: str, quality: int, refine: int
     ugc encode photos/ out/               every image in a folder, into a folder
     ugc encode a.png b.jpg 'c*.png' out/  several files or patterns, into a folder
     ugc encode photo.png photo.ugc -q 4 --refine 20   slower, better encoding
+    ugc encode photos/ out/ --ray         on Ray: a local instance or a cluster
+                                          (--ray-address ADDR; ugcodec/ray_batch.py)
 
     Many files are encoded in parallel with a progress bar; a bad file is reported
     at the end and does not stop the others (exit code 1 if any failed).
     """
+    if on_ray or ray_address:  # always into a folder; ugcodec/ray_batch.py says how to use a cluster
+        from .ray_batch import encode_cli
+
+        return encode_cli(_expand_sources(sources), destination, quality=quality, refine=refine, force=force,
+                          workers=jobs, weights=weights, strip=strip, address=ray_address)
     source = sources[0]
     pattern = glob.has_magic(source) and not os.path.exists(source)
     if len(sources) == 1 and not os.path.isdir(source) and not pattern:
         if os.path.isdir(destination) and source != "-":
             destination = os.path.join(destination, os.path.splitext(os.path.basename(source))[0] + ".ugc")
-        _encode_one_file(source, destination, quality, refine, force, weights)
+        _encode_one_file(source, destination, quality, refine, force, weights, strip)
     else:
-        _encode_many(_expand_sources(sources), destination, quality, refine, force, jobs, weights)
+        _encode_many(_expand_sources(sources), destination, quality, refine, force, jobs, weights, strip)
 
 
 def _encode_one_file(source: str, destination: str, quality: int, refine: int, force: bool,
-                     weights: Optional[str]) -> None:
+                     weights: Optional[str], strip: bool = False) -> None:
     from .codec import encode as encode_image
     from .weights import load_model
 
@@ -208,7 +219,7 @@ def _encode_one_file(source: str, destination: str, quality: int, refine: int, f
             _check_output(source, destination, force)
         model = load_model(weights)
         image = _read_bytes(source) if source == "-" else source
-        data = encode_image(image, quality, model=model, progress=True, refine=refine)
+        data = encode_image(image, quality, model=model, progress=True, refine=refine, metadata=not strip)
         _write_output(destination, data)
     click.echo(_summary(destination, data), err=True)
 
@@ -226,12 +237,12 @@ def _worker_start(weights: Optional[str]) -> None:
     _worker_model = load_model(weights)
 
 
-def _worker_encode(job: Tuple[str, str, int, int]) -> Tuple[str, Optional[str], Optional[str]]:
+def _worker_encode(job: Tuple[str, str, int, int, bool]) -> Tuple[str, Optional[str], Optional[str]]:
     from .codec import encode as encode_image
 
-    source, target, quality, refine = job
+    source, target, quality, refine, strip = job
     try:
-        data = encode_image(source, quality, model=_worker_model, refine=refine)
+        data = encode_image(source, quality, model=_worker_model, refine=refine, metadata=not strip)
         _write_atomically(target, data)
         return source, _summary(target, data), None
     except (UgcError, ValueError, OSError) as error:
@@ -239,7 +250,7 @@ def _worker_encode(job: Tuple[str, str, int, int]) -> Tuple[str, Optional[str], 
 
 
 def _encode_many(paths: List[str], folder: str, quality: int, refine: int, force: bool, jobs: Optional[int],
-                 weights: Optional[str]) -> None:
+                 weights: Optional[str], strip: bool = False) -> None:
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
@@ -261,7 +272,7 @@ def _encode_many(paths: List[str], folder: str, quality: int, refine: int, force
         if os.path.exists(target) and not force:
             failures.append((source, f"{target} exists (use --force to overwrite it)"))
         else:
-            work.append((source, target, quality, refine))
+            work.append((source, target, quality, refine, strip))
     workers = min(jobs or os.cpu_count() or 1, max(1, len(work)))
     if work:
         context = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn")
@@ -288,27 +299,39 @@ def _default_output(source: str, preference: str) -> str:
 
 
 @main.command()
-@click.argument("source", type=click.Path(dir_okay=False, allow_dash=True))
-@click.argument("destination", required=False, type=click.Path(dir_okay=False, allow_dash=True))
+@click.argument("source", type=click.Path(allow_dash=True))
+@click.argument("destination", required=False, type=click.Path(allow_dash=True))
 @click.option(
     "--for", "--preference", "preference", default="human", show_default=True,
     help="Who the picture is for: 'human', 'machine', or a number in [0, 1] that blends them.",
 )
 @click.option("-f", "--force", is_flag=True, help="Overwrite DESTINATION if it exists.")
 @click.option("--weights", type=click.Path(dir_okay=False), help="Weights file (default: the shipped model).")
-def decode(source: str, destination: Optional[str], preference: str, force: bool, weights: Optional[str]) -> None:
+@click.option("-j", "--jobs", type=click.IntRange(1, 4096), default=None, help="With --ray: most workers.")
+@click.option("--ray", "on_ray", is_flag=True,
+              help="Run on Ray: a local instance, or the cluster RAY_ADDRESS names (pip install 'ugcodec[ray]').")
+@click.option("--ray-address", metavar="ADDR", help="Run on the Ray cluster at ADDR (e.g. auto, HOST:6379).")
+def decode(source: str, destination: Optional[str], preference: str, force: bool, weights: Optional[str],
+           jobs: Optional[int], on_ray: bool, ray_address: Optional[str]) -> None:
     """Decompress the .ugc file SOURCE into an image.
 
     DESTINATION defaults to SOURCE's name with .human.png or .machine.png; its
     extension picks the image format (PNG is lossless; use it). '-' reads the file
-    from stdin or writes PNG to stdout.
+    from stdin or writes PNG to stdout. With --ray, SOURCE may be a folder of .ugc
+    files and DESTINATION a folder (default: next to each file).
     """
+    if on_ray or ray_address:
+        from .ray_batch import decode_cli
+
+        return decode_cli([source], destination, preference=preference, force=force, workers=jobs,
+                          weights=weights, address=ray_address)
     import io
 
     from PIL import Image
 
     from .codec import decode as decode_file
     from .codec import preference_to_beta
+    from .metadata import save_options
     from .weights import load_model
 
     with _user_errors():
@@ -328,7 +351,7 @@ def decode(source: str, destination: Optional[str], preference: str, force: bool
         data = _read_bytes(source)
         image = decode_file(data, beta, model=load_model(weights), progress=True)
         buffer = io.BytesIO()
-        image.save(buffer, format=image_format)
+        image.save(buffer, format=image_format, **save_options(image, image_format))
         _write_output(destination, buffer.getvalue())
     click.echo(f"{destination}: {image.width}x{image.height} {image.mode} ({preference})", err=True)
 
@@ -337,12 +360,13 @@ def decode(source: str, destination: Optional[str], preference: str, force: bool
 @click.argument("source", type=click.Path(dir_okay=False, allow_dash=True))
 @click.option("--json", "as_json", is_flag=True, help="Print the header as JSON.")
 def info(source: str, as_json: bool) -> None:
-    """Show the header of the .ugc file SOURCE (the whole file is verified)."""
-    from .codec import read_header
+    """Show the header and metadata of the .ugc file SOURCE (the whole file is verified)."""
+    from .container import Container
 
     with _user_errors():
-        header = read_header(_read_bytes(source))
-    fields = header.to_dict()
+        container = Container.from_bytes(_read_bytes(source))
+    fields = container.header.to_dict()
+    fields["metadata"] = container.metadata.describe()
     if as_json:
         click.echo(json.dumps(fields, indent=2))
         return
@@ -350,6 +374,8 @@ def info(source: str, as_json: bool) -> None:
     for name, value in fields.items():
         if isinstance(value, float):
             value = f"{value:.4f}"
+        elif isinstance(value, dict):  # metadata: what the file carries, with sizes
+            value = ", ".join(f"{key} ({size} bytes)" for key, size in value.items()) or "none"
         click.echo(f"{name.replace('_', ' '):<{width}}  {value}")
 
 

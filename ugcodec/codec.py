@@ -19,6 +19,7 @@ from .entropy_coding import SymbolRangeError, decode_symbols, encode_symbols
 from .errors import FormatError, ImageError, ModelMismatchError
 from .image_io import ImageSource, array_to_image, load_image
 from .integer_net import GAIN_BITS, entropy_parameters
+from .metadata import Metadata, attach as attach_metadata, read_metadata
 from .refinement import check_steps, refine_residuals
 from .tiling import ANALYSIS_MARGIN, ANALYSIS_TILE, LATENT_STRIDE, SYNTHESIS_MARGIN, SYNTHESIS_TILE, tiles
 from .weights import CodecModel, load_model
@@ -226,6 +227,7 @@ def encode(
     model: Optional[CodecModel] = None,
     progress: bool = False,
     refine: int = 0,
+    metadata: bool = True,
 ) -> bytes:
     """Compresses an image to the bytes of a .ugc file.
 
@@ -241,6 +243,10 @@ def encode(
             symbols but makes encoding much slower (benchmarks/README.md measures
             both). 0 (default) is the plain, fast analysis transform. Any value
             makes a standard file.
+        metadata: keep the image's ICC profile, EXIF and XMP (:mod:`ugcodec.metadata`;
+            the EXIF orientation is applied to the pixels and removed from the tags).
+            ``False`` stores none. An image without metadata gives the same bytes
+            either way.
 
     Returns:
         the .ugc file's bytes; encoding the same image twice gives the same bytes
@@ -250,7 +256,9 @@ def encode(
         ImageError: the image cannot be read or coded.
         ValueError: quality or refine out of range.
     """
-    return encode_latents(image, quality, model, progress, refine)[0]
+    data = encode_latents(image, quality, model, progress, refine)[0]
+    stored = Metadata.from_source(image) if metadata else Metadata()
+    return attach_metadata(data, stored) if stored else data
 
 
 def read_header(data: bytes) -> Header:
@@ -262,7 +270,13 @@ def read_header(data: bytes) -> Header:
     return Container.from_bytes(data).header
 
 
-def _check_model(model: CodecModel, header: Header) -> None:
+def check_model(model: CodecModel, header: Header) -> None:
+    """Checks that ``model`` can decode a file with ``header``.
+
+    Raises:
+        ModelMismatchError: another model id, other weights (fingerprint), or a quality
+            level the weights do not have.
+    """
     if header.model_id != model.model_id:
         raise ModelMismatchError(f"file needs model id {header.model_id}; the loaded weights are model {model.model_id}")
     if header.fingerprint != model.fingerprint:
@@ -284,7 +298,7 @@ def parse_latents(data: bytes, model: Optional[CodecModel] = None) -> Latents:
     model = model or load_model()
     container = Container.from_bytes(data)
     header = container.header
-    _check_model(model, header)
+    check_model(model, header)
     if header.width * header.height > MAX_PIXELS:
         raise FormatError(f"file claims {header.width}x{header.height} pixels; the limit is {MAX_PIXELS}")
     config = model.config
@@ -340,7 +354,8 @@ def decode(
         progress: show a progress bar on stderr for large images.
 
     Returns:
-        a PIL image of the original size, mode ``"L"`` or ``"RGB"`` as encoded.
+        a PIL image of the original size, mode ``"L"`` or ``"RGB"`` as encoded; its
+        ``info`` holds the file's metadata (``icc_profile``, ``exif``, ``xmp``), if any.
 
     Raises:
         FormatError: malformed file; ModelMismatchError: made by other weights;
@@ -350,4 +365,6 @@ def decode(
     model = model or load_model()
     latents = parse_latents(data, model)
     pixels = _synthesize(latents, beta, model, progress)
-    return array_to_image(pixels, latents.header.mode)
+    image = array_to_image(pixels, latents.header.mode)
+    image.info.update(read_metadata(data).to_pil_info())
+    return image

@@ -21,20 +21,28 @@
     end-4   4    payload CRC32    of both sections
 
 All multi-byte integers are big-endian. Nothing may follow the payload CRC.
+
+Format version 2 is the same with a metadata block (ICC profile, EXIF, XMP; see
+:mod:`ugcodec.metadata` and bitstream_spec.md §2.2) between the header CRC and the z
+section. Writers use version 2 only for files that carry metadata.
 """
 from __future__ import annotations
 
 import struct
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Dict
 
 from .errors import FormatError
+from .metadata import Metadata
 
-__all__ = ["MAGIC", "VERSION", "HEADER_SIZE", "COLOR_MODES", "MODEL_IDS", "Header", "Container"]
+__all__ = ["MAGIC", "VERSION", "METADATA_VERSION", "VERSIONS", "HEADER_SIZE", "COLOR_MODES", "MODEL_IDS", "Header", "Container"]
 
 MAGIC = b"\x89UGC"
 VERSION = 1
+#: The version of files that carry a metadata block (§2.2); readers know both.
+METADATA_VERSION = 2
+VERSIONS = (VERSION, METADATA_VERSION)
 HEADER_SIZE = 32
 TRAILER_SIZE = 4
 COLOR_MODES: Dict[int, str] = {0: "L", 1: "RGB"}
@@ -62,6 +70,9 @@ class Header:
     z_length: int
     y_length: int
     version: int = VERSION
+    #: Bytes of the metadata block (version 2; 0 for version 1). Not a header field:
+    #: :meth:`Container.from_bytes` fills it in so that sizes count the whole file.
+    metadata_bytes: int = field(default=0, compare=False)
 
     @property
     def mode(self) -> str:
@@ -80,14 +91,18 @@ class Header:
             "weights_fingerprint": self.fingerprint.hex(),
             "z_bytes": self.z_length,
             "y_bytes": self.y_length,
-            "file_bytes": HEADER_SIZE + self.z_length + self.y_length + TRAILER_SIZE,
-            "bits_per_pixel": 8 * (HEADER_SIZE + self.z_length + self.y_length + TRAILER_SIZE) / (self.width * self.height),
+            "file_bytes": self.file_bytes,
+            "bits_per_pixel": 8 * self.file_bytes / (self.width * self.height),
         }
+
+    @property
+    def file_bytes(self) -> int:
+        return HEADER_SIZE + self.metadata_bytes + self.z_length + self.y_length + TRAILER_SIZE
 
     def validate(self) -> None:
         """Raises FormatError for any field outside what version 1 allows."""
-        if self.version != VERSION:
-            raise FormatError(f"unsupported .ugc format version {self.version} (this reader knows {VERSION})")
+        if self.version not in VERSIONS:
+            raise FormatError(f"unsupported .ugc format version {self.version} (this reader knows {VERSION} and {METADATA_VERSION})")
         if self.model_id not in MODEL_IDS:
             raise FormatError(f"unknown model id {self.model_id}")
         if self.color_mode not in COLOR_MODES:
@@ -130,8 +145,8 @@ class Header:
             raise FormatError(f"file truncated: {len(data)} bytes, the header alone takes {HEADER_SIZE}")
         fields = _HEADER.unpack_from(data)
         (crc,) = struct.unpack_from(">I", data, _HEADER.size)
-        if fields[1] != VERSION:
-            raise FormatError(f"unsupported .ugc format version {fields[1]} (this reader knows {VERSION})")
+        if fields[1] not in VERSIONS:
+            raise FormatError(f"unsupported .ugc format version {fields[1]} (this reader knows {VERSION} and {METADATA_VERSION})")
         if zlib.crc32(data[: _HEADER.size]) != crc:
             raise FormatError("header checksum mismatch: the file is corrupt")
         header = cls(
@@ -151,17 +166,21 @@ class Header:
 
 @dataclass(frozen=True)
 class Container:
-    """A whole .ugc file: header plus the two entropy-coded sections."""
+    """A whole .ugc file: header, metadata (version 2) and the two entropy-coded sections."""
 
     header: Header
     z_stream: bytes = field(repr=False)
     y_stream: bytes = field(repr=False)
+    metadata: Metadata = field(default_factory=Metadata, repr=False)
 
     def to_bytes(self) -> bytes:
         if len(self.z_stream) != self.header.z_length or len(self.y_stream) != self.header.y_length:
             raise ValueError("section lengths disagree with the header")
+        if bool(self.metadata) != (self.header.version == METADATA_VERSION):
+            raise ValueError(f"a file carries metadata if and only if it is format version {METADATA_VERSION}")
+        block = self.metadata.pack() if self.metadata else b""
         payload = self.z_stream + self.y_stream
-        return self.header.pack() + payload + struct.pack(">I", zlib.crc32(payload))
+        return self.header.pack() + block + payload + struct.pack(">I", zlib.crc32(payload))
 
     @classmethod
     def from_bytes(cls, data: bytes) -> "Container":
@@ -173,13 +192,17 @@ class Container:
         """
         data = bytes(data)
         header = Header.unpack(data)
-        expected = HEADER_SIZE + header.z_length + header.y_length + TRAILER_SIZE
+        metadata, start = Metadata(), HEADER_SIZE
+        if header.version == METADATA_VERSION:
+            metadata, start = Metadata.unpack(data, HEADER_SIZE)
+            header = replace(header, metadata_bytes=start - HEADER_SIZE)
+        expected = header.file_bytes
         if len(data) < expected:
             raise FormatError(f"file truncated: {len(data)} bytes of {expected}")
         if len(data) > expected:
             raise FormatError(f"{len(data) - expected} unexpected bytes after the end of the stream")
-        payload = data[HEADER_SIZE : expected - TRAILER_SIZE]
+        payload = data[start : expected - TRAILER_SIZE]
         (crc,) = struct.unpack_from(">I", data, expected - TRAILER_SIZE)
         if zlib.crc32(payload) != crc:
             raise FormatError("payload checksum mismatch: the file is corrupt")
-        return cls(header, payload[: header.z_length], payload[header.z_length :])
+        return cls(header, payload[: header.z_length], payload[header.z_length :], metadata)
