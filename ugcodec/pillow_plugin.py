@@ -4,13 +4,17 @@ Importing this module registers the format (as ``pillow_heif.HeifImagePlugin`` d
 :func:`register_ugc_opener` registers it again with other defaults (as
 ``pillow_heif.register_heif_opener`` does)::
 
+    >>> import os, tempfile
     >>> from PIL import Image
     >>> import ugcodec.pillow_plugin                    # registers .ugc, image/x-ugc
-    >>> im = Image.open("photo.ugc")                   # reads the 32-byte header only
-    >>> im.size, im.mode                                # known without decoding
+    >>> path = os.path.join(tempfile.mkdtemp(), "photo.ugc")
+    >>> Image.new("RGB", (80, 48), "teal").save(path, quality=4)   # encodes; refine=N for effort
+    >>> im = Image.open(path)                           # reads the 32-byte header only
+    >>> im.format, im.size, im.mode                     # known without decoding
+    ('UGC', (80, 48), 'RGB')
     >>> im.preference = "machine"                       # optional, before the pixels are used
-    >>> im.load()                                       # decodes (human by default)
-    >>> Image.open("photo.png").save("photo.ugc", quality=4)   # encodes; refine=N for effort
+    >>> im.load()[0, 0]                                 # decodes (human by default)
+    (...)
 
 Opening:
     ``Image.open`` parses and checks the header (magic, version, header CRC, fields) and

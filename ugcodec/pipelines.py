@@ -3,11 +3,21 @@
 No PIL round trip: the decoder's pixels become a ``(C, H, W)`` tensor, uint8 or float in
 [0, 1] (``uint8 / 255``, what torchvision's ``ToTensor`` gives for the decoded PNG)::
 
+    >>> import os, tempfile, numpy as np, torch, ugcodec
+    >>> from torch.utils.data import DataLoader
     >>> from ugcodec.pipelines import decode_tensor, decode_tensors, UgcFolder, UgcHandler
-    >>> x = decode_tensor(data, preference="machine")                 # float32 (3, H, W)
-    >>> xs = decode_tensors(list_of_files, dtype=torch.uint8)          # one model, batched g_s
-    >>> loader = DataLoader(UgcFolder("shards/train"), num_workers=4)   # a folder of .ugc files
-    >>> dataset = wds.WebDataset(urls).decode(UgcHandler("machine"))    # .ugc members of tar shards
+    >>> data = ugcodec.encode(np.full((48, 80, 3), 128, np.uint8), quality=3)
+    >>> decode_tensor(data, preference="machine").shape               # float32 (3, H, W)
+    torch.Size([3, 48, 80])
+    >>> [x.dtype for x in decode_tensors([data, data], dtype=torch.uint8)]   # one model, batched g_s
+    [torch.uint8, torch.uint8]
+    >>> folder = tempfile.mkdtemp()
+    >>> with open(os.path.join(folder, "a.ugc"), "wb") as handle:
+    ...     _ = handle.write(data)
+    >>> next(iter(DataLoader(UgcFolder(folder), batch_size=1))).shape     # a folder of .ugc files
+    torch.Size([1, 3, 48, 80])
+    >>> UgcHandler("machine")("a.ugc", data).shape                     # for .ugc members of tar shards
+    torch.Size([3, 48, 80])
 
 Channels: ``mode=None`` keeps what the file holds (3 for RGB, 1 for grayscale files);
 ``mode="RGB"`` gives 3 channels for every file (gray replicated, like ``convert("RGB")``),
