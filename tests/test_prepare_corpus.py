@@ -9,6 +9,7 @@ import subprocess
 import sys
 import zipfile
 
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -39,9 +40,9 @@ def _row(package, version, archive, path, data, category="object", licence="CC0-
 
 
 def _write_rows(path, rows, columns=None):
-    columns = columns or ["package", "version", "archive", "path", "licence", "category", "sha256"]
+    columns = columns or ["package", "version", "archive", "path", "licence", "category", "sha256", "rotate"]
     with open(path, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=columns, extrasaction="ignore")
+        writer = csv.DictWriter(handle, fieldnames=columns, extrasaction="ignore", restval="")
         writer.writeheader()
         writer.writerows(rows)
     return str(path)
@@ -54,7 +55,7 @@ def sources(tmp_path):
     archives = tmp_path / "archives"
     package = tmp_path / "pkg"
     (package / "usr/share/backgrounds").mkdir(parents=True)
-    big = _jpeg(600, 800)  # x2 keeps a 300 px short side: one scale
+    big = _jpeg(600, 800)  # x2 keeps a 300 px short side: one scale; turned upright by the manifest
     (package / "usr/share/backgrounds/big.jpg").write_bytes(big)
     (package / "usr/share/backgrounds/unlisted.jpg").write_bytes(_jpeg(300, 300, seed=5))
     (package / "usr/share/app/rcc").mkdir(parents=True)
@@ -66,7 +67,7 @@ def sources(tmp_path):
     with zipfile.ZipFile(archives / "fakepy-1.0-py3-none-any.whl", "w") as wheel:
         wheel.writestr("fakepy/data/cup.jpg", wheel_photo)
     rows = [
-        _row("fake-photos", "2.0-1", "fake-photos_2.0-1_all.deb", "usr/share/backgrounds/big.jpg", big, "landscape"),
+        {**_row("fake-photos", "2.0-1", "fake-photos_2.0-1_all.deb", "usr/share/backgrounds/big.jpg", big, "landscape"), "rotate": "90"},
         _row("fake-photos", "2.0-1", "fake-photos_2.0-1_all.deb", "usr/share/app/rcc/animals.rcc:/res/fox.jpg", inner, "animal"),
         _row("fakepy", "1.0", "fakepy-1.0-py3-none-any.whl", "fakepy/data/cup.jpg", wheel_photo, "object"),
     ]
@@ -88,6 +89,7 @@ def test_the_repository_manifest_is_valid_and_mostly_not_landscapes(corpus):
     ({"package": "lomiri-wallpapers-20.04"}, "reserved for evaluation"),
     ({"sha256": "abc"}, "64 lower-case hex"),
     ({"licence": ""}, "empty licence"),
+    ({"rotate": "45"}, "rotate must be 0, 90, 180 or 270"),
 ])
 def test_manifest_rows_are_checked(corpus, tmp_path, change, message):
     row = _row("pkg", "1", "pkg_1_all.deb", "usr/share/a.jpg", b"x")
@@ -109,11 +111,13 @@ def test_manifest_needs_every_column_and_distinct_output_names(corpus, tmp_path)
 
 
 def test_manifest_round_trip(corpus, tmp_path):
-    rows = [_row("pkg", "1:2.0-1", "pkg_1%3a2.0-1_all.deb", "usr/share/a b.jpg", b"x", licence="CC-BY-SA-3.0, GPL-2+")]
+    rows = [_row("pkg", "1:2.0-1", "pkg_1%3a2.0-1_all.deb", "usr/share/a b.jpg", b"x", licence="CC-BY-SA-3.0, GPL-2+"),
+            {**_row("pkg", "1:2.0-1", "pkg_1%3a2.0-1_all.deb", "usr/share/c.jpg", b"y"), "rotate": "270"}]
     photos = corpus.read_manifest(_write_rows(tmp_path / "m.csv", rows))
     corpus.write_manifest(photos, str(tmp_path / "again.csv"))
     assert corpus.read_manifest(str(tmp_path / "again.csv")) == photos
     assert photos[0].stem == "pkg-a_b"
+    assert [p.rotate for p in photos] == [0, 270]
 
 
 def test_output_names_keep_the_resource_file(corpus):
@@ -146,7 +150,14 @@ def test_build_selects_exactly_the_manifest_files(corpus, tmp_path, sources):
         "fakepy-cup_x1.png", "manifest.json",
     ])
     assert manifest["photos"] == 3 and len(manifest["images"]) == 5
-    assert Image.open(out / "fake-photos-big_x2.png").size == (400, 300)
+    # Turned 90 degrees clockwise (the photo's top edge becomes its right edge).
+    source = Image.open(io.BytesIO(_jpeg(600, 800))).convert("RGB")
+    with Image.open(out / "fake-photos-big_x2.png") as turned:
+        assert turned.size == (300, 400)
+        turned = np.asarray(turned, np.float64)
+    clockwise, anticlockwise = (np.asarray(source.transpose(t).resize((300, 400)), np.float64)
+                                for t in (Image.Transpose.ROTATE_270, Image.Transpose.ROTATE_90))
+    assert np.abs(turned - clockwise).mean() < 0.5 * np.abs(turned - anticlockwise).mean()
     # EXIF orientation 6 is applied: the upright photo is 1100 wide, 1200 high.
     assert Image.open(out / "fake-photos-animals-fox_x4.png").size == (275, 300)
     assert Image.open(out / "fakepy-cup_x1.png").size == (400, 300)

