@@ -225,6 +225,9 @@ def test_compact_copy_caps_long_sides_to_fit_its_budget(corpus, tmp_path, source
     assert tight["long_side_cap"] in (500, 300) and tight["bytes"] <= budget
     assert max(Image.open(compact / "fake-photos-animals-fox_x2.jpg").size) == tight["long_side_cap"]
     assert corpus.check_folder(str(compact), tight, suffix=".jpg") == []
+    # A cap never takes a short side below the training crops' 256 px.
+    floor = corpus.write_compact(str(out), str(compact), budget, caps=(100,), log=lambda _: None)
+    assert floor["long_side_cap"] == 100 and min(min(e["size"]) for e in floor["images"]) == 256
     with pytest.raises(corpus.CorpusError, match="does not fit"):
         corpus.write_compact(str(out), str(compact), 1000, caps=(300,), log=lambda _: None)
 

@@ -13,8 +13,9 @@ turn that makes it upright (``rotate``). The script downloads each package once
 archive; no root needed), extracts it, takes exactly the manifest's files, checks their
 SHA-256, and writes each photograph downscaled by 2, 3 and 4 (Lanczos) as PNG, keeping
 the factors that leave its short side at least :data:`MIN_SIDE` pixels (a smaller photo
-gets fewer scales, or is kept at full size). Downscaling removes the sources' JPEG and WebP artefacts. ``out/manifest.json``
-lists the files written; the run ends by checking the folder against it.
+gets fewer scales, or is kept at full size). Downscaling removes the sources' JPEG and WebP
+artefacts. ``out/manifest.json`` lists the files written; the run ends by checking the
+folder against it.
 
 A pinned version that the archive no longer has stops the run with the package named;
 ``--accept-current-version`` takes the archive's current version instead, keeps the
@@ -415,10 +416,12 @@ def check_folder(folder: str, manifest: dict, suffix: str = ".png") -> List[str]
 
 
 def write_compact(source: str, dest: str, budget_bytes: int, quality: int = COMPACT_QUALITY,
-                  caps: Sequence[int] = COMPACT_CAPS, log: Callable[[str], None] = print) -> dict:
+                  caps: Sequence[int] = COMPACT_CAPS, min_side: int = MIN_SIDE,
+                  log: Callable[[str], None] = print) -> dict:
     """Writes every PNG of the corpus ``source`` as JPEG (``quality``, 4:4:4) into ``dest``;
     while the total exceeds ``budget_bytes`` the long side of larger images is capped at
-    the next of ``caps`` (Lanczos). Returns and writes ``dest/manifest.json`` (the cap used,
+    the next of ``caps`` (Lanczos), never taking a short side below ``min_side`` (the
+    training crops must fit). Returns and writes ``dest/manifest.json`` (the cap used,
     total bytes, and the images with their sizes).
 
     Raises:
@@ -434,7 +437,7 @@ def write_compact(source: str, dest: str, budget_bytes: int, quality: int = COMP
         with Image.open(os.path.join(source, entry["file"])) as image:
             image = image.convert("RGB")
             if cap and max(image.size) > cap:
-                scale = cap / max(image.size)
+                scale = max(cap / max(image.size), min(1.0, min_side / min(image.size)))
                 image = image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))),
                                      Image.Resampling.LANCZOS, reducing_gap=3.0)
             buffer = io.BytesIO()
