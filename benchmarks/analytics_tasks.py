@@ -22,6 +22,7 @@ Writes ``tasks.json``, ``tasks.md``, ``tasks.png`` (one panel per task) and
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 import sys
@@ -57,6 +58,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument("--tasks-python", default=os.environ.get("UGC_TASKS_PYTHON", tasks.DEFAULT_TASKS_PYTHON),
                         help="python of the venv with mediapipe==0.10.14 (default benchmarks/.venv-tasks/bin/python, "
                              "or $UGC_TASKS_PYTHON)")
+    parser.add_argument("--from-json", metavar="REPORT", default=None,
+                        help="measure nothing: write the report and plots again from an earlier tasks.json")
     parser.add_argument("--out", default=os.path.join(common.DEFAULT_OUT, "tasks"),
                         help="output folder (default: benchmarks/results/tasks)")
     return parser.parse_args(argv)
@@ -342,9 +345,12 @@ def plot(result: dict, path: str, metrics: Optional[Sequence[str]] = None) -> No
             axis.plot([p["bpp"] for p in points], [p["score"] for p in points], "o-", color=colours[codec],
                       label=codec, ms=3)
         photos = len(_scored(result, key))
-        axis.set(xlabel="bpp", ylabel=metric.label, title=f"{metric.title}\n{photos} photos", xscale="log")
+        axis.set(xlabel="bpp", ylabel=metric.label, title=f"{metric.title}\n{photos} photos")
+        ugc = [p["bpp"] for codec in (HUMAN, MACHINE) for p in result["curves"].get(key, {}).get(codec, [])]
+        if ugc:  # the range ugc spans, with room on both sides; the top of the Pillow sweeps is off to the right
+            axis.set_xlim(0, 2.0 * max(ugc))
         if metric.higher_is_better:
-            axis.set_ylim(0, 1.02)
+            axis.set_ylim(top=1.01)
         else:
             axis.set_ylim(bottom=0)
         axis.grid(True, alpha=0.3)
@@ -370,7 +376,11 @@ def plot_families(result: dict, out: str) -> List[str]:
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
     args = parse_args(argv)
-    result = run(args)
+    if args.from_json:
+        with open(args.from_json) as handle:
+            result = json.load(handle)
+    else:
+        result = run(args)
     common.save_results(args.out, "tasks", result, report(result), plot)
     for path in plot_families(result, args.out):
         print(f"Wrote {path}")
