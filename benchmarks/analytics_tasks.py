@@ -58,8 +58,9 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument("--tasks-python", default=os.environ.get("UGC_TASKS_PYTHON", tasks.DEFAULT_TASKS_PYTHON),
                         help="python of the venv with mediapipe==0.10.14 (default benchmarks/.venv-tasks/bin/python, "
                              "or $UGC_TASKS_PYTHON)")
-    parser.add_argument("--from-json", metavar="REPORT", default=None,
-                        help="measure nothing: write the report and plots again from an earlier tasks.json")
+    parser.add_argument("--from-json", metavar="REPORT", nargs="+", default=None,
+                        help="measure nothing: write the report and plots again from an earlier tasks.json, or "
+                             "merge several, of runs with the same settings on different photos")
     parser.add_argument("--out", default=os.path.join(common.DEFAULT_OUT, "tasks"),
                         help="output folder (default: benchmarks/results/tasks)")
     return parser.parse_args(argv)
@@ -247,6 +248,33 @@ def machine_vs_human(records: List[dict], metrics: Sequence[tasks.Metric]) -> Di
     return result
 
 
+def merge(results: Sequence[dict]) -> dict:
+    """One result from runs on disjoint photos with the same settings (run in parallel to
+    share out the time): photos and records concatenated, statistics recomputed,
+    ``seconds`` the sum of the runs', ``command`` theirs joined by ``;``.
+
+    Raises:
+        ValueError: the runs differ in model, tasks, size or sweeps, or share a photo.
+    """
+    first = results[0]
+    for other in results[1:]:
+        for key in ("model", "tasks", "metrics", "long_side", "sweeps"):
+            if other.get(key) != first.get(key):
+                raise ValueError(f"cannot merge runs with different {key}: {first.get(key)!r} and {other.get(key)!r}")
+    photos = [photo for result in results for photo in result["photos"]]
+    names = [photo["name"] for photo in photos]
+    if len(set(names)) != len(names):
+        raise ValueError(f"cannot merge runs that share photos: {sorted({n for n in names if names.count(n) > 1})}")
+    records = [record for result in results for record in result["records"]]
+    metrics = [_metric(key) for key in first["metrics"]]
+    curves = aggregate(records, metrics)
+    return {**first, "command": "; ".join(result["command"] for result in results), "photos": photos,
+            "notes": list(dict.fromkeys(note for result in results for note in result["notes"])),
+            "curves": curves, "matched": matched_bpp(curves, metrics),
+            "machine_vs_human": machine_vs_human(records, metrics), "records": records,
+            "seconds": sum(result["seconds"] for result in results), "merged_runs": len(results)}
+
+
 # --------------------------------------------------------------------------- report
 def _metric(key: str) -> tasks.Metric:
     return next(m for m in tasks.METRICS if m.key == key)
@@ -254,8 +282,10 @@ def _metric(key: str) -> tasks.Metric:
 
 def report(result: dict) -> str:
     photos = result["photos"]
+    runs = result.get("merged_runs", 1)
     lines = [f"Unseen-task analytics, {len(photos)} photos at most {result['long_side']} px on the long side "
-             f"(`{result['command']}`, {result['seconds']:.0f} s)."]
+             f"(`{result['command']}`, {result['seconds']:.0f} s"
+             + (f" in {runs} runs on parts of the photos, merged with --merge)." if runs > 1 else ").")]
     if result["model"]:
         lines.append(f"Model: {result['model']}")
     env = result["environment"]
@@ -377,8 +407,14 @@ def plot_families(result: dict, out: str) -> List[str]:
 def main(argv: Optional[Sequence[str]] = None) -> None:
     args = parse_args(argv)
     if args.from_json:
-        with open(args.from_json) as handle:
-            result = json.load(handle)
+        results = []
+        for path in args.from_json:
+            with open(path) as handle:
+                results.append(json.load(handle))
+        try:
+            result = merge(results) if len(results) > 1 else results[0]
+        except ValueError as error:
+            raise SystemExit(f"analytics_tasks.py: {error}")
     else:
         result = run(args)
     common.save_results(args.out, "tasks", result, report(result), plot)

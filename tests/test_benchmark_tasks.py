@@ -270,3 +270,20 @@ def test_missing_fetched_photo_says_how_to_fetch(task_photos, tmp_path):
         task_photos.load_task_photos(names=["opencv-messi5"], cache=str(tmp_path))
     with pytest.raises(ValueError):
         task_photos.load_task_photos(names=["no-such-photo"], cache=str(tmp_path))
+
+
+def test_merging_runs_on_different_photos_recomputes_the_statistics(tasks, runner):
+    whole = fake_result(tasks, runner)
+    parts = []
+    for photo in ("a", "b"):
+        part = dict(whole, photos=[p for p in whole["photos"] if p["name"] == photo],
+                    records=[r for r in whole["records"] if r["photo"] == photo], command=f"run {photo}")
+        parts.append(part)
+    merged = runner.merge(parts)
+    assert merged["curves"] == whole["curves"] and merged["machine_vs_human"] == whole["machine_vs_human"]
+    assert merged["command"] == "run a; run b" and merged["seconds"] == 2.0 and merged["merged_runs"] == 2
+    assert "in 2 runs on parts of the photos" in runner.report(merged)
+    with pytest.raises(ValueError, match="share photos"):
+        runner.merge([parts[0], parts[0]])
+    with pytest.raises(ValueError, match="long_side"):
+        runner.merge([parts[0], dict(parts[1], long_side=256)])
