@@ -54,6 +54,9 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument("--codecs", default=",".join(CODECS), help=f"comma-separated subset of {','.join(CODECS)}")
     parser.add_argument("--ugc-qualities", default=None, help="comma-separated ugc quality levels (default: all)")
     parser.add_argument("--sweep-step", type=int, default=1, help="keep every K-th setting of the Pillow sweeps")
+    parser.add_argument("--max-bpp-ratio", type=float, default=1.5,
+                        help="stop each Pillow sweep at its first setting above this many times the photo's top ugc "
+                             "bpp (default 1.5; 0: whole sweeps)")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's choice)")
     parser.add_argument("--tasks-python", default=os.environ.get("UGC_TASKS_PYTHON", tasks.DEFAULT_TASKS_PYTHON),
                         help="python of the venv with mediapipe==0.10.14 (default benchmarks/.venv-tasks/bin/python, "
@@ -101,10 +104,16 @@ def run(args: argparse.Namespace) -> dict:
             for quality in qualities:
                 size, decoded = common.ugc_roundtrip(image, quality, model)
                 decodings += [(HUMAN, quality, size, decoded["human"]), (MACHINE, quality, size, decoded["machine"])]
+            # Settings far above ugc's rates can never be compared with it: stop each sweep at
+            # the first setting past --max-bpp-ratio x the photo's top ugc rate.
+            limit = (args.max_bpp_ratio * max(d[2] for d in decodings)
+                     if decodings and args.max_bpp_ratio > 0 else float("inf"))
             for codec in pillow:
                 for setting in sweeps[codec.name]:
                     size, decoded = codec.roundtrip(image, setting)
                     decodings.append((codec.name, setting, size, decoded))
+                    if size > limit:
+                        break
             outputs = [{} for _ in range(len(decodings) + 1)]
             if mediapipe is not None:
                 for output, result in zip(outputs, mediapipe.run([image] + [d[3] for d in decodings])):
@@ -139,6 +148,7 @@ def run(args: argparse.Namespace) -> dict:
         "photos": [{"name": n, "width": im.shape[1], "height": im.shape[0], "kind": kind_of(n), "source": source_of(n),
                     "found": found[n]} for n, im in photos],
         "sweeps": {codec: list(settings) for codec, settings in sweeps.items()},
+        "max_bpp_ratio": args.max_bpp_ratio,
         "notes": notes,
         "curves": curves,
         "matched": matched_bpp(curves, metrics),
@@ -258,7 +268,7 @@ def merge(results: Sequence[dict]) -> dict:
     """
     first = results[0]
     for other in results[1:]:
-        for key in ("model", "tasks", "metrics", "long_side", "sweeps"):
+        for key in ("model", "tasks", "metrics", "long_side", "sweeps", "max_bpp_ratio"):
             if other.get(key) != first.get(key):
                 raise ValueError(f"cannot merge runs with different {key}: {first.get(key)!r} and {other.get(key)!r}")
     photos = [photo for result in results for photo in result["photos"]]
@@ -292,7 +302,10 @@ def report(result: dict) -> str:
     lines.append(f"Task models: MediaPipe {env.get('mediapipe') or '–'} (face detection full range, selfie "
                  f"segmentation general, pose landmarks complexity 1), EasyOCR {env.get('easyocr') or '–'} "
                  "(English, offline weights). Each decoding is scored against the same model's output on the original.")
-    lines.append("Sweeps: " + ", ".join(f"{c} {s}" for c, s in result["sweeps"].items()))
+    lines.append("Sweeps: " + ", ".join(f"{c} {s}" for c, s in result["sweeps"].items())
+                 + (f"; each stopped per photo at its first setting above {result['max_bpp_ratio']:g} x the photo's "
+                    "top ugc bpp (a curve keeps the settings measured on all its photos)"
+                    if result.get("max_bpp_ratio") else ""))
     lines.append("")
     lines.append("What the models find in the originals (faces; person mask, per mille of pixels; visible pose "
                  "landmarks; words). Composited-text photos have rendered text drawn on a photo:")
