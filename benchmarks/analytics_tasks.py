@@ -295,7 +295,7 @@ def report(result: dict) -> str:
     runs = result.get("merged_runs", 1)
     lines = [f"Unseen-task analytics, {len(photos)} photos at most {result['long_side']} px on the long side "
              f"(`{result['command']}`, {result['seconds']:.0f} s"
-             + (f" in {runs} runs on parts of the photos, merged with --merge)." if runs > 1 else ").")]
+             + (f" in {runs} runs on parts of the photos, merged with --from-json)." if runs > 1 else ").")]
     if result["model"]:
         lines.append(f"Model: {result['model']}")
     env = result["environment"]
