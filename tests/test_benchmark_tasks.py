@@ -221,6 +221,7 @@ def test_report_gives_counts_paired_tests_and_codecs_at_ugc_bpp(tasks, runner):
 
 
 def test_plots_one_panel_per_metric_and_one_file_per_family(tasks, runner, tmp_path):
+    pytest.importorskip("matplotlib")  # a benchmark requirement, not a test one
     result = fake_result(tasks, runner)
     runner.plot(result, str(tmp_path / "tasks.png"))
     paths = runner.plot_families(result, str(tmp_path))
