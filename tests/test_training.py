@@ -175,7 +175,9 @@ def test_both_stages_run_checkpoint_and_resume(corpus, tmp_path, clip_teacher):
     fresh = Trainer(config, str(tmp_path / "elsewhere"), teacher=clip_teacher)
     fresh.load_checkpoint(compact)
     assert fresh.step == 4
-    assert torch.equal(fresh.model.g_s.up[0].weight, resumed.model.g_s.up[0].weight)
+    # Compact checkpoints hold fp16 weights (training goes on in fp32).
+    as_stored = resumed.model.g_s.up[0].weight.half().float()
+    assert torch.equal(fresh.model.g_s.up[0].weight, as_stored)
 
     # What tools/gpu_round.sh packs: the run's own checkpoint, less the optimiser's moments.
     packed = str(tmp_path / "packed.pt")
@@ -183,12 +185,13 @@ def test_both_stages_run_checkpoint_and_resume(corpus, tmp_path, clip_teacher):
     packed_state = torch.load(packed, weights_only=False)
     assert "optimizer" not in packed_state
     assert "optimizer" in torch.load(os.path.join(run_dir, "checkpoint.pt"), weights_only=False)
-    assert torch.equal(packed_state["model"]["g_s.up.0.weight"], resumed.model.g_s.up[0].weight)
+    assert packed_state["model"]["g_s.up.0.weight"].dtype == torch.float16
+    assert torch.equal(packed_state["model"]["g_s.up.0.weight"].float(), as_stored)
 
     # What tools/export_weights.py and tools/model_card.py do with a checkpoint.
     trained = model_from_checkpoint(torch.load(compact, map_location="cpu", weights_only=False))
     assert not trained.training
-    assert torch.equal(trained.g_s.up[0].weight, resumed.model.g_s.up[0].weight)
+    assert torch.equal(trained.g_s.up[0].weight, as_stored)
     written = export_weights(trained, str(tmp_path / "weights.pt"))
     assert fingerprint_of(export_bundle(trained)) == written == load_model(str(tmp_path / "weights.pt")).fingerprint
 
@@ -392,6 +395,7 @@ def test_a_widened_checkpoint_resumes_at_its_step_and_decodes_as_before(corpus, 
     trainer = Trainer(config, str(tmp_path / "narrow"), teacher=clip_teacher)
     trainer.run(max_steps=2, progress=False)
     trainer.save_checkpoint(str(tmp_path / "narrow.pt"), compact=True)
+    trainer.load_checkpoint(str(tmp_path / "narrow.pt"))  # the fp16 weights the compact file holds
 
     with pytest.raises(ValueError, match="fewer"):
         widen_checkpoint(str(tmp_path / "narrow.pt"), str(tmp_path / "narrower.pt"), 4)
@@ -409,3 +413,14 @@ def test_a_widened_checkpoint_resumes_at_its_step_and_decodes_as_before(corpus, 
         assert torch.equal(widened.model(x, quality, beta)["x_hat"], trainer.model(x, quality, beta)["x_hat"])
     widened.run(max_steps=1, progress=False)
     assert widened.step == 3
+
+
+def test_crops_drawn_in_worker_processes_train(corpus, tmp_path, clip_teacher):
+    config = tiny_config(corpus, stage1_steps=2, stage2_steps=0, log_every=1)
+    config.sampler_workers = 2
+    trainer = Trainer(config, str(tmp_path / "run"), teacher=clip_teacher)
+    batch = trainer.sampler.sample(config.batch)
+    assert batch.shape == (config.batch, 3, config.crop, config.crop) and 0 <= batch.min() and batch.max() <= 1
+    assert not torch.equal(batch, trainer.sampler.sample(config.batch))
+    trainer.run(progress=False)
+    assert trainer.step == 2 and os.path.exists(os.path.join(str(tmp_path / "run"), "checkpoint.pt"))

@@ -10,7 +10,7 @@ import ugcodec
 from ugcodec.models import UGHyperprior
 from tools.export import export_weights
 from ugcodec.weights import load_model
-from tools.widening import widen
+from tools.widening import add_levels, widen, widen_latent
 
 from conftest import TINY_CONFIG, make_photo_like
 
@@ -90,3 +90,50 @@ def test_a_widened_weights_file_codes_the_same_image(tmp_path):
         b = np.asarray(ugcodec.decode(wide_file, preference, model=wide), dtype=np.int16)
         # The same latents through the same weights; only float summation order may differ.
         assert np.abs(a - b).max() <= 1 and np.mean(a == b) > 0.999
+
+
+@pytest.mark.parametrize("beta", [0.0, 1.0])
+def test_a_latent_widened_without_synthesis_weights_decodes_as_before(beta):
+    model = trained_like_model()
+    grown = widen_latent(model, TINY_CONFIG.M + 6, synthesis_scale=0.0)
+    assert grown.config == dataclasses.replace(TINY_CONFIG, M=TINY_CONFIG.M + 6)
+    x = torch.rand(2, 3, 64, 128)
+    quality, betas = torch.tensor([0, 2]), torch.full((2,), beta)
+    with torch.no_grad():
+        before, after = model(x, quality, betas), grown(x, quality, betas)
+        z_before, z_after = model.h_a(model.g_a(x)), grown.h_a(grown.g_a(x))
+    torch.testing.assert_close(after["x_hat"], before["x_hat"], rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(z_after, z_before, rtol=1e-5, atol=1e-6)
+    # The old latent channels cost what they did; the new ones cost bits of their own.
+    old = TINY_CONFIG.M
+    torch.testing.assert_close(after["likelihoods"]["y"][:, :old], before["likelihoods"]["y"], rtol=1e-5, atol=1e-7)
+    assert (after["likelihoods"]["y"][:, old:] < 1).any()
+
+
+def test_the_new_latent_channels_reach_the_picture_and_learn():
+    model = trained_like_model()
+    grown = widen_latent(model, TINY_CONFIG.M + 6).train()
+    assert grown.g_s.up[0].weight[TINY_CONFIG.M :].abs().sum() > 0
+    x = torch.rand(2, 3, 64, 64)
+    out = grown(x, torch.tensor([0, 1]), torch.tensor([0.0, 1.0]))
+    torch.mean((out["x_hat"] - x) ** 2).backward()
+    assert grown.g_a[6].weight.grad[TINY_CONFIG.M :].abs().sum() > 0
+    with pytest.raises(ValueError, match="fewer"):
+        widen_latent(model, TINY_CONFIG.M - 1)
+
+
+def test_added_levels_keep_the_old_ones_and_continue_their_gains():
+    model = trained_like_model()
+    lambdas = tuple(TINY_CONFIG.lambdas) + (4 * TINY_CONFIG.lambdas[-1],)
+    grown = add_levels(model, lambdas)
+    assert grown.config.lambdas == lambdas
+    x = torch.rand(1, 3, 64, 64)
+    levels = len(TINY_CONFIG.lambdas)
+    with torch.no_grad():
+        for level in range(levels):
+            q = torch.tensor([level])
+            torch.testing.assert_close(grown(x, q, torch.zeros(1))["x_hat"], model(x, q, torch.zeros(1))["x_hat"])
+    # Four times lambda: twice the gain (half the quantisation step).
+    torch.testing.assert_close(grown.gain(torch.tensor([levels])), 2 * model.gain(torch.tensor([levels - 1])))
+    with pytest.raises(ValueError, match="extend"):
+        add_levels(model, lambdas[1:])

@@ -41,7 +41,7 @@ from ugcodec.weights import CodecModel, load_model
 from .export import save_atomically
 from .losses import MultiScaleSemanticLoss, bits_per_pixel, mse_255
 from .teachers import Teacher, load_teacher
-from .widening import widen
+from .widening import add_levels, widen, widen_latent
 
 __all__ = [
     "TrainConfig",
@@ -80,6 +80,10 @@ class TrainConfig:
     # worker processes (0: in the training process); see MultiScaleSemanticLoss.
     region_max_side: Optional[int] = None
     region_workers: int = 0
+    # Crops drawn in this many worker processes (0: in the training process). A GPU is
+    # otherwise starved by the one-threaded sampler; the workers' draws are not part of
+    # the resume state, so a resumed run draws other crops than an uninterrupted one.
+    sampler_workers: int = 0
     # Compare the teacher's features of a random view (mirror, shift, downscale) of both
     # images, the same for both (losses.paired_augment), so as not to overfit one network.
     semantic_augment: bool = False
@@ -216,6 +220,44 @@ class CropSampler:
         return torch.from_numpy(array).permute(0, 3, 1, 2).contiguous()
 
 
+class _CropBatches(torch.utils.data.IterableDataset):
+    """Endless batches of crops, one :class:`CropSampler` per worker, seeded apart."""
+
+    def __init__(self, config: "TrainConfig", seed: int) -> None:
+        self.config, self.seed = config, seed
+
+    def __iter__(self):
+        worker = torch.utils.data.get_worker_info()
+        config = self.config
+        sampler = CropSampler(
+            config.corpus, config.crop, self.seed + 1 + (worker.id if worker else 0),
+            config.crop_weighting, config.crop_detail,
+        )
+        while True:
+            yield sampler.sample(config.batch)
+
+
+class PrefetchingSampler:
+    """A :class:`CropSampler` stand-in that draws batches in ``workers`` processes.
+
+    ``rng`` is the wrapped sampler's, which the workers do not advance: checkpoints keep
+    a valid state, but a resumed run draws other crops than an uninterrupted one.
+    """
+
+    def __init__(self, sampler: CropSampler, config: "TrainConfig", workers: int) -> None:
+        self.rng = sampler.rng
+        seed = int(sampler.rng.integers(0, 2**31 - 1))
+        loader = torch.utils.data.DataLoader(
+            _CropBatches(config, seed), batch_size=None, num_workers=workers, prefetch_factor=4,
+            persistent_workers=True, pin_memory=torch.cuda.is_available(),
+        )
+        self._batches = iter(loader)
+
+    def sample(self, batch: int) -> Tensor:
+        """The next batch (of the config's size; ``batch`` is accepted for the interface)."""
+        return next(self._batches)
+
+
 def psnr(mse: Tensor) -> Tensor:
     return 10.0 * torch.log10(1.0 / mse.clamp(min=1e-10))
 
@@ -253,6 +295,8 @@ class Trainer:
         self.sampler = CropSampler(
             config.corpus, config.crop, config.seed, config.crop_weighting, config.crop_detail
         )
+        if config.sampler_workers > 0:
+            self.sampler = PrefetchingSampler(self.sampler, config, config.sampler_workers)
         self.lambdas = torch.tensor(config.model.lambdas, device=self.device)
         self.step = 0
         self.optimizer = self._make_optimizer()
@@ -438,7 +482,7 @@ class Trainer:
 
     def save_checkpoint(self, path: Optional[str] = None, compact: bool = False) -> None:
         """Writes the resume state (atomically). ``compact`` leaves out the optimiser's
-        moments (a third of the size), for the copy committed between sessions."""
+        moments and stores the weights in fp16, for the copy committed between sessions."""
         path = path or self.checkpoint_path
         state = {
             "step": self.step,
@@ -448,7 +492,9 @@ class Trainer:
             "sampler_rng": self.sampler.rng.bit_generator.state,
             "teacher": self.teacher.description,
         }
-        if not compact:
+        if compact:
+            state = _compact(state)
+        else:
             state["optimizer"] = self.optimizer.state_dict()
         save_atomically(state, path)
 
@@ -508,27 +554,50 @@ def compact_checkpoint(source: str, destination: str) -> int:
         KeyError: ``source`` is not such a checkpoint (no ``step``).
     """
     state = torch.load(source, map_location="cpu", weights_only=False)
-    state.pop("optimizer", None)
-    save_atomically(state, destination)
+    save_atomically(_compact(state), destination)
     return int(state["step"])
 
 
-def widen_checkpoint(source: str, destination: str, channels: int, seed: int = 0) -> int:
-    """Writes a compact checkpoint of ``source``'s model widened to N = ``channels``
-    (:func:`tools.widening.widen`: it decodes as before), at the same step and
-    with the same random states, so training resumes from it with ``--init-from`` and a
-    config of the new N; returns its step.
+def _compact(state: dict) -> dict:
+    """The resume state without the optimiser's moments and with fp16 weights: what is
+    committed between sessions (training restarts the moments and trains in fp32)."""
+    state = dict(state)
+    state.pop("optimizer", None)
+    state["model"] = {name: value.half() if value.is_floating_point() else value for name, value in state["model"].items()}
+    return state
+
+
+def widen_checkpoint(
+    source: str,
+    destination: str,
+    channels: Optional[int] = None,
+    seed: int = 0,
+    latent_channels: Optional[int] = None,
+    lambdas: Optional[List[float]] = None,
+) -> int:
+    """Writes a compact checkpoint of ``source``'s model grown by
+    :mod:`tools.widening`: N = ``channels`` (:func:`~tools.widening.widen`: it decodes as
+    before), M = ``latent_channels`` (:func:`~tools.widening.widen_latent`) and the quality
+    levels ``lambdas`` (:func:`~tools.widening.add_levels`), each only when given, at the
+    same step and with the same random states, so training resumes from it with
+    ``--init-from`` and a config of the new sizes; returns its step.
 
     Raises:
         FileNotFoundError: no ``source``.
         KeyError: ``source`` is not a checkpoint written by ``Trainer.save_checkpoint``.
-        ValueError: ``channels`` is below the checkpoint's N.
+        ValueError: a size below the checkpoint's, or levels that do not extend its own.
     """
     state = torch.load(source, map_location="cpu", weights_only=False)
-    wide = widen(model_from_checkpoint(state), channels, seed=seed)
+    model = model_from_checkpoint(state)
+    if channels is not None:
+        model = widen(model, channels, seed=seed)
+    if latent_channels is not None:
+        model = widen_latent(model, latent_channels, seed=seed + 1)
+    if lambdas is not None:
+        model = add_levels(model, tuple(lambdas))
     state.pop("optimizer", None)
-    state["model"] = wide.state_dict()
-    state["config"] = {**state["config"], "model": wide.config.to_dict()}
+    state["model"] = model.state_dict()
+    state["config"] = {**state["config"], "model": model.config.to_dict()}
     save_atomically(state, destination)
     return int(state["step"])
 

@@ -12,9 +12,14 @@ from zero (their gradient is not zero: the new channels carry nonzero activation
 What changes at once: the hyper-latent z gains channels (N is also its width). They are
 exactly zero at first (h_a's last convolution has zero weights and biases into them),
 and their factorized density is a copy of the old channel most sure of zero, so they
-cost almost no bits; the old channels' likelihoods are unchanged. The latent y (M
-channels) is not widened: its new channels would cost bits for any value they took, so
-training never uses them (tools/EXPERIMENTS.md, "Growing the latent").
+cost almost no bits; the old channels' likelihoods are unchanged.
+
+:func:`widen_latent` grows the latent y (M channels) the same way, with one difference:
+a new latent channel that g_s ignores only costs bits, so training would silence it
+(tools/EXPERIMENTS.md, "Growing the latent"). Its weights into g_s therefore start small
+but not zero (``synthesis_scale``), and the hyper-synthesis predicts for it a typical
+scale of the old channels instead of a degenerate one. :func:`add_levels` appends
+quality levels whose gains continue the trained ones.
 """
 from __future__ import annotations
 
@@ -26,7 +31,7 @@ from torch import Tensor, nn
 from ugcodec._compressai import GDN
 from ugcodec.models import UGHyperprior
 
-__all__ = ["widen"]
+__all__ = ["add_levels", "widen", "widen_latent"]
 
 
 @torch.no_grad()
@@ -95,3 +100,86 @@ def _copy_layer(new: nn.Module, old: nn.Module) -> None:
         new.weight[: old.weight.shape[0], old.weight.shape[1] :] = 0
     if new.bias is not None:
         _copy_tensor(new.bias, old.bias)
+
+
+@torch.no_grad()
+def widen_latent(model: UGHyperprior, channels: int, seed: int = 0, synthesis_scale: float = 0.1) -> UGHyperprior:
+    """A copy of ``model`` with ``channels`` instead of ``model.config.M`` latent channels.
+
+    The new channels of y get fresh weights from g_a; h_a ignores them (z is unchanged);
+    the hyper-synthesis's hidden layers grow as in :func:`widen`; its outputs for the new
+    channels start at mean 0 and the median scale of the old ones; g_s reads them through
+    fresh weights scaled by ``synthesis_scale``; their gains are each level's mean gain.
+
+    Args:
+        model: the trained model (left unchanged).
+        channels: the new M, at least the old one.
+        seed: seeds the fresh weights.
+        synthesis_scale: factor on g_s's fresh weights from the new channels. With 0, the
+            model decodes as ``model`` does (up to float summation order) and the old
+            channels' likelihoods are unchanged; above 0 the pixels change by the new
+            channels' small contribution.
+
+    Returns:
+        A new :class:`UGHyperprior` in the mode ``model`` was in.
+
+    Raises:
+        ValueError: ``channels`` is smaller than the model's M.
+    """
+    old_m = model.config.M
+    if channels < old_m:
+        raise ValueError(f"cannot widen M={old_m} to fewer channels ({channels})")
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        wide = UGHyperprior(dataclasses.replace(model.config, M=channels))
+    old_modules = dict(model.named_modules())
+    for name, module in wide.named_modules():
+        if name in ("h_s.4", "g_s.up.0"):
+            continue
+        if isinstance(module, (GDN, nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
+            _copy_layer(module, old_modules[name])
+    # g_s's first layer (ConvTranspose2d, weight (in=M, out=N)): old inputs as trained.
+    g_s_in, old_in = wide.g_s.up[0], model.g_s.up[0]
+    g_s_in.weight[old_m:] *= synthesis_scale
+    g_s_in.weight[:old_m] = old_in.weight
+    g_s_in.bias.copy_(old_in.bias)
+    # h_s's last convolution: outputs [means (M) | scales (M)] become [means (M') | scales (M')].
+    last, old_last = wide.h_s[-1], model.h_s[-1]
+    hidden = old_last.weight.shape[1]
+    last.weight.zero_()
+    last.bias.zero_()
+    last.weight[:old_m, :hidden] = old_last.weight[:old_m]
+    last.weight[channels : channels + old_m, :hidden] = old_last.weight[old_m:]
+    last.bias[:old_m] = old_last.bias[:old_m]
+    last.bias[channels : channels + old_m] = old_last.bias[old_m:]
+    last.bias[channels + old_m :] = old_last.bias[old_m:].median()
+    for name in ("log_gain", "log_inverse_gain"):
+        old, new = getattr(model, name), getattr(wide, name)
+        new[:, :old_m] = old
+        new[:, old_m:] = old.mean(dim=1, keepdim=True)
+    return wide.train(model.training)
+
+
+@torch.no_grad()
+def add_levels(model: UGHyperprior, lambdas: "tuple[float, ...]") -> UGHyperprior:
+    """A copy of ``model`` with the quality levels ``lambdas``, which must begin with the
+    model's own: the old levels keep their gains, each new one continues from the last
+    trained gain by the square root of its lambda ratio (quantisation step ~ 1/gain,
+    distortion ~ step^2).
+
+    Raises:
+        ValueError: ``lambdas`` does not start with the model's levels, or is not increasing.
+    """
+    old = tuple(model.config.lambdas)
+    lambdas = tuple(float(value) for value in lambdas)
+    if lambdas[: len(old)] != old or any(b <= a for a, b in zip(lambdas, lambdas[1:])):
+        raise ValueError(f"new levels {lambdas} must extend {old} with increasing lambdas")
+    grown = UGHyperprior(dataclasses.replace(model.config, lambdas=lambdas))
+    state = model.state_dict()
+    for name, sign in (("log_gain", 1.0), ("log_inverse_gain", -1.0)):
+        rows = [state[name]]
+        for value in lambdas[len(old) :]:
+            rows.append(state[name][-1:] + sign * 0.5 * torch.log(torch.tensor(value / old[-1])))
+        state[name] = torch.cat(rows)
+    grown.load_state_dict(state)
+    return grown.train(model.training)
