@@ -1,89 +1,61 @@
 #!/usr/bin/env bash
-# One time-boxed training round on a lent GPU (the `device` tool), for the shipped model
-# (tools/configs/cpu_small.toml with the GPU settings below). A lease is ~15 minutes all told, so every phase
-# stops on wall time, never on a step count:
-#   1. stage 1 from INIT: S1_HIGH minutes at lr 1e-4, then S1_LOW minutes at lr 1e-5;
-#   2. stage 2 from phase 1's end, one run per variant below, all at once on the one GPU
-#      (only g_s trains, so every variant keeps phase 1's bitstream);
-#   3. PROBE minutes of the paper-sized model (N=128, M=192) from scratch: a speed reading.
-# Under OUT it leaves compact checkpoints (no optimiser moments; tools/export_weights.py
-# reads them) and logs.tgz, within the tool's limits on what comes back (8 files, 64 MiB).
+# One time-boxed training round of tools/configs/wide.toml on a lent GPU (the `device`
+# tool: about 15 minutes of device time in all, one command at most 10 minutes), from the
+# committed compact checkpoint. Every phase stops on wall time, never on a step count:
+#   1. stage 1 at the config's lr for S1_HIGH minutes, then at LOW_LR for S1_LOW minutes;
+#   2. optionally (S2 > 0) stage 2 from phase 1's end: only g_s trains, so the bitstream
+#      stays phase 1's.
+# Under OUT it leaves the compact checkpoints (fp16, no optimiser moments), split into
+# parts under 15 MiB (the tool returns files of at most 16 MiB; `cat NAME.pt.part_* >
+# NAME.pt` joins them), and the logs.
 #
-#   OUT=/tmp/out CORPUS=data/corpus bash tools/gpu_round.sh
+#   OUT=/tmp/out CORPUS=data/corpus_gpu bash tools/gpu_round.sh
+#
+# The corpus travels as the JPEG copy (python -m tools.prepare_corpus --compact DIR
+# --compact-mb N, sized so that the tree, the wheels and it fit the tool's 64 MiB), the
+# packages the GPU image lacks as wheels in an ignored .whl/ (tools/README.md).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
 OUT=${OUT:?set OUT to the folder for the results}
-CORPUS=${CORPUS:-data/corpus}
-INIT=${INIT:-checkpoints/cpu_small.pt}
+CORPUS=${CORPUS:-data/corpus_gpu}
+INIT=${INIT:-checkpoints/wide.pt}
 RUNS=${RUNS:-runs/gpu}
-S1_HIGH=${S1_HIGH:-1.75}
-S1_LOW=${S1_LOW:-1.25}
-S2=${S2:-3.25}
-PROBE=${PROBE:-0.5}
-SKIP_PROBE_AFTER=${SKIP_PROBE_AFTER:-480}  # seconds into the round
-# Per stage-2 run: segmentation workers and torch threads (4 runs share the machine's cores).
-WORKERS=${WORKERS:-2}
-THREADS=${THREADS:-2}
-CONFIG=tools/configs/cpu_small.toml
-# The shipped model's own config, with the GPU's batch and no step count in reach: a
-# lease is time-boxed, so every phase stops on --max-minutes and sets its own lr.
-GPU_SETTINGS=(--set batch=32 --set stage1_steps=10000000 --set stage2_steps=10000000
-  --set region_max_side=128 --set region_workers=3 --set log_every=100 --set checkpoint_every=1000)
-# name: settings. Stage 2 uses 256-px crops (the evaluation classifiers see 224-260 px).
-# The 2026-11-26 round tried pooled features at 100/1000/3000 and logits at 1000; the
-# heavier pooled-feature weights cost the human decoding 2-3 % BD-rate and Lite0 agreement
-# (tools/EXPERIMENTS.md), and feature maps (tried on the CPU afterwards) did best on Lite1/2.
-VARIANTS=(
-  "s2_feat100:--set stage2_lambda_semantic=100"
-  "s2_maps300:--set stage2_lambda_semantic=300 --set teacher=mobilenet_v2:maps"
-  "s2_maps1000:--set stage2_lambda_semantic=1000 --set teacher=mobilenet_v2:maps"
-  "s2_logit1000:--set stage2_lambda_semantic=1000 --set teacher=mobilenet_v2:logits"
-)
+S1_HIGH=${S1_HIGH:-5}
+S1_LOW=${S1_LOW:-2.5}
+LOW_LR=${LOW_LR:-1e-5}
+S2=${S2:-0}
+CONFIG=${CONFIG:-tools/configs/wide.toml}
+GPU_SETTINGS=(--set crop=256 --set batch=16 --set sampler_workers=12 --set stage1_steps=100000000
+  --set log_every=100 --set checkpoint_every=1000)
 mkdir -p "$RUNS" "$OUT"
 
 train() {  # train MINUTES ARGS...: a hard timeout backs up --max-minutes
   local minutes=$1; shift
-  timeout "$(awk "BEGIN {print int($minutes * 60 + 90)}")" \
+  timeout "$(awk "BEGIN {print int($minutes * 60 + 120)}")" \
     "$PYTHON" -m tools.train --config "$CONFIG" --corpus "$CORPUS" --max-minutes "$minutes" "${GPU_SETTINGS[@]}" "$@"
 }
 
-pack() {  # pack NAME...: RUNS/NAME/checkpoint.pt -> OUT/NAME.pt without optimiser moments
-  local name
-  for name in "$@"; do
-    if [[ ! -f "$RUNS/$name/checkpoint.pt" ]]; then echo "$name: no checkpoint"; continue; fi
-    "$PYTHON" -c 'import sys; from tools.training import compact_checkpoint as c; print(sys.argv[3], "step", c(sys.argv[1], sys.argv[2]))' \
-      "$RUNS/$name/checkpoint.pt" "$OUT/$name.pt" "$name"
-  done
+pack() {  # pack NAME: RUNS/NAME/checkpoint.pt -> OUT/NAME.pt.part_* (compact, fp16)
+  if [[ ! -f "$RUNS/$1/checkpoint.pt" ]]; then echo "$1: no checkpoint"; return; fi
+  "$PYTHON" -c 'import sys; from tools.training import compact_checkpoint as c; print(sys.argv[3], "step", c(sys.argv[1], sys.argv[2]))' \
+    "$RUNS/$1/checkpoint.pt" "/tmp/$1.pt" "$1"
+  split -b 15m "/tmp/$1.pt" "$OUT/$1.pt.part_"
 }
 
 echo "== stage 1 from $INIT ($(date +%T))"
-train "$S1_HIGH" --run "$RUNS/stage1" --init-from "$INIT" --set lr=1e-4 >"$RUNS/stage1_high.log" 2>&1
-train "$S1_LOW" --run "$RUNS/stage1" --set lr=1e-5 >"$RUNS/stage1_low.log" 2>&1
+train "$S1_HIGH" --run "$RUNS/stage1" --init-from "$INIT" >"$RUNS/stage1_high.log" 2>&1
+train "$S1_LOW" --run "$RUNS/stage1" --set lr="$LOW_LR" >"$RUNS/stage1_low.log" 2>&1
 tail -n 2 "$RUNS/stage1_low.log"
-pack stage1  # first, so that it comes back even if a later phase overruns the lease
+pack stage1
 
-echo "== stage 2 variants ($(date +%T))"
-pids=()
-for variant in "${VARIANTS[@]}"; do
-  name=${variant%%:*}
-  # shellcheck disable=SC2086  # the settings are words on purpose
-  train "$S2" --run "$RUNS/$name" --init-from "$RUNS/stage1/checkpoint.pt" \
-    --set stage1_steps=0 --set crop=256 --set batch=8 --set region_workers="$WORKERS" --threads "$THREADS" \
-    ${variant#*:} >"$RUNS/$name.log" 2>&1 &
-  pids+=($!)
-done
-wait "${pids[@]}"
-for variant in "${VARIANTS[@]}"; do tail -n 1 "$RUNS/${variant%%:*}.log"; done
-pack "${VARIANTS[@]%%:*}"
-
-if (( SECONDS + 60 > SKIP_PROBE_AFTER )); then
-  echo "== no time left for the probe (${SECONDS}s)"
-else
-  echo "== paper-sized probe ($(date +%T))"
-  train "$PROBE" --run "$RUNS/probe_paper" --set model.N=128 --set model.M=192 --set crop=256 --set batch=16 \
-    --set log_every=20 >"$RUNS/probe_paper.log" 2>&1
-  tail -n 2 "$RUNS/probe_paper.log"
+if awk "BEGIN {exit !($S2 > 0)}"; then
+  echo "== stage 2 ($(date +%T))"
+  step=$("$PYTHON" -c 'import sys, torch; print(torch.load(sys.argv[1], weights_only=False)["step"])' "$RUNS/stage1/checkpoint.pt")
+  train "$S2" --run "$RUNS/stage2" --init-from "$RUNS/stage1/checkpoint.pt" --set stage1_steps="$step" \
+    --set region_workers=4 >"$RUNS/stage2.log" 2>&1
+  tail -n 1 "$RUNS/stage2.log"
+  pack stage2
 fi
 
 echo "== done after ${SECONDS}s"

@@ -4,7 +4,7 @@
     python -m tools.train --config tools/configs/cpu_small.toml --run runs/cpu_small
 
 Re-running the same command resumes from ``RUN/checkpoint.pt``; on a new machine,
-``--init-from checkpoints/cpu_small.pt`` resumes from the committed compact checkpoint,
+``--init-from checkpoints/wide.pt`` resumes from the committed compact checkpoint,
 and ``--save-compact PATH`` writes one (once a session, overwriting). Options override the
 config: ``--teacher clip:ViT-B-32 --teacher-weights PATH_OR_TAG``, ``--device cuda``,
 ``--set KEY=VALUE`` (a top-level entry or ``model.N``, ``model.M``, ...),

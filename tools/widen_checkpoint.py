@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Grow a training checkpoint: more channels, more latent channels, more quality levels.
 
-    python -m tools.widen_checkpoint checkpoints/cpu_small.pt runs/wide/init.pt --channels 128 \
+    python -m tools.widen_checkpoint runs/cpu_small/checkpoint.pt runs/wide/init.pt --channels 128 \
         --latent-channels 192 --lambdas 0.0018,0.0035,0.0067,0.0130,0.0250,0.0483,0.0932,0.18
     python -m tools.train --config tools/configs/wide.toml --run runs/wide --init-from runs/wide/init.pt
 
