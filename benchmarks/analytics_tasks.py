@@ -16,8 +16,8 @@ Writes ``tasks.json``, ``tasks.md``, ``tasks.png`` (one panel per task) and
 ``tasks_<family>.png`` (one plot per task family) under ``--out``.
 
     bash benchmarks/install_tasks.sh                  # once: models, task venv, photos
-    python benchmarks/analytics_tasks.py              # all tasks, all photos
-    python benchmarks/analytics_tasks.py --photos 2 --tasks face,person --codecs ugc,jpeg   # smoke test
+    python -m benchmarks.analytics_tasks              # all tasks, all photos
+    python -m benchmarks.analytics_tasks --photos 2 --tasks face,person --codecs ugc,jpeg   # smoke test
 """
 from __future__ import annotations
 
@@ -32,11 +32,10 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import bench_common as common  # noqa: E402
-import tasks  # noqa: E402
-from analytics import mcnemar_p  # noqa: E402
-from task_photos import kind_of, load_task_photos, source_of  # noqa: E402
+from . import bench_common as common
+from . import tasks
+from .analytics import mcnemar_p
+from .task_photos import kind_of, load_task_photos, source_of
 
 CODECS = ("ugc", "jpeg", "webp", "avif")
 HUMAN, MACHINE = "ugc-human", "ugc-machine"
@@ -139,7 +138,7 @@ def run(args: argparse.Namespace) -> dict:
     curves = aggregate(records, metrics)
     return {
         "benchmark": "analytics_tasks",
-        "command": " ".join(["python", "benchmarks/analytics_tasks.py"] + sys.argv[1:]),
+        "command": common.command_line("analytics_tasks"),
         "environment": {**common.environment(threads), **versions},
         "model": common.ugc_description(model) if model else None,
         "tasks": families,

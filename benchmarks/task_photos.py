@@ -19,7 +19,7 @@ Three kinds, in the order :func:`load_task_photos` returns them:
 Every model runs on every photo; each task is scored on the photos where the model
 finds something in the original (the report counts them).
 
-``python benchmarks/task_photos.py --fetch`` downloads ``opencv-doc`` (``apt-get
+``python -m benchmarks.task_photos --fetch`` downloads ``opencv-doc`` (``apt-get
 download``) and ``insightface``'s source (``pip download``) once and stores the photos,
 shrunk to at most 1024 px on the long side, under ``benchmarks/photos_cache/tasks/``.
 The packages are listed in the team's evaluation package list so that the training corpus
@@ -202,7 +202,7 @@ def load_task_photos(long_side: Optional[int] = 512, names: Optional[Sequence[st
         ValueError: an unknown name.
         FileNotFoundError: a fetched photo is missing (run ``--fetch``).
     """
-    from photos import load_photos
+    from .photos import load_photos
 
     wanted = list(names) if names else list(TASK_PHOTO_NAMES)
     unknown = [name for name in wanted if name not in TASK_PHOTO_NAMES]
@@ -216,7 +216,7 @@ def load_task_photos(long_side: Optional[int] = 512, names: Optional[Sequence[st
             path = os.path.join(cache, name + ".png")
             if not os.path.exists(path):
                 raise FileNotFoundError(f"{path} is missing: fetch the task photos first with "
-                                        "'python benchmarks/task_photos.py --fetch'")
+                                        "'python -m benchmarks.task_photos --fetch'")
             with Image.open(path) as image:
                 return shrink(np.asarray(image.convert("RGB")), long_side)
         return shrink(load_photos(names=[name])[0][1], long_side)
@@ -239,7 +239,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--long-side", type=int, default=512, help="shrink to at most this long side (0: as cached)")
     parser.add_argument("--save", metavar="DIR", default=None, help="also write the photos as PNG files into DIR")
     args = parser.parse_args(argv)
-    sys.path.insert(0, HERE)
     try:
         if args.fetch:
             fetch_task_photos(args.cache)

@@ -2,23 +2,16 @@
 outputs (the task models themselves run outside CI)."""
 import json
 import os
-import sys
 
 import numpy as np
 import pytest
 
-from conftest import load_script
-
-BENCHMARKS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks")
+from benchmarks import analytics_tasks, task_photos as task_photos_module, tasks as tasks_module
 
 
 @pytest.fixture(scope="module")
 def bench():
-    sys.path.insert(0, BENCHMARKS)
-    try:
-        yield load_script("benchmarks/tasks.py"), load_script("benchmarks/analytics_tasks.py")
-    finally:
-        sys.path.remove(BENCHMARKS)
+    return tasks_module, analytics_tasks
 
 
 @pytest.fixture(scope="module")
@@ -236,11 +229,7 @@ def test_plots_one_panel_per_metric_and_one_file_per_family(tasks, runner, tmp_p
 # --------------------------------------------------------------------------- photos
 @pytest.fixture(scope="module")
 def task_photos():
-    sys.path.insert(0, BENCHMARKS)
-    try:
-        yield load_script("benchmarks/task_photos.py")
-    finally:
-        sys.path.remove(BENCHMARKS)
+    return task_photos_module
 
 
 def test_task_photos_are_named_once_and_have_sources(task_photos):
