@@ -198,7 +198,7 @@ def write_file(path: str, data: bytes, overwrite: bool = False) -> None:
     """
     folder = _folder_of(path)
     mode = _new_file_mode(path)
-    data = bytes(data)
+    data = memoryview(data)
     try:
         if not _write_unnamed(folder, path, data, mode, overwrite):
             _write_named(folder, path, data, mode, overwrite)

@@ -20,6 +20,7 @@ random state.
 from __future__ import annotations
 
 import glob
+import io
 import json
 import math
 import os
@@ -36,6 +37,7 @@ from PIL import Image
 from torch import Tensor
 
 from .codec import latent_residuals, synthesis_input
+from .files import write_file
 from .losses import MultiScaleSemanticLoss, bits_per_pixel, mse_255
 from .models import ModelConfig, UGHyperprior
 from .teachers import Teacher, load_teacher
@@ -499,9 +501,9 @@ def coded_synthesis_input(coder: CodecModel, network: UGHyperprior, x: Tensor, q
 
 def _save_atomically(state: dict, path: str) -> None:
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    temporary = path + ".tmp"
-    torch.save(state, temporary)
-    os.replace(temporary, path)
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    write_file(path, buffer.getbuffer(), overwrite=True)
 
 
 def compact_checkpoint(source: str, destination: str) -> int:

@@ -33,6 +33,7 @@ from torch import Tensor
 from .channel_context import IntegerChannelContext
 from .entropy_coding import CodingTable, quantize_pmf
 from .errors import UgcError, WeightsError
+from .files import write_file
 from .integer_net import (
     GAIN_BITS,
     entropy_parameters,
@@ -260,10 +261,7 @@ def write_bundle(bundle: dict, path: str) -> bytes:
     fingerprint = fingerprint_of(bundle)  # before writing: a bundle it refuses is never saved
     buffer = io.BytesIO()
     torch.save(bundle, buffer)
-    temporary = path + ".tmp"
-    with open(temporary, "wb") as handle:
-        handle.write(buffer.getvalue())
-    os.replace(temporary, path)
+    write_file(path, buffer.getbuffer(), overwrite=True)
     return fingerprint
 
 
