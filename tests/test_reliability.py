@@ -454,3 +454,136 @@ def test_model_argument_errors_are_clean(tiny_model):
     with pytest.raises(TypeError, match="CodecModel"):
         ugcodec.decode(data, model=42)
     assert ugcodec.decode(data, model=tiny_model.path).size == (56, 40)
+
+
+def _clone(value):
+    if isinstance(value, dict):
+        return {key: _clone(item) for key, item in value.items()}
+    return value.clone() if isinstance(value, torch.Tensor) else value
+
+
+def _entries(bundle, prefix=()):
+    for key, value in bundle.items():
+        yield prefix + (key,)
+        if isinstance(value, dict):
+            yield from _entries(value, prefix + (key,))
+
+
+def _damage(bundle, rng):
+    """One random damage: an entry removed, replaced by a wrong type, a tensor cut,
+    lengthened, retyped or with one value changed."""
+    path = rng.choice(list(_entries(bundle)))
+    parent = bundle
+    for key in path[:-1]:
+        parent = parent[key]
+    value, kind = parent[path[-1]], rng.randrange(5)
+    if kind == 0:
+        del parent[path[-1]]
+    elif kind == 1:
+        parent[path[-1]] = rng.choice([None, "x", 3, -1, 2**40, 1.5, [1, 2], {}])
+    elif isinstance(value, torch.Tensor) and value.dim() >= 1 and value.numel() > 1:
+        if kind == 2:
+            parent[path[-1]] = value.flatten()[: rng.randrange(value.numel())]
+        elif kind == 3:
+            parent[path[-1]] = torch.cat([value, value[:1]])
+        else:
+            flat = value.flatten().to(torch.float64 if value.is_floating_point() else torch.int64)
+            flat[rng.randrange(flat.numel())] = rng.choice([0, -1, 2**31 - 1, 10**6] if not value.is_floating_point()
+                                                           else [float("nan"), 1e30, -1.0])
+            parent[path[-1]] = flat.reshape(value.shape)
+
+
+def test_damaged_weights_raise_ugc_errors_never_internal_ones(tmp_path):
+    """A small fuzz of the weights loader: every damaged bundle loads into a model that
+    codes, or is refused with a UgcError (no KeyError, IndexError, OverflowError ...)."""
+    import random
+
+    from conftest import TINY_CONFIG
+    from ugcodec.models import UGHyperprior
+    from ugcodec.weights import export_bundle, model_from_bundle, write_bundle
+
+    torch.manual_seed(5)
+    base = export_bundle(UGHyperprior(TINY_CONFIG).eval())
+    rng = random.Random(28)
+    outcomes = {"refused": 0, "loaded": 0}
+    for case in range(120):
+        bundle = _clone(base)
+        for _ in range(rng.randint(1, 2)):
+            _damage(bundle, rng)
+        try:
+            model = model_from_bundle(bundle, f"case {case}")
+            ugcodec.decode(ugcodec.encode(PHOTO[:20, :24], 1, model=model), model=model)
+            outcomes["loaded"] += 1
+        except UgcError:
+            outcomes["refused"] += 1
+    assert outcomes["refused"] > 30 and outcomes["loaded"] > 5, outcomes
+    with open(tmp_path / "garbage.pt", "wb") as handle:
+        handle.write(b"PK\x03\x04 not a zip")
+    with pytest.raises(UgcError, match="cannot read weights"):
+        ugcodec.load_model(str(tmp_path / "garbage.pt"))
+
+
+# 7. The test suite on a fresh machine --------------------------------------------------------
+
+
+def _imported_modules(path):
+    """Top-level modules a file imports, except those inside ``try: ... except ImportError``."""
+    import ast
+
+    tree = ast.parse(pathlib.Path(path).read_text())
+    guarded = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Try) and any(
+            isinstance(handler.type, ast.Name) and handler.type.id in ("ImportError", "ModuleNotFoundError")
+            for handler in node.handlers
+        ):
+            guarded.update(id(child) for statement in node.body for child in ast.walk(statement))
+    names = set()
+    for node in ast.walk(tree):
+        if id(node) in guarded:
+            continue
+        if isinstance(node, ast.Import):
+            names.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            names.add(node.module.split(".")[0])
+    return names
+
+
+def test_the_test_extra_installs_everything_the_suite_imports():
+    """Every third-party module imported by the tests, or by the scripts they load, is in
+    install_requires or the [test] extra of setup.cfg (imports guarded by ImportError aside)."""
+    import configparser
+    import re
+
+    config = configparser.ConfigParser()
+    config.read(os.path.join(ROOT, "setup.cfg"))
+
+    def names(text):
+        return {re.split(r"[<>=!~\[; ]", line.strip())[0].lower().replace("_", "-")
+                for line in text.splitlines() if line.strip() and not line.strip().startswith("#")}
+
+    declared = names(config["options"]["install_requires"]) | names(config["options.extras_require"]["test"])
+    distribution = {"PIL": "pillow", "skimage": "scikit-image", "sklearn": "scikit-learn", "open_clip": "open-clip-torch",
+                    "yaml": "pyyaml", "cv2": "opencv-python"}
+    local = {"ugcodec", "tools", "benchmarks", "conftest", "tests"} | {
+        path.stem for folder in ("tests", "tools", "benchmarks") for path in pathlib.Path(ROOT, folder).glob("*.py")}
+    sources = list(pathlib.Path(ROOT, "tests").glob("*.py"))
+    for test in sources[:]:
+        sources += [pathlib.Path(ROOT, script) for script in re.findall(r"load_script\(\s*\"([^\"]+)\"", test.read_text())]
+    sources += [pathlib.Path(ROOT, "benchmarks", "photos.py")]  # loaded through the benchmark tests
+    missing = {}
+    for source in sources:
+        for module in _imported_modules(source) - set(sys.stdlib_module_names) - local:
+            name = distribution.get(module, module).lower().replace("_", "-")
+            if name not in declared:
+                missing.setdefault(name, source.name)
+    assert not missing, f"imported by the tests but not installed by pip install -e .[test]: {missing}"
+
+
+def test_no_test_has_a_timing_deadline():
+    """Hypothesis deadlines are timing assertions; under load they fail working code."""
+    import re
+
+    offenders = [path.name for path in pathlib.Path(ROOT, "tests").glob("*.py")
+                 if re.search(r"deadline\s*=\s*(?!None)", path.read_text())]
+    assert offenders == []
