@@ -18,7 +18,6 @@ import errno
 import os
 import signal
 import stat
-import tempfile
 from typing import BinaryIO, Optional, Set
 
 from .errors import UgcError
