@@ -5,6 +5,7 @@ once here, so that coding never runs float maths on the parsing path.
 """
 from __future__ import annotations
 
+import io
 import os
 from typing import Dict, List, Optional, Sequence
 
@@ -12,6 +13,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ugcodec.files import write_file
 from ugcodec.channel_context import IntegerChannelContext
 from ugcodec.entropy_coding import CodingTable, quantize_pmf
 from ugcodec.integer_net import GAIN_BITS, integerize_hyper_synthesis, scale_thresholds
@@ -176,11 +178,12 @@ def write_bundle(bundle: dict, path: str) -> bytes:
 
 
 def save_atomically(state: dict, path: str) -> None:
-    """``torch.save`` of ``state`` to ``path`` through a temporary file renamed over it,
-    so that an interrupted save never leaves a partial weights file or checkpoint."""
+    """``torch.save`` of ``state`` to ``path`` through :func:`ugcodec.files.write_file`
+    (a synced temporary file renamed over it), so that an interrupted save never leaves a
+    partial weights file or checkpoint."""
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    temporary = path + ".tmp"
-    torch.save(state, temporary)
-    os.replace(temporary, path)
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    write_file(path, buffer.getbuffer(), overwrite=True)
 
 

@@ -20,9 +20,9 @@ Errors a caller can cause are :class:`UgcError` (:class:`FormatError` for bad fi
 """
 __version__ = "0.1.0"
 
-from .errors import FormatError, ImageError, ModelMismatchError, UgcError  # noqa: E402
+from .errors import FormatError, ImageError, ModelMismatchError, TooManyPixelsError, UgcError  # noqa: E402
 from .codec import DEFAULT_QUALITY, decode, encode, parse_latents, read_header  # noqa: E402
-from .container import Header  # noqa: E402
+from .container import MAX_PIXELS, Header  # noqa: E402
 from .pipelines import decode_tensor, decode_tensors  # noqa: E402
 from .weights import load_model  # noqa: E402
 
@@ -41,4 +41,6 @@ __all__ = [
     "FormatError",
     "ImageError",
     "ModelMismatchError",
+    "TooManyPixelsError",
+    "MAX_PIXELS",
 ]

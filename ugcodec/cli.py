@@ -1,29 +1,34 @@
 """The ``ugc`` command line: encode, decode, info.
 
 Exit codes: 0 success; 1 bad input (unreadable image, malformed .ugc file, wrong
-weights); 2 bad usage (click's own). Errors are one line on stderr, never a traceback,
-and no partial output file is ever left behind (outputs are written to a temporary file
-in the same folder, then renamed).
+weights, an output that exists or cannot be written); 2 bad usage (click's own); 143
+when stopped by SIGTERM. Errors are one line on stderr, never a traceback. No output is
+ever left partial, no existing file is overwritten without ``--force``, and no input is
+ever overwritten at all (:mod:`ugcodec.files` writes every output).
 """
 from __future__ import annotations
 
 import glob
 import json
 import os
-import stat
 import sys
-import tempfile
 from contextlib import contextmanager
-from typing import Iterator, List, Optional, Tuple
+from typing import Dict, Iterator, List, Optional, Tuple
 
 import click
 
 from . import __version__
 from .codec import DEFAULT_QUALITY
+from .container import MAX_PIXELS
 from .errors import UgcError
+from .files import check_writable, exit_on_sigterm, read_at_most, write_file
 from .refinement import MAX_STEPS
 
 EXIT_BAD_INPUT = 1
+#: Most bytes read from stdin for an image to encode, per allowed pixel: more than any
+#: image file format needs (16-bit RGBA is 8), so only garbage is refused.
+_STDIN_IMAGE_BYTES_PER_PIXEL = 8
+_STDIN_IMAGE_SLACK = 1 << 20
 
 
 def _fail(message: str) -> "click.exceptions.Exit":
@@ -44,70 +49,67 @@ def _user_errors() -> Iterator[None]:
         raise _fail(f"{error.filename or ''}: {error.strerror or error}".lstrip(": ")) from None
 
 
-def _new_file_mode(path: str) -> int:
-    """The permission bits ``path`` should get: an overwritten file keeps its own, a new
-    one gets what ``open()`` would give it (0o666 less the umask)."""
+def _same_file(first: str, second: str) -> bool:
+    """Whether two names are one file (or would be, once ``second`` is created)."""
+    if os.path.realpath(first) == os.path.realpath(second):
+        return True
     try:
-        return stat.S_IMODE(os.stat(path).st_mode)
-    except FileNotFoundError:
-        # The umask can only be read by setting it; no other thread of ugc creates files.
-        umask = os.umask(0o022)
-        os.umask(umask)
-        return 0o666 & ~umask
+        return os.path.samefile(first, second)
+    except OSError:
+        return False
 
 
-def _write_atomically(path: str, data: bytes) -> None:
-    """Writes ``data`` to ``path`` through a temporary file in the same folder, so that
-    ``path`` is either untouched or complete, never partial."""
-    folder = os.path.dirname(os.path.abspath(path))
-    mode = _new_file_mode(path)
-    # mkstemp makes the file private (0o600); a codec's output should look like any
-    # other file the user writes.
-    descriptor, temporary = tempfile.mkstemp(prefix=".ugc-", suffix=".part", dir=folder)
-    try:
-        with os.fdopen(descriptor, "wb") as handle:
-            handle.write(data)
-        os.chmod(temporary, mode)
-        os.replace(temporary, path)
-    except BaseException:
-        try:
-            os.unlink(temporary)
-        except FileNotFoundError:
-            pass
-        raise
-
-
-def _check_output(source: str, destination: str, force: bool) -> None:
+def _check_output(sources: List[str], destination: str, force: bool) -> None:
     """Refuses, before any work is done, a destination that cannot or must not be written."""
-    folder = destination if destination.endswith(("/", os.sep)) else os.path.dirname(destination)
-    if folder and not os.path.isdir(folder):
-        raise UgcError(f"no such folder: {folder}")
-    if os.path.exists(destination):
-        if os.path.exists(source) and os.path.samefile(source, destination):
+    if destination.endswith(("/", os.sep)) and not os.path.isdir(destination):
+        raise UgcError(f"no such folder: {destination}")
+    for source in sources:
+        if source != "-" and _same_file(source, destination):
             raise UgcError(f"refusing to overwrite the input file {destination}")
-        if not force:
-            raise UgcError(f"{destination} exists (use --force to overwrite it)")
+    check_writable(destination, overwrite=force)
 
 
-def _read_bytes(path: str) -> bytes:
+def _max_pixels(value: int) -> Optional[int]:
+    return None if value == 0 else value
+
+
+def _open_input(path: str):
+    """A binary stream of ``path`` ('-': stdin), for bounded reading."""
     if path == "-":
-        return sys.stdin.buffer.read()
+        return sys.stdin.buffer
     try:
-        with open(path, "rb") as handle:
-            return handle.read()
+        return open(path, "rb")
     except IsADirectoryError:
         raise UgcError(f"{path} is a directory") from None
     except FileNotFoundError:
         raise UgcError(f"no such file: {path}") from None
 
 
-def _write_output(path: str, data: bytes) -> None:
+def _read_stdin_image(max_pixels: Optional[int]) -> bytes:
+    if max_pixels is None:
+        return sys.stdin.buffer.read()
+    limit = _STDIN_IMAGE_SLACK + _STDIN_IMAGE_BYTES_PER_PIXEL * max_pixels
+    data = read_at_most(sys.stdin.buffer, limit + 1)
+    if len(data) > limit:
+        raise UgcError(f"standard input holds more than {limit} bytes, more than an image of "
+                       f"{max_pixels} pixels needs (raise --max-pixels)")
+    return data
+
+
+def _write_output(path: str, data: bytes, force: bool) -> None:
     if path == "-":
         stream = sys.stdout.buffer
         stream.write(data)
         stream.flush()
     else:
-        _write_atomically(path, data)
+        write_file(path, data, overwrite=force)
+
+
+max_pixels_option = click.option(
+    "--max-pixels", type=click.IntRange(min=0), default=MAX_PIXELS, show_default=True, metavar="N",
+    help="Refuse images of more than N pixels (width x height), checked from the header "
+         "before anything large is read or allocated; bounds memory and time. 0: no limit.",
+)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -126,6 +128,7 @@ def main() -> None:
       ugc encode photos/ encoded/             (a whole folder, on every core)
       ugc info photo.ugc --json
     """
+    exit_on_sigterm()
 
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif", ".ppm", ".pgm", ".pnm")
@@ -171,16 +174,20 @@ def _summary(destination: str, data: bytes) -> str:
          "encoder (benchmarks/README.md measures both). The file is a standard .ugc "
          "either way. 0: the fast analysis transform alone.",
 )
-@click.option("-f", "--force", is_flag=True, help="Overwrite existing outputs.")
+@click.option("-f", "--force", is_flag=True, help="Overwrite existing outputs (never an input).")
 @click.option("-j", "--jobs", type=click.IntRange(1, 64), default=None,
               help="Parallel workers when encoding many files (default: CPU cores).")
 @click.option("--weights", type=click.Path(dir_okay=False), help="Weights file (default: the shipped model).")
 @click.option("--strip", is_flag=True, help="Drop the image's ICC profile, EXIF and XMP (kept by default).")
+@max_pixels_option
+@click.option("--first-frame", is_flag=True,
+              help="Encode the first frame of an animation or multi-page file (otherwise refused).")
 @click.option("--ray", "on_ray", is_flag=True,
               help="Run on Ray: a local instance, or the cluster RAY_ADDRESS names (pip install 'ugcodec[ray]').")
 @click.option("--ray-address", metavar="ADDR", help="Run on the Ray cluster at ADDR (e.g. auto, HOST:6379).")
 def encode(sources: Tuple[str, ...], destination: str, quality: int, refine: int, force: bool,
-           jobs: Optional[int], weights: Optional[str], strip: bool, on_ray: bool, ray_address: Optional[str]) -> None:
+           jobs: Optional[int], weights: Optional[str], strip: bool, max_pixels: int, first_frame: bool,
+           on_ray: bool, ray_address: Optional[str]) -> None:
     """Compress images (PNG, JPEG, ...) into .ugc files.
 
     \b
@@ -192,36 +199,87 @@ def encode(sources: Tuple[str, ...], destination: str, quality: int, refine: int
                                           (--ray-address ADDR; ugcodec/ray_batch.py)
 
     Many files are encoded in parallel with a progress bar; a bad file is reported
-    at the end and does not stop the others (exit code 1 if any failed).
+    at the end and does not stop the others (exit code 1 if any failed). Two inputs
+    that would give one output name (a.png and a.jpg) stop the run before any work.
     """
     if on_ray or ray_address:  # always into a folder; ugcodec/ray_batch.py says how to use a cluster
         from .ray_batch import encode_cli
 
         return encode_cli(_expand_sources(sources), destination, quality=quality, refine=refine, force=force,
                           workers=jobs, weights=weights, strip=strip, address=ray_address)
+    options = dict(quality=quality, refine=refine, force=force, weights=weights,
+                   max_pixels=_max_pixels(max_pixels), first_frame=first_frame, strip=strip)
     source = sources[0]
     pattern = glob.has_magic(source) and not os.path.exists(source)
     if len(sources) == 1 and not os.path.isdir(source) and not pattern:
         if os.path.isdir(destination) and source != "-":
-            destination = os.path.join(destination, os.path.splitext(os.path.basename(source))[0] + ".ugc")
-        _encode_one_file(source, destination, quality, refine, force, weights, strip)
+            destination = os.path.join(destination, _output_name(source))
+        _encode_one_file(source, destination, **options)
     else:
-        _encode_many(_expand_sources(sources), destination, quality, refine, force, jobs, weights, strip)
+        with _user_errors():
+            _check_folder_destination(destination)
+            paths = _expand_sources(sources)
+        _encode_many(paths, destination, jobs=jobs, **options)
 
 
 def _encode_one_file(source: str, destination: str, quality: int, refine: int, force: bool,
-                     weights: Optional[str], strip: bool = False) -> None:
+                     weights: Optional[str], max_pixels: Optional[int], first_frame: bool, strip: bool = False) -> None:
     from .codec import encode as encode_image
     from .weights import load_model
 
     with _user_errors():
         if destination != "-":
-            _check_output(source, destination, force)
+            _check_output([source], destination, force)
         model = load_model(weights)
-        image = _read_bytes(source) if source == "-" else source
-        data = encode_image(image, quality, model=model, progress=True, refine=refine, metadata=not strip)
-        _write_output(destination, data)
+        image = _read_stdin_image(max_pixels) if source == "-" else source
+        data = encode_image(image, quality, model=model, progress=True, refine=refine,
+                            max_pixels=max_pixels, first_frame=first_frame, metadata=not strip)
+        _write_output(destination, data, force)
     click.echo(_summary(destination, data), err=True)
+
+
+def _output_name(source: str) -> str:
+    return os.path.splitext(os.path.basename(source))[0] + ".ugc"
+
+
+def _check_folder_destination(folder: str) -> None:
+    """Several inputs go into a folder: refuse a destination that is a file, or whose
+    name says it was meant as one."""
+    if os.path.exists(folder):
+        if not os.path.isdir(folder):
+            raise UgcError(f"{folder} is not a folder: several inputs need a destination folder")
+    elif folder.lower().endswith(".ugc"):
+        raise UgcError(f"several inputs need a destination folder, and {folder} looks like a file name "
+                       f"(name a folder, e.g. {os.path.splitext(folder)[0]}/)")
+
+
+def _plan_outputs(paths: List[str], folder: str) -> List[Tuple[str, str]]:
+    """``(source, target)`` for every input; refuses a run where two inputs would share
+    an output, or an output would be an input."""
+    unique: List[str] = []
+    seen = set()
+    for path in paths:  # the same file named twice (a folder and a pattern) is coded once
+        key = os.path.realpath(path)
+        if key not in seen:
+            seen.add(key)
+            unique.append(path)
+    by_target: Dict[str, List[str]] = {}
+    plan = []
+    for source in unique:
+        target = os.path.join(folder, _output_name(source))
+        by_target.setdefault(os.path.normcase(os.path.realpath(target)), []).append(source)
+        plan.append((source, target))
+    clashes = [sources for sources in by_target.values() if len(sources) > 1]
+    if clashes:
+        described = "; ".join(" and ".join(sources) for sources in clashes[:5])
+        more = f" (and {len(clashes) - 5} more)" if len(clashes) > 5 else ""
+        raise UgcError(f"inputs would overwrite each other's output: {described}{more}; "
+                       "rename them or encode them into different folders")
+    inputs = {os.path.realpath(path) for path in unique}
+    for source, target in plan:
+        if os.path.realpath(target) in inputs:
+            raise UgcError(f"refusing to overwrite the input file {target} (the output of {source})")
+    return plan
 
 
 _worker_model = None
@@ -237,20 +295,22 @@ def _worker_start(weights: Optional[str]) -> None:
     _worker_model = load_model(weights)
 
 
-def _worker_encode(job: Tuple[str, str, int, int, bool]) -> Tuple[str, Optional[str], Optional[str]]:
+def _worker_encode(job: Tuple[str, str, dict, bool]) -> Tuple[str, Optional[str], Optional[str]]:
     from .codec import encode as encode_image
 
-    source, target, quality, refine, strip = job
+    source, target, options, force = job
     try:
-        data = encode_image(source, quality, model=_worker_model, refine=refine, metadata=not strip)
-        _write_atomically(target, data)
+        data = encode_image(source, model=_worker_model, **options)
+        write_file(target, data, overwrite=force)
         return source, _summary(target, data), None
     except (UgcError, ValueError, OSError) as error:
         return source, None, str(error)
+    except Exception as error:  # a bug must cost this file, not the run and its summary
+        return source, None, f"unexpected {type(error).__name__}: {error}"
 
 
 def _encode_many(paths: List[str], folder: str, quality: int, refine: int, force: bool, jobs: Optional[int],
-                 weights: Optional[str], strip: bool = False) -> None:
+                  weights: Optional[str], max_pixels: Optional[int], first_frame: bool, strip: bool = False) -> None:
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
@@ -261,31 +321,38 @@ def _encode_many(paths: List[str], folder: str, quality: int, refine: int, force
     with _user_errors():
         if not paths:
             raise UgcError("no image files found")
-        if os.path.exists(folder) and not os.path.isdir(folder):
-            raise UgcError(f"{folder} must be a folder when encoding several files")
+        plan = _plan_outputs(paths, folder)
         load_model(weights)  # fail early, once, on bad weights
         os.makedirs(folder, exist_ok=True)
+        check_writable(os.path.join(folder, ".ugc-write-check"), overwrite=True)
     failures: List[Tuple[str, str]] = []
     work = []
-    for source in paths:
-        target = os.path.join(folder, os.path.splitext(os.path.basename(source))[0] + ".ugc")
-        if os.path.exists(target) and not force:
+    options = dict(quality=quality, refine=refine, max_pixels=max_pixels, first_frame=first_frame, metadata=not strip)
+    for source, target in plan:
+        if os.path.lexists(target) and not force:
             failures.append((source, f"{target} exists (use --force to overwrite it)"))
         else:
-            work.append((source, target, quality, refine, strip))
+            work.append((source, target, options, force))
     workers = min(jobs or os.cpu_count() or 1, max(1, len(work)))
     if work:
         context = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn")
-        with ProcessPoolExecutor(workers, mp_context=context, initializer=_worker_start, initargs=(weights,)) as pool:
-            futures = [pool.submit(_worker_encode, job) for job in work]
+        pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_worker_start, initargs=(weights,))
+        try:
+            futures = {pool.submit(_worker_encode, job): job[0] for job in work}
             with tqdm(total=len(futures), unit="image", file=sys.stderr, disable=None) as progress:
                 for future in as_completed(futures):
-                    source, summary, error = future.result()
+                    try:
+                        source, summary, error = future.result()
+                    except Exception as crash:  # a worker process died (killed, out of memory)
+                        source, error = futures[future], f"worker stopped: {type(crash).__name__}: {crash}"
                     if error:
                         failures.append((source, error))
                     progress.update(1)
-    done = len(paths) - len(failures)
-    click.echo(f"encoded {done} of {len(paths)} images into {folder}", err=True)
+        finally:
+            # On SIGINT/SIGTERM: drop what has not started; running files finish or clean up.
+            pool.shutdown(wait=True, cancel_futures=True)
+    done = len(plan) - len(failures)
+    click.echo(f"encoded {done} of {len(plan)} images into {folder}", err=True)
     if failures:
         for source, error in sorted(failures):
             click.echo(f"ugc: error: {source}: {error}", err=True)
@@ -305,14 +372,15 @@ def _default_output(source: str, preference: str) -> str:
     "--for", "--preference", "preference", default="human", show_default=True,
     help="Who the picture is for: 'human', 'machine', or a number in [0, 1] that blends them.",
 )
-@click.option("-f", "--force", is_flag=True, help="Overwrite DESTINATION if it exists.")
+@click.option("-f", "--force", is_flag=True, help="Overwrite DESTINATION if it exists (never the input).")
 @click.option("--weights", type=click.Path(dir_okay=False), help="Weights file (default: the shipped model).")
+@max_pixels_option
 @click.option("-j", "--jobs", type=click.IntRange(1, 4096), default=None, help="With --ray: most workers.")
 @click.option("--ray", "on_ray", is_flag=True,
               help="Run on Ray: a local instance, or the cluster RAY_ADDRESS names (pip install 'ugcodec[ray]').")
 @click.option("--ray-address", metavar="ADDR", help="Run on the Ray cluster at ADDR (e.g. auto, HOST:6379).")
 def decode(source: str, destination: Optional[str], preference: str, force: bool, weights: Optional[str],
-           jobs: Optional[int], on_ray: bool, ray_address: Optional[str]) -> None:
+           max_pixels: int, jobs: Optional[int], on_ray: bool, ray_address: Optional[str]) -> None:
     """Decompress the .ugc file SOURCE into an image.
 
     DESTINATION defaults to SOURCE's name with .human.png or .machine.png; its
@@ -347,24 +415,44 @@ def decode(source: str, destination: Optional[str], preference: str, force: bool
             if extension not in Image.registered_extensions():
                 raise UgcError(f"cannot tell the image format from {destination!r}: end it in .png")
             image_format = Image.registered_extensions()[extension]
-            _check_output(source, destination, force)
-        data = _read_bytes(source)
-        image = decode_file(data, beta, model=load_model(weights), progress=True)
+            _check_output([source], destination, force)
+        model = load_model(weights)
+        stream = _open_input(source)
+        try:
+            image = decode_file(stream, beta, model=model, progress=True, max_pixels=_max_pixels(max_pixels))
+        finally:
+            if stream is not sys.stdin.buffer:
+                stream.close()
         buffer = io.BytesIO()
         image.save(buffer, format=image_format, **save_options(image, image_format))
-        _write_output(destination, buffer.getvalue())
+        _write_output(destination, buffer.getvalue(), force)
     click.echo(f"{destination}: {image.width}x{image.height} {image.mode} ({preference})", err=True)
 
 
 @main.command()
 @click.argument("source", type=click.Path(dir_okay=False, allow_dash=True))
 @click.option("--json", "as_json", is_flag=True, help="Print the header as JSON.")
-def info(source: str, as_json: bool) -> None:
-    """Show the header and metadata of the .ugc file SOURCE (the whole file is verified)."""
-    from .container import Container
+@click.option("--weights", type=click.Path(dir_okay=False),
+              help="Check the file against this weights file (default: the shipped model).")
+@max_pixels_option
+def info(source: str, as_json: bool, weights: Optional[str], max_pixels: int) -> None:
+    """Show the header and metadata of the .ugc file SOURCE.
+
+    The whole file is verified, as decode would: its checksums, the pixel limit, and
+    that the weights (--weights, default the shipped ones) are the ones that made it.
+    """
+    from .codec import check_model
+    from .container import read_container
+    from .weights import load_model
 
     with _user_errors():
-        container = Container.from_bytes(_read_bytes(source))
+        stream = _open_input(source)
+        try:
+            container = read_container(stream, max_pixels=_max_pixels(max_pixels))
+        finally:
+            if stream is not sys.stdin.buffer:
+                stream.close()
+        check_model(load_model(weights), container.header)
     fields = container.header.to_dict()
     fields["metadata"] = container.metadata.describe()
     if as_json:

@@ -6,20 +6,21 @@ thread count; the float g_s that turns y into pixels may differ in the last bit.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Dict, Optional, Union
+import os
+from dataclasses import dataclass, field
+from typing import BinaryIO, Dict, Optional, Union
 
 import numpy as np
 import torch
 from PIL import Image
 from torch import Tensor
 
-from .container import COLOR_MODES, Container, Header
+from .container import COLOR_MODES, MAX_PIXELS, Container, Header, read_container
 from .entropy_coding import SymbolRangeError, decode_symbols, encode_symbols
 from .errors import FormatError, ImageError, ModelMismatchError
 from .image_io import ImageSource, array_to_image, load_image
 from .integer_net import GAIN_BITS, entropy_parameters
-from .metadata import Metadata, attach as attach_metadata, read_metadata
+from .metadata import Metadata, attach as attach_metadata
 from .refinement import check_steps, refine_residuals
 from .tiling import ANALYSIS_MARGIN, ANALYSIS_TILE, LATENT_STRIDE, SYNTHESIS_MARGIN, SYNTHESIS_TILE, tiles
 from .weights import CodecModel, load_model
@@ -36,17 +37,18 @@ __all__ = [
     "decode_pixels",
     "latent_residuals",
     "read_header",
+    "MAX_PIXELS",
     "parse_latents",
     "synthesis_input",
 ]
 
 #: Quality used when none is given (levels are numbered from 1, lowest rate first).
 DEFAULT_QUALITY = 3
-#: Largest image (in pixels) coded or decoded; bounds the memory a file can make us take.
-MAX_PIXELS = 50_000_000
 _STRIDE = 64
 
 Preference = Union[str, float]
+#: What :func:`decode` reads: ``ugcodec.container.ACCEPTED_FILES``.
+FileSource = Union[bytes, bytearray, memoryview, str, "os.PathLike[str]", BinaryIO]
 
 #: Named preferences and their beta value. Any beta in [0, 1] is accepted as a blend.
 PREFERENCES: Dict[str, float] = {"human": 0.0, "machine": 1.0}
@@ -106,6 +108,7 @@ class Latents:
         mu: float64 exact means of the gained latent, as the model id's latent coder
             chose them (bitstream_spec.md §8).
         scale_index: int64 coding-table index of every y symbol, likewise.
+        metadata: the file's ICC profile, EXIF and XMP (empty for version 1 files).
     """
 
     header: Header
@@ -113,6 +116,7 @@ class Latents:
     y: Tensor
     mu: Tensor
     scale_index: Tensor
+    metadata: Metadata = field(default_factory=Metadata)
 
 
 def _padded(size: int) -> int:
@@ -179,15 +183,15 @@ def encode_latents(
     model: Optional[CodecModel] = None,
     progress: bool = False,
     refine: int = 0,
+    max_pixels: Optional[int] = MAX_PIXELS,
+    first_frame: bool = False,
 ) -> "tuple[bytes, Latents]":
     """Like :func:`encode`, and also returns the symbols it coded (for tests and tools)."""
-    model = model or load_model()
+    model = _resolve_model(model)
     quality = check_quality(model, quality)
     refine = check_steps(refine)
-    pixels, mode = load_image(image)
+    pixels, mode = load_image(image, max_pixels=max_pixels, first_frame=first_frame)
     height, width = pixels.shape[:2]
-    if height * width > MAX_PIXELS:
-        raise ImageError(f"image has {height * width} pixels; the limit is {MAX_PIXELS}")
     network = model.network
     y = _analyze(network, pixels, progress)
     z_symbols = torch.round(network.h_a(y)).to(torch.int64)
@@ -221,21 +225,38 @@ def encode_latents(
     return Container(header, z_stream, y_stream).to_bytes(), latents
 
 
+def _resolve_model(model: "Union[CodecModel, str, os.PathLike, None]") -> CodecModel:
+    """The weights an API call names: None (the shipped ones), a loaded model, or a path."""
+    if model is None:
+        return load_model()
+    if isinstance(model, CodecModel):
+        return model
+    if isinstance(model, (str, os.PathLike)):
+        return load_model(os.fspath(model))
+    raise TypeError(f"model must be a CodecModel (ugcodec.load_model()), a weights file's path or None, "
+                    f"not {type(model).__name__}")
+
+
 def encode(
     image: ImageSource,
     quality: int = DEFAULT_QUALITY,
-    model: Optional[CodecModel] = None,
+    model: "Union[CodecModel, str, os.PathLike, None]" = None,
     progress: bool = False,
     refine: int = 0,
     metadata: bool = True,
+    max_pixels: Optional[int] = MAX_PIXELS,
+    first_frame: bool = False,
 ) -> bytes:
     """Compresses an image to the bytes of a .ugc file.
 
     Args:
-        image: path, image-file bytes, PIL image or uint8 array (see
-            :func:`ugcodec.image_io.load_image`).
+        image: a path (str or ``os.PathLike``), the bytes of an image file (bytes,
+            bytearray, memoryview), a binary file object, a PIL image, a uint8 numpy
+            array ``(H, W)`` / ``(H, W, 3)``, or a uint8 torch tensor ``(C, H, W)``
+            (see :func:`ugcodec.image_io.load_image` for the modes it converts).
         quality: level from 1 (smallest file) to the model's number of levels.
-        model: weights to use (default: the shipped ones).
+        model: weights to use: a loaded model, a weights file's path, or None (the
+            shipped ones).
         progress: show a progress bar on stderr for large images (and for refinement).
         refine: encoder effort: gradient steps spent per 512-pixel tile choosing the
             latent symbols, then a greedy rate-distortion rounding of them
@@ -247,27 +268,44 @@ def encode(
             the EXIF orientation is applied to the pixels and removed from the tags).
             ``False`` stores none. An image without metadata gives the same bytes
             either way.
+        max_pixels: refuse images of more pixels (None: no limit); a file's size is
+            checked from its header, before its pixels are decoded.
+        first_frame: encode the first frame of an animation or multi-page file
+            (otherwise refused).
 
     Returns:
         the .ugc file's bytes; encoding the same image twice gives the same bytes
         (with ``refine`` > 0, on the same machine and thread count).
 
     Raises:
-        ImageError: the image cannot be read or coded.
+        TypeError: ``image`` or ``model`` is none of the accepted types.
+        ImageError: the image cannot be read or coded (TooManyPixelsError above
+            ``max_pixels``).
+        UgcError: the weights file cannot be loaded.
         ValueError: quality or refine out of range.
     """
-    data = encode_latents(image, quality, model, progress, refine)[0]
+    if hasattr(image, "read"):  # a file object: read once, for the pixels and the metadata
+        image = image.read()
+    if isinstance(image, (bytearray, memoryview)):
+        image = bytes(image)
+    data = encode_latents(image, quality, model, progress, refine, max_pixels, first_frame)[0]
     stored = Metadata.from_source(image) if metadata else Metadata()
     return attach_metadata(data, stored) if stored else data
 
 
-def read_header(data: bytes) -> Header:
+def read_header(data: "FileSource", max_pixels: Optional[int] = MAX_PIXELS) -> Header:
     """Parses and verifies a whole .ugc file and returns its header.
 
+    Args:
+        data: the file's bytes, its path or a binary file object (as :func:`decode`).
+        max_pixels: refuse what :func:`decode` with this limit would refuse.
+
     Raises:
-        FormatError: the bytes are not a valid .ugc file.
+        TypeError: ``data`` is none of the accepted types.
+        FormatError: the bytes are not a valid .ugc file (TooManyPixelsError above
+            ``max_pixels``).
     """
-    return Container.from_bytes(data).header
+    return read_container(data, max_pixels).header
 
 
 def check_model(model: CodecModel, header: Header) -> None:
@@ -289,18 +327,20 @@ def check_model(model: CodecModel, header: Header) -> None:
 
 
 @torch.inference_mode()
-def parse_latents(data: bytes, model: Optional[CodecModel] = None) -> Latents:
+def parse_latents(data: "FileSource", model: Optional[CodecModel] = None, max_pixels: Optional[int] = MAX_PIXELS) -> Latents:
     """Parses a .ugc file down to its exact latent symbols (no float maths on pixels).
 
+    Args:
+        data: the file's bytes, its path or a binary file object (as :func:`decode`).
+
     Raises:
-        FormatError: malformed file; ModelMismatchError: made by other weights.
+        FormatError: malformed file (TooManyPixelsError above ``max_pixels``);
+        ModelMismatchError: made by other weights.
     """
-    model = model or load_model()
-    container = Container.from_bytes(data)
+    model = _resolve_model(model)
+    container = read_container(data, max_pixels)
     header = container.header
     check_model(model, header)
-    if header.width * header.height > MAX_PIXELS:
-        raise FormatError(f"file claims {header.width}x{header.height} pixels; the limit is {MAX_PIXELS}")
     config = model.config
     z_shape = (1, config.N, _padded(header.height) // _STRIDE, _padded(header.width) // _STRIDE)
     z_channel = np.broadcast_to(np.arange(config.N)[None, :, None, None], z_shape)
@@ -308,7 +348,9 @@ def parse_latents(data: bytes, model: Optional[CodecModel] = None) -> Latents:
     means, scales = model.hyper_synthesis(z)
     mu, hyper_index = entropy_parameters(means, scales, model.gain(header.quality), model.thresholds)
     latent = model.latent_coder.decompress(container.y_stream, mu, hyper_index)
-    return Latents(header=header, z=z, y=latent.symbols, mu=latent.mu, scale_index=latent.scale_index)
+    return Latents(
+        header=header, z=z, y=latent.symbols, mu=latent.mu, scale_index=latent.scale_index, metadata=container.metadata
+    )
 
 
 def decode_pixels(
@@ -319,7 +361,7 @@ def decode_pixels(
     Raises:
         ValueError: unknown preference.
     """
-    return _synthesize(latents, preference_to_beta(preference), model or load_model(), progress)
+    return _synthesize(latents, preference_to_beta(preference), _resolve_model(model), progress)
 
 
 @torch.inference_mode()
@@ -342,29 +384,40 @@ def _synthesize(latents: Latents, beta: float, model: CodecModel, progress: bool
 
 
 def decode(
-    data: bytes, preference: Preference = "human", model: Optional[CodecModel] = None, progress: bool = False
+    data: "FileSource",
+    preference: Preference = "human",
+    model: "Union[CodecModel, str, os.PathLike, None]" = None,
+    progress: bool = False,
+    max_pixels: Optional[int] = MAX_PIXELS,
 ) -> Image.Image:
     """Decompresses a .ugc file.
 
     Args:
-        data: the file's bytes.
+        data: the file's bytes (bytes, bytearray, memoryview), its path (str or
+            ``os.PathLike``) or a binary file object; read no further than the header
+            declares.
         preference: ``"human"`` (looks right), ``"machine"`` (keeps what vision models
             need) or a number in [0, 1] that blends the two.
-        model: weights to use (default: the shipped ones).
+        model: weights to use: a loaded model, a weights file's path, or None (the
+            shipped ones).
         progress: show a progress bar on stderr for large images.
+        max_pixels: refuse files whose image has more pixels (None: no limit), checked
+            from the header before anything else is read.
 
     Returns:
         a PIL image of the original size, mode ``"L"`` or ``"RGB"`` as encoded; its
         ``info`` holds the file's metadata (``icc_profile``, ``exif``, ``xmp``), if any.
 
     Raises:
-        FormatError: malformed file; ModelMismatchError: made by other weights;
-        ValueError: unknown preference.
+        TypeError: ``data`` or ``model`` is none of the accepted types.
+        FormatError: malformed file (TooManyPixelsError above ``max_pixels``);
+        ModelMismatchError: made by other weights; UgcError: the path or the weights
+        cannot be read; ValueError: unknown preference.
     """
     beta = preference_to_beta(preference)  # fail fast, before any parsing work
-    model = model or load_model()
-    latents = parse_latents(data, model)
+    model = _resolve_model(model)
+    latents = parse_latents(data, model, max_pixels)
     pixels = _synthesize(latents, beta, model, progress)
     image = array_to_image(pixels, latents.header.mode)
-    image.info.update(read_metadata(data).to_pil_info())
+    image.info.update(latents.metadata.to_pil_info())
     return image

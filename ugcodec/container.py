@@ -25,18 +25,39 @@ All multi-byte integers are big-endian. Nothing may follow the payload CRC.
 Format version 2 is the same with a metadata block (ICC profile, EXIF, XMP; see
 :mod:`ugcodec.metadata` and bitstream_spec.md §2.2) between the header CRC and the z
 section. Writers use version 2 only for files that carry metadata.
+
+Reading is bounded: :func:`read_container` reads the 32-byte header first, checks it
+(including the pixel limit), then reads exactly the sizes it declares, and never more than
+:func:`max_file_size` of the claimed image allows.
 """
 from __future__ import annotations
 
+import os
 import struct
 import zlib
 from dataclasses import dataclass, field, replace
-from typing import Dict
+from typing import BinaryIO, Dict, Optional, Union
 
-from .errors import FormatError
-from .metadata import Metadata
+from .errors import FormatError, TooManyPixelsError, UgcError
+from .files import read_at_most
+from .metadata import METADATA_LIMIT, Metadata
 
-__all__ = ["MAGIC", "VERSION", "METADATA_VERSION", "VERSIONS", "HEADER_SIZE", "COLOR_MODES", "MODEL_IDS", "Header", "Container"]
+__all__ = [
+    "MAGIC",
+    "VERSION",
+    "METADATA_VERSION",
+    "VERSIONS",
+    "HEADER_SIZE",
+    "COLOR_MODES",
+    "MODEL_IDS",
+    "MAX_PIXELS",
+    "Header",
+    "Container",
+    "check_pixels",
+    "max_file_size",
+    "read_container",
+    "ACCEPTED_FILES",
+]
 
 MAGIC = b"\x89UGC"
 VERSION = 1
@@ -52,6 +73,15 @@ MODEL_IDS: Dict[int, str] = {
     3: "mean-scale-hyperprior-pcdm-channel-context",
 }
 MAX_SIDE = 65535
+#: Default limit on ``width * height`` for encoding, decoding and ``ugc info``; bounds the
+#: memory and time a file (or an image header) can make the codec spend. Every entry
+#: point takes a ``max_pixels`` argument (``--max-pixels``) that overrides it.
+MAX_PIXELS = 50_000_000
+#: The sections of a file may hold at most this many bytes per pixel of the padded image
+#: (64-multiple sides), plus :data:`SECTION_SLACK` (bitstream_spec.md §2.1): more than an
+#: uncompressed 24-bit image, far more than the coder ever writes.
+SECTION_BYTES_PER_PIXEL = 4
+SECTION_SLACK = 65536
 
 _HEADER = struct.Struct(">4sBBBBHH8sII")
 assert _HEADER.size + 4 == HEADER_SIZE
@@ -97,6 +127,8 @@ class Header:
 
     @property
     def file_bytes(self) -> int:
+        """The size in bytes of the whole file this header describes (the metadata block's
+        size is known once the block is read: ``metadata_bytes``)."""
         return HEADER_SIZE + self.metadata_bytes + self.z_length + self.y_length + TRAILER_SIZE
 
     def validate(self) -> None:
@@ -115,6 +147,11 @@ class Header:
             raise FormatError("weights fingerprint must be 8 bytes")
         if self.z_length % 4 or self.y_length % 4:
             raise FormatError("section lengths must be multiples of 4")
+        if HEADER_SIZE + self.z_length + self.y_length + TRAILER_SIZE > max_file_size(self.width, self.height):
+            raise FormatError(
+                f"sections of {self.z_length + self.y_length} bytes are more than a "
+                f"{self.width}x{self.height} image can need"
+            )
 
     def pack(self) -> bytes:
         self.validate()
@@ -164,6 +201,25 @@ class Header:
         return header
 
 
+def max_file_size(width: int, height: int) -> int:
+    """The largest .ugc file a ``width`` x ``height`` image may have (bitstream_spec.md §2.1)."""
+    padded = -(-width // 64) * 64 * (-(-height // 64) * 64)
+    return HEADER_SIZE + TRAILER_SIZE + SECTION_SLACK + SECTION_BYTES_PER_PIXEL * padded
+
+
+def check_pixels(width: int, height: int, max_pixels: Optional[int], what: str = "file") -> None:
+    """Refuses an image of more than ``max_pixels`` pixels (None: no limit).
+
+    Raises:
+        TooManyPixelsError: naming the size and the limit.
+    """
+    if max_pixels is not None and width * height > max_pixels:
+        raise TooManyPixelsError(
+            f"{what} is {width}x{height} = {width * height} pixels, more than the limit of "
+            f"{max_pixels} (raise it with --max-pixels / max_pixels=)"
+        )
+
+
 @dataclass(frozen=True)
 class Container:
     """A whole .ugc file: header, metadata (version 2) and the two entropy-coded sections."""
@@ -183,15 +239,21 @@ class Container:
         return self.header.pack() + block + payload + struct.pack(">I", zlib.crc32(payload))
 
     @classmethod
-    def from_bytes(cls, data: bytes) -> "Container":
+    def from_bytes(cls, data: bytes, max_pixels: Optional[int] = MAX_PIXELS) -> "Container":
         """Parses and verifies a whole file.
+
+        Args:
+            data: the file's bytes.
+            max_pixels: refuse a file whose image has more pixels (None: no limit).
 
         Raises:
             FormatError: wrong magic, unknown version, truncated, bad CRC, invalid
-                fields or trailing bytes.
+                fields or trailing bytes; TooManyPixelsError (a FormatError) above
+                ``max_pixels``.
         """
         data = bytes(data)
         header = Header.unpack(data)
+        check_pixels(header.width, header.height, max_pixels)
         metadata, start = Metadata(), HEADER_SIZE
         if header.version == METADATA_VERSION:
             metadata, start = Metadata.unpack(data, HEADER_SIZE)
@@ -206,3 +268,62 @@ class Container:
         if zlib.crc32(payload) != crc:
             raise FormatError("payload checksum mismatch: the file is corrupt")
         return cls(header, payload[: header.z_length], payload[header.z_length :], metadata)
+
+
+#: What :func:`read_container` (and so :func:`ugcodec.decode`) accepts.
+ACCEPTED_FILES = "the bytes of a .ugc file (bytes, bytearray, memoryview), a path (str or os.PathLike) or a binary file object"
+
+
+def read_container(
+    source: Union[bytes, bytearray, memoryview, str, "os.PathLike[str]", BinaryIO], max_pixels: Optional[int] = MAX_PIXELS
+) -> Container:
+    """Reads and verifies one .ugc file, reading no more than its header declares (so a
+    ``/dev/zero`` or a huge file named as input costs 32 bytes).
+
+    Args:
+        source: the file's bytes, its path, or a binary file object positioned at its
+            start (read to its end, which must be the end of the .ugc file).
+        max_pixels: refuse a file whose image has more pixels (None: no limit), before
+            its sections are read.
+
+    Returns:
+        the parsed container.
+
+    Raises:
+        TypeError: ``source`` is none of the accepted types.
+        FormatError: as :meth:`Container.from_bytes`; TooManyPixelsError above
+            ``max_pixels``.
+        UgcError: the path cannot be opened (missing, a folder, no permission).
+    """
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        return Container.from_bytes(source, max_pixels)
+    if isinstance(source, (str, os.PathLike)):
+        path = os.fspath(source)
+        try:
+            with open(path, "rb") as handle:
+                return read_container(handle, max_pixels)
+        except IsADirectoryError:
+            raise UgcError(f"{path} is a folder, not a .ugc file") from None
+        except FileNotFoundError:
+            raise UgcError(f"no such file: {path}") from None
+        except PermissionError:
+            raise UgcError(f"cannot read {path}: permission denied") from None
+    if not hasattr(source, "read"):
+        raise TypeError(f"cannot decode a {type(source).__name__}: give {ACCEPTED_FILES}")
+    head = read_at_most(source, HEADER_SIZE)
+    header = Header.unpack(head)
+    check_pixels(header.width, header.height, max_pixels)
+    if header.version == METADATA_VERSION:
+        # The block's own length field bounds the read: u32 length, entries, u32 CRC.
+        length_field = read_at_most(source, 4)
+        if len(length_field) < 4:
+            raise FormatError("file truncated inside the metadata block")
+        (length,) = struct.unpack(">I", length_field)
+        if length > METADATA_LIMIT:
+            raise FormatError(f"metadata block of {length} bytes; the limit is {METADATA_LIMIT}")
+        head += length_field + read_at_most(source, length + 4)
+    rest = header.z_length + header.y_length + TRAILER_SIZE
+    body = read_at_most(source, rest + 1)
+    if len(body) > rest:
+        raise FormatError("unexpected bytes after the end of the stream")
+    return Container.from_bytes(head + body, max_pixels)

@@ -1,7 +1,7 @@
 """The package's exception types. Every error a user can cause is a :class:`UgcError`."""
 from __future__ import annotations
 
-__all__ = ["UgcError", "FormatError", "ModelMismatchError", "ImageError"]
+__all__ = ["UgcError", "FormatError", "ModelMismatchError", "ImageError", "TooManyPixelsError", "WeightsError"]
 
 
 class UgcError(Exception):
@@ -18,3 +18,14 @@ class ModelMismatchError(FormatError):
 
 class ImageError(UgcError, ValueError):
     """The input image cannot be encoded (unreadable, unsupported mode, bad size)."""
+
+
+class TooManyPixelsError(FormatError, ImageError):
+    """The image (a file's header, or an image to encode) has more pixels than the limit
+    (``max_pixels`` / ``--max-pixels``). Both a FormatError and an ImageError, so code
+    that catches either for its input keeps working."""
+
+
+class WeightsError(UgcError, ValueError):
+    """A weights file is damaged, incomplete or inconsistent (not ugcodec weights, wrong
+    shapes or types, tables that are not valid distributions)."""

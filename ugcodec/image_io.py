@@ -1,62 +1,144 @@
 """Reading images to encode and turning decoded pixels back into images.
 
 The codec codes 8-bit grayscale (``"L"``) or RGB. Other inputs are converted when that
-loses nothing a viewer would see (palette, CMYK, YCbCr, opaque alpha, 16-bit depth is
-reduced to 8), refused otherwise (visible transparency), with an :class:`ImageError`.
-EXIF orientation is applied, so the picture is coded the way viewers show it.
+loses nothing a viewer would see (palette, CMYK, YCbCr, opaque alpha), refused otherwise
+(visible transparency), with an :class:`ImageError`. Deeper inputs are scaled by their
+mode's range, never by their content: 16-bit (``"I;16"``, and ``"I"``, which Pillow uses
+for 16-bit files too) by 65535 / 255 = 257, so 65535 is white; 32-bit float (``"F"``) is
+taken as 0.0 = black, 1.0 = white, and values outside [0, 1] (or ``"I"`` values outside
+0..65535) are refused rather than guessed at. EXIF orientation is applied, so the picture
+is coded the way viewers show it.
+
+Reading is bounded: the image's size is checked against the pixel limit from its header,
+before Pillow decodes any pixel. A truncated file is refused, never padded; a file of
+several frames (animated GIF/PNG/WebP, multi-page TIFF) is refused unless the caller asks
+for its first frame. Whatever Pillow raises on a damaged file becomes an
+:class:`ImageError` with a one-line message.
 """
 from __future__ import annotations
 
 import io
 import os
 import warnings
-from typing import Tuple, Union
+from typing import Any, Optional, Tuple, Union
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .container import MAX_SIDE
+from .container import MAX_PIXELS, MAX_SIDE, check_pixels
 from .errors import ImageError
 
-__all__ = ["ImageSource", "load_image", "array_to_image"]
+__all__ = ["ImageSource", "ACCEPTED_IMAGES", "load_image", "array_to_image"]
 
-ImageSource = Union[str, os.PathLike, bytes, Image.Image, np.ndarray]
+#: What :func:`load_image` (and so :func:`ugcodec.encode`) accepts.
+ImageSource = Union[str, os.PathLike, bytes, bytearray, memoryview, io.IOBase, Image.Image, np.ndarray, Any]
+ACCEPTED_IMAGES = (
+    "a path (str or os.PathLike), the bytes of an image file (bytes, bytearray, memoryview), "
+    "a binary file object, a PIL image, a uint8 numpy array (H, W), (H, W, 1) or (H, W, 3), "
+    "or a uint8 torch tensor (C, H, W) with C = 1 or 3"
+)
 _GRAY_MODES = {"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "I;16N", "F", "La"}
+_SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N")
 
 
-def _open(source: ImageSource) -> Image.Image:
+def _one_line(error: BaseException) -> str:
+    text = " ".join(str(error).split())
+    return text or type(error).__name__
+
+
+def _is_tensor(source: Any) -> bool:
+    return type(source).__module__.startswith("torch") and hasattr(source, "numpy") and hasattr(source, "dim")
+
+
+def _to_file(source: ImageSource):
+    """What Pillow should open: a path or a binary file object."""
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        return io.BytesIO(bytes(source))
+    if isinstance(source, (str, os.PathLike)):
+        path = os.fspath(source)
+        if isinstance(path, bytes):
+            path = os.fsdecode(path)
+        if os.path.isdir(path):
+            raise ImageError(f"is a directory: {path}")
+        if not os.path.exists(path):
+            raise ImageError(f"no such file: {path}")
+        return path
+    if hasattr(source, "read"):
+        return source
+    raise TypeError(f"cannot encode a {type(source).__name__}: give {ACCEPTED_IMAGES}")
+
+
+def _open(source: ImageSource, max_pixels: Optional[int], first_frame: bool) -> Image.Image:
     if isinstance(source, Image.Image):
+        check_pixels(*source.size, max_pixels, "image")
         return source
     if isinstance(source, np.ndarray):
-        return _from_array(source)
+        return _from_array(source, max_pixels)
+    if _is_tensor(source):
+        return _from_tensor(source, max_pixels)
+    file = _to_file(source)
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            image = Image.open(io.BytesIO(source) if isinstance(source, bytes) else source)
-            image.load()
+            # The pixel limit below replaces Pillow's decompression-bomb warning.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(file)
+        # The header alone gives the size: refuse before any pixel is decoded.
+        check_pixels(*image.size, max_pixels, "image")
+        if getattr(image, "n_frames", 1) > 1 and not first_frame:
+            raise ImageError(
+                f"image has {image.n_frames} frames (animation or pages); .ugc stores one: "
+                "use --first-frame (first_frame=True) to encode the first"
+            )
+        image.load()
+    except ImageError:  # ours (the pixel limit, frames), already one line
+        raise
     except FileNotFoundError:
         raise ImageError(f"no such file: {source}") from None
-    except IsADirectoryError:
-        raise ImageError(f"is a directory: {source}") from None
     except UnidentifiedImageError:
         raise ImageError("not an image file (or a format Pillow cannot read)") from None
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+    except Image.DecompressionBombError:
         raise ImageError("image is too large to decode safely") from None
-    except (OSError, SyntaxError, ValueError) as error:
-        raise ImageError(f"cannot read image: {error}") from None
+    except MemoryError:
+        raise ImageError("not enough memory to decode the image") from None
+    except Exception as error:  # Pillow's plugins raise many types on damaged files
+        raise ImageError(f"cannot read image: {_one_line(error)}") from None
     return image
 
 
-def _from_array(array: np.ndarray) -> Image.Image:
+def _from_array(array: np.ndarray, max_pixels: Optional[int]) -> Image.Image:
     if array.dtype != np.uint8:
-        raise ImageError(f"arrays must be uint8, not {array.dtype}")
-    if array.ndim == 2:
-        return Image.fromarray(array, "L")
-    if array.ndim == 3 and array.shape[2] == 3:
-        return Image.fromarray(array, "RGB")
+        raise TypeError(f"arrays must be uint8, not {array.dtype}: give {ACCEPTED_IMAGES}")
     if array.ndim == 3 and array.shape[2] == 1:
-        return Image.fromarray(array[:, :, 0], "L")
-    raise ImageError(f"arrays must be (H, W) or (H, W, 3), not {array.shape}")
+        array = array[:, :, 0]
+    if array.ndim == 2 or (array.ndim == 3 and array.shape[2] == 3):
+        check_pixels(array.shape[1], array.shape[0], max_pixels, "image")
+        return Image.fromarray(np.ascontiguousarray(array), "L" if array.ndim == 2 else "RGB")
+    raise ImageError(f"arrays must be (H, W), (H, W, 1) or (H, W, 3), not {array.shape}")
+
+
+def _from_tensor(tensor: Any, max_pixels: Optional[int]) -> Image.Image:
+    import torch
+
+    if tensor.dtype != torch.uint8:
+        raise TypeError(f"tensors must be uint8, not {tensor.dtype}: give {ACCEPTED_IMAGES}")
+    if tensor.dim() != 3 or tensor.shape[0] not in (1, 3):
+        raise ImageError(f"tensors must be (C, H, W) with C = 1 or 3, not {tuple(tensor.shape)}")
+    array = tensor.detach().cpu().permute(1, 2, 0).numpy()
+    return _from_array(array, max_pixels)
+
+
+def _sixteen_bit_to_eight(image: Image.Image) -> Image.Image:
+    wide = np.asarray(image, dtype=np.int64)
+    if image.mode == "I" and wide.size and (wide.min() < 0 or wide.max() > 65535):
+        raise ImageError("32-bit integer image has values outside 0..65535; save it as 8- or 16-bit")
+    return Image.fromarray(((wide * 255 + 32767) // 65535).astype(np.uint8), "L")
+
+
+def _float_to_eight(image: Image.Image) -> Image.Image:
+    values = np.asarray(image, dtype=np.float64)
+    if values.size and not (np.isfinite(values).all() and values.min() >= 0.0 and values.max() <= 1.0):
+        raise ImageError("float image has values outside [0, 1] (0 = black, 1 = white, as ugcodec reads them)")
+    return Image.fromarray(np.round(values * 255.0).astype(np.uint8), "L")
 
 
 def _drop_opaque_alpha(image: Image.Image) -> Image.Image:
@@ -68,37 +150,53 @@ def _drop_opaque_alpha(image: Image.Image) -> Image.Image:
     return image.convert("L" if image.mode in ("LA", "La") else "RGB")
 
 
-def load_image(source: ImageSource) -> Tuple[np.ndarray, str]:
+def load_image(
+    source: ImageSource, max_pixels: Optional[int] = MAX_PIXELS, first_frame: bool = False
+) -> Tuple[np.ndarray, str]:
     """Reads an image into an 8-bit array.
 
     Args:
-        source: a path, the bytes of an image file, a PIL image or a uint8 array
-            ``(H, W)`` / ``(H, W, 3)``.
+        source: a path (str or ``os.PathLike``), the bytes of an image file (bytes,
+            bytearray, memoryview), a binary file object, a PIL image, a uint8 numpy
+            array ``(H, W)`` / ``(H, W, 1)`` / ``(H, W, 3)`` or a uint8 torch tensor
+            ``(C, H, W)`` with C = 1 or 3.
+        max_pixels: refuse images of more pixels (None: no limit), checked from a file's
+            header before its pixels are decoded.
+        first_frame: encode the first frame of an animation or multi-page file instead of
+            refusing it.
 
     Returns:
         ``(pixels, mode)``: uint8 ``(H, W, 3)`` (grayscale replicated to three
         channels) and ``"L"`` or ``"RGB"``, the mode the decoder will give back.
 
     Raises:
-        ImageError: unreadable, truncated, transparent, empty or too large.
+        TypeError: ``source`` is none of the accepted types (or an array or tensor that
+            is not uint8).
+        ImageError: unreadable, truncated, several frames, transparent, empty or too
+            large; TooManyPixelsError (an ImageError) above ``max_pixels``.
     """
-    image = _open(source)
+    image = _open(source, max_pixels, first_frame)
     try:
         image = ImageOps.exif_transpose(image)
     except Exception:  # a malformed EXIF block must not stop the encode
         pass
-    if image.mode in ("P", "PA"):
-        image = image.convert("RGBA" if "transparency" in image.info or image.mode == "PA" else "RGB")
-    if image.mode in ("RGBA", "RGBa", "LA", "La"):
-        image = _drop_opaque_alpha(image)
-    if image.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N"):
-        wide = np.asarray(image, dtype=np.float64)
-        scale = 257.0 if wide.max() > 255 else 1.0
-        image = Image.fromarray(np.clip(np.round(wide / scale), 0, 255).astype(np.uint8), "L")
-    elif image.mode == "F":
-        image = Image.fromarray(np.clip(np.round(np.asarray(image)), 0, 255).astype(np.uint8), "L")
-    mode = "L" if image.mode in _GRAY_MODES else "RGB"
-    image = image.convert(mode)
+    try:
+        if image.mode in ("P", "PA"):
+            image = image.convert("RGBA" if "transparency" in image.info or image.mode == "PA" else "RGB")
+        if image.mode in ("RGBA", "RGBa", "LA", "La"):
+            image = _drop_opaque_alpha(image)
+        if image.mode in _SIXTEEN_BIT_MODES or image.mode == "I":
+            image = _sixteen_bit_to_eight(image)
+        elif image.mode == "F":
+            image = _float_to_eight(image)
+        mode = "L" if image.mode in _GRAY_MODES else "RGB"
+        image = image.convert(mode)
+    except ImageError:
+        raise
+    except MemoryError:
+        raise ImageError("not enough memory to convert the image") from None
+    except Exception as error:  # Pillow cannot convert some exotic modes
+        raise ImageError(f"cannot convert image of mode {image.mode}: {_one_line(error)}") from None
     width, height = image.size
     if width < 1 or height < 1:
         raise ImageError("image is empty (0 pixels)")

@@ -31,8 +31,8 @@ from torch import Tensor
 
 from .channel_context import IntegerChannelContext
 from .entropy_coding import CodingTable
-from .errors import UgcError
-from .integer_net import IntegerHyperSynthesis
+from .errors import UgcError, WeightsError
+from .integer_net import IntegerHyperSynthesis, entropy_parameters
 from .latent_coders import LATENT_CODERS, LatentCoder, coder_entries
 from .models import ModelConfig, UGHyperprior
 
@@ -188,7 +188,46 @@ def model_from_bundle(bundle: dict, path: str = "<memory>") -> CodecModel:
     # The first load may happen inside the coder's inference mode; tensors made there could
     # never enter autograd, which encoder refinement needs (and the model is cached).
     with torch.inference_mode(False):
-        return _model_from_bundle(bundle, path)
+        try:
+            model = _model_from_bundle(bundle, path)
+            with torch.no_grad():
+                _check_consistent(model, bundle)
+            return model
+        except UgcError:
+            raise
+        except Exception as error:  # missing keys, wrong types or shapes: many exception types
+            message = " ".join(str(error).split())[:200]
+            raise WeightsError(f"weights file {path} is malformed ({type(error).__name__}: {message})") from None
+
+
+def _check_consistent(model: "CodecModel", bundle: dict) -> None:
+    """Refuses weights whose parts do not fit together, by running the parsing path once
+    on a zero hyper-latent (so a bad file fails here, not in the middle of a decode)."""
+    config = model.config
+    levels = model.num_qualities
+    problems = []
+    if tuple(model.gains.shape) != (levels, config.M) or tuple(model.inverse_gains.shape) != (levels, config.M):
+        problems.append(f"gains must be ({levels}, {config.M})")
+    elif not bool(torch.isfinite(model.inverse_gains).all()):
+        problems.append("inverse gains must be finite")
+    if len(config.lambdas) != levels:
+        problems.append("one lambda per quality level")
+    if len(model.z_tables) != config.N:
+        problems.append(f"{config.N} z tables (one per channel)")
+    if model.thresholds.dim() != 1 or len(model.y_tables) != model.thresholds.numel() + 1:
+        problems.append("one y table more than scale thresholds")
+    if not problems:
+        means, scales = model.hyper_synthesis(torch.zeros((1, config.N, 1, 1), dtype=torch.int64))
+        if tuple(means.shape) != (1, config.M, 4, 4) or tuple(scales.shape) != (1, config.M, 4, 4):
+            problems.append(f"the integer hyper-synthesis must give 2 x {config.M} channels at 4x the size")
+        else:
+            _, index = entropy_parameters(means, scales, model.gains[0], model.thresholds)
+            if model.channel_context is not None:
+                _, _, index = model.channel_context.decode(index, lambda k, idx: torch.zeros(idx.shape, dtype=torch.int64))
+            if int(index.min()) < 0 or int(index.max()) >= len(model.y_tables):
+                problems.append("table indexes outside the y tables")
+    if problems:
+        raise WeightsError(f"weights file {model.path} is inconsistent: " + "; ".join(problems))
 
 
 def _latent_coder(bundle: dict, path: str, channels: int) -> LatentCoder:
