@@ -500,7 +500,8 @@ def test_damaged_weights_raise_ugc_errors_never_internal_ones(tmp_path):
 
     from conftest import TINY_CONFIG
     from ugcodec.models import UGHyperprior
-    from ugcodec.weights import export_bundle, model_from_bundle, write_bundle
+    from tools.export import export_bundle
+    from ugcodec.weights import model_from_bundle
 
     torch.manual_seed(5)
     base = export_bundle(UGHyperprior(TINY_CONFIG).eval())
