@@ -340,10 +340,10 @@ def decode(source: str, destination: Optional[str], preference: str, force: bool
 @click.option("--json", "as_json", is_flag=True, help="Print the header as JSON.")
 def info(source: str, as_json: bool) -> None:
     """Show the header of the .ugc file SOURCE (the whole file is verified)."""
-    from .codec import read_header
+    from .container import Container  # not codec.read_header: no torch import for a header
 
     with _user_errors():
-        header = read_header(_read_bytes(source))
+        header = Container.from_bytes(_read_bytes(source)).header
     fields = header.to_dict()
     if as_json:
         click.echo(json.dumps(fields, indent=2))
