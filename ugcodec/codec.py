@@ -21,7 +21,7 @@ from .image_io import ImageSource, array_to_image, load_image
 from .integer_net import GAIN_BITS, entropy_parameters
 from .models import preference_to_beta
 from .refinement import check_steps, refine_residuals
-from .tiling import ANALYSIS_MARGIN, ANALYSIS_TILE, LATENT_STRIDE, SYNTHESIS_MARGIN, SYNTHESIS_TILE, tiles
+from .tiling import ANALYSIS_MARGIN, ANALYSIS_TILE, LATENT_STRIDE, synthesis_tiles, tiles
 from .weights import CodecModel, load_model
 
 __all__ = [
@@ -298,16 +298,18 @@ def decode_pixels(
     y_hat = synthesis_input(model, latents.y, latents.mu, header.quality)
     beta_tensor = torch.tensor([beta])
     pixels = np.empty((header.height, header.width, 3), dtype=np.uint8)
-    for rows, cols, (top, left) in tiles(
-        y_hat.shape[-2], y_hat.shape[-1], SYNTHESIS_TILE, SYNTHESIS_MARGIN, "decoding" if progress else None
+    for rows, cols, (top, left), (tile_height, tile_width) in synthesis_tiles(
+        y_hat.shape[-2], y_hat.shape[-1], "decoding" if progress else None
     ):
-        x_hat = model.network.g_s(y_hat[:, :, rows, cols], beta_tensor)
+        # channels-last: the layout the CPU convolution kernels run in, without reorders.
+        tile = y_hat[:, :, rows, cols].contiguous(memory_format=torch.channels_last)
+        x_hat = model.network.g_s(tile, beta_tensor)
         # Keep the tile's core (drop the margin) and the part inside the image.
         out_top, out_left = top * LATENT_STRIDE, left * LATENT_STRIDE
         core_top = (top - rows.start) * LATENT_STRIDE
         core_left = (left - cols.start) * LATENT_STRIDE
-        core_height = min(SYNTHESIS_TILE * LATENT_STRIDE, header.height - out_top)
-        core_width = min(SYNTHESIS_TILE * LATENT_STRIDE, header.width - out_left)
+        core_height = min(tile_height * LATENT_STRIDE, header.height - out_top)
+        core_width = min(tile_width * LATENT_STRIDE, header.width - out_left)
         if core_height <= 0 or core_width <= 0:
             continue
         core = x_hat[0, :, core_top : core_top + core_height, core_left : core_left + core_width]
