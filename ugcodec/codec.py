@@ -81,10 +81,14 @@ def _analyze(network, pixels: np.ndarray, progress: bool = False) -> Tensor:
     for rows, cols, (top, left) in tiles(
         latent_height, latent_width, ANALYSIS_TILE, ANALYSIS_MARGIN, "encoding" if progress else None
     ):
-        # Edge replication (clamped indexes) keeps the padding free of artificial edges.
-        row_index = torch.arange(rows.start * LATENT_STRIDE, rows.stop * LATENT_STRIDE).clamp_(max=height - 1)
-        col_index = torch.arange(cols.start * LATENT_STRIDE, cols.stop * LATENT_STRIDE).clamp_(max=width - 1)
-        x = image[:, :, row_index][:, :, :, col_index].float().div_(255.0)
+        if rows.stop * LATENT_STRIDE <= height and cols.stop * LATENT_STRIDE <= width:  # no padding: a slice
+            x = image[:, :, rows.start * LATENT_STRIDE : rows.stop * LATENT_STRIDE,
+                      cols.start * LATENT_STRIDE : cols.stop * LATENT_STRIDE].float().div_(255.0)
+        else:
+            # Edge replication (clamped indexes) keeps the padding free of artificial edges.
+            row_index = torch.arange(rows.start * LATENT_STRIDE, rows.stop * LATENT_STRIDE).clamp_(max=height - 1)
+            col_index = torch.arange(cols.start * LATENT_STRIDE, cols.stop * LATENT_STRIDE).clamp_(max=width - 1)
+            x = image[:, :, row_index][:, :, :, col_index].float().div_(255.0)
         out = network.g_a(x)
         if y is None:
             y = out.new_empty((1, out.shape[1], latent_height, latent_width))
