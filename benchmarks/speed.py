@@ -21,6 +21,16 @@ Three parts:
    Identical runs differ (ugc decode peaked at 1529 and 1662 MiB in two runs), so each operation
    runs ``--memory-runs`` times and the highest and lowest peaks are reported.
 
+4. Breakdown: where one ugc encode and one decode spend their time in process
+   (cProfile over ugcodec's functions, torch profiler over operators).
+5. Whole processes: ``ugc --version``, ``ugc info``, ``ugc encode``/``decode`` of a small
+   image and of the photo, against a minimal script that loads compressai's
+   mbt2018-mean (same N/M, from a file) and does the same job (compress, write, read,
+   decompress, save PNG), with ``python -X importtime`` totals of the imports.
+
+Parts 1 and 5 run the codecs in turn within each run, so that a busy moment on a
+shared machine slows both; the ratios of the fastest runs are reported as well.
+
 Writes ``speed.json`` (and ``speed.md``) under ``--out``.
 
     python -m benchmarks.speed                       # 768x512, 5 runs, 1 thread
@@ -64,7 +74,11 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument("--memory-runs", type=int, default=2,
                         help="child processes per operation for --large; the peak RSS of identical runs "
                              "varies by ~100-200 MiB, so the highest and the range are reported (default 2)")
-    parser.add_argument("--skip", default="", help="comma-separated parts to skip: codec,entropy")
+    parser.add_argument("--skip", default="",
+                        help="comma-separated parts to skip: codec,entropy,breakdown,process")
+    parser.add_argument("--process-runs", type=int, default=3,
+                        help="runs of each whole-process command (default 3)")
+    parser.add_argument("--small-size", default="256x192", help="the whole-process test's small image (default 256x192)")
     parser.add_argument("--out", default=common.DEFAULT_OUT, help="output folder (default: benchmarks/results)")
     # Internal: run one operation in a child process and report its peak memory.
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
@@ -81,6 +95,20 @@ def timed(function: Callable[[], object], runs: int) -> dict:
         function()
         times.append(time.perf_counter() - start)
     return {"median": statistics.median(times), "min": min(times), "runs": times}
+
+
+def timed_together(functions: dict, runs: int) -> dict:
+    """Like :func:`timed` for several functions, run in turn within each run (one
+    warm-up call each first); returns ``{key: timing}``."""
+    for function in functions.values():
+        function()
+    times = {key: [] for key in functions}
+    for _ in range(max(1, runs)):
+        for key, function in functions.items():
+            start = time.perf_counter()
+            function()
+            times[key].append(time.perf_counter() - start)
+    return {key: {"median": statistics.median(t), "min": min(t), "runs": t} for key, t in times.items()}
 
 
 def _pad(x, multiple: int = _STRIDE):
@@ -125,34 +153,46 @@ def bench_codecs(image: np.ndarray, model, quality: int, runs: int, refine: int 
             "runs": timing["runs"], "bytes": size,
         })
 
-    add("ugc", "encode", timed(lambda: ugcodec.encode(image, quality, model), runs), len(data))
-    add("ugc", "decode (human)", timed(lambda: ugcodec.decode(data, "human", model), runs), len(data))
-    add("ugc", "decode (machine)", timed(lambda: ugcodec.decode(data, "machine", model), runs), len(data))
+    network = compressai_model(model.config.N, model.config.M)
+    with torch.inference_mode():
+        compressed = network.compress(_pad(_to_tensor(image)))
+    size = sum(len(s[0]) for s in compressed["strings"])
+
+    def cai_encode():
+        with torch.inference_mode():
+            return network.compress(_pad(_to_tensor(image)))
+
+    def cai_decode():
+        with torch.inference_mode():
+            pixels = network.decompress(compressed["strings"], compressed["shape"])["x_hat"]
+            return pixels[0, :, : image.shape[0], : image.shape[1]].mul(255).round().byte()
+
+    # The machine is shared: the operations take turns within each run, so that a busy
+    # moment slows both codecs rather than one of them.
+    timings = timed_together({
+        ("ugc", "encode"): lambda: ugcodec.encode(image, quality, model),
+        ("compressai mbt2018-mean", "encode"): cai_encode,
+        ("ugc", "decode (human)"): lambda: ugcodec.decode(data, "human", model),
+        ("ugc", "decode (machine)"): lambda: ugcodec.decode(data, "machine", model),
+        ("compressai mbt2018-mean", "decode"): cai_decode,
+    }, runs)
+    for (codec, operation), timing in timings.items():
+        add(codec, operation, timing, len(data) if codec == "ugc" else size)
     if refine:
         # Tens of seconds per call: the warm-up plus one timed run.
         outputs = []
         timing = timed(lambda: outputs.append(ugcodec.encode(image, quality, model, refine=refine)), 1)
         add("ugc", f"encode (refine {refine})", timing, len(outputs[-1]))
 
-    network = compressai_model(model.config.N, model.config.M)
-    x = _pad(_to_tensor(image))
-    with torch.inference_mode():
-        compressed = network.compress(x)
-        size = sum(len(s[0]) for s in compressed["strings"])
-
-        def encode():
-            return network.compress(_pad(_to_tensor(image)))
-
-        def decode():
-            pixels = network.decompress(compressed["strings"], compressed["shape"])["x_hat"]
-            return pixels[0, :, : image.shape[0], : image.shape[1]].mul(255).round().byte()
-
-        add("compressai mbt2018-mean", "encode", timed(encode, runs), size)
-        add("compressai mbt2018-mean", "decode", timed(decode, runs), size)
     by = {(r["codec"], r["operation"]): r["s_per_mpx"] for r in results["rows"]}
     results["ratio_encode"] = by[("ugc", "encode")] / by[("compressai mbt2018-mean", "encode")]
     results["ratio_decode_human"] = by[("ugc", "decode (human)")] / by[("compressai mbt2018-mean", "decode")]
     results["ratio_decode_machine"] = by[("ugc", "decode (machine)")] / by[("compressai mbt2018-mean", "decode")]
+    # Ratios of the fastest runs: the least disturbed by other work on a shared machine.
+    best = {(r["codec"], r["operation"]): r["min_s_per_mpx"] for r in results["rows"]}
+    results["ratio_min_encode"] = best[("ugc", "encode")] / best[("compressai mbt2018-mean", "encode")]
+    results["ratio_min_decode_human"] = best[("ugc", "decode (human)")] / best[("compressai mbt2018-mean", "decode")]
+    results["ratio_min_decode_machine"] = best[("ugc", "decode (machine)")] / best[("compressai mbt2018-mean", "decode")]
     results["compressai_note"] = "random weights: its bytes are not a rate result"
     return results
 
@@ -302,6 +342,167 @@ def bench_memory(args: argparse.Namespace) -> dict:
     return {"image": f"{photo.shape[1]}x{photo.shape[0]}", "megapixels": photo.shape[0] * photo.shape[1] / 1e6, "rows": rows}
 
 
+# --------------------------------------------------------------------------- part 4
+def bench_breakdown(image: np.ndarray, model, quality: int) -> dict:
+    """Where one encode and one decode spend their time, in process: the cumulative
+    seconds of ugcodec's own functions (cProfile; nested, so they overlap) and torch's
+    operators by self time (torch profiler)."""
+    import cProfile
+    import pstats
+
+    import torch
+
+    import ugcodec
+
+    data = ugcodec.encode(image, quality, model)
+    jobs = {
+        "encode": lambda: ugcodec.encode(image, quality, model),
+        "decode (human)": lambda: ugcodec.decode(data, "human", model),
+    }
+    package = os.sep + "ugcodec" + os.sep
+    result = {}
+    for name, job in jobs.items():
+        job()  # warm-up
+        profiler = cProfile.Profile()
+        start = time.perf_counter()
+        profiler.runcall(job)
+        total = time.perf_counter() - start
+        functions = []
+        for (path, _, function), (_, _, _, cumulative, _) in pstats.Stats(profiler).stats.items():
+            if package in path and cumulative >= 0.02 * total:
+                functions.append({"function": f"{os.path.basename(path)}:{function}", "seconds": cumulative})
+        functions.sort(key=lambda row: -row["seconds"])
+        with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as torch_profile:
+            job()
+        operators = sorted(torch_profile.key_averages(), key=lambda event: -event.self_cpu_time_total)[:10]
+        result[name] = {
+            "seconds": total,
+            "functions": functions[:16],
+            "operators": [{"operator": event.key, "calls": event.count, "seconds": event.self_cpu_time_total / 1e6}
+                          for event in operators],
+        }
+    return result
+
+
+# --------------------------------------------------------------------------- part 5
+_COMPRESSAI_SCRIPT = """\
+# The same job as `ugc encode` / `ugc decode`, done by compressai's mbt2018-mean.
+import pickle, sys
+import numpy as np, torch
+import torch.nn.functional as F
+from PIL import Image
+from compressai.models import MeanScaleHyperprior
+
+operation, weights, source, destination = sys.argv[1:5]
+network = MeanScaleHyperprior.from_state_dict(torch.load(weights, weights_only=True)).eval()
+with torch.inference_mode():
+    if operation == "encode":
+        pixels = np.asarray(Image.open(source).convert("RGB"))
+        x = torch.from_numpy(pixels).permute(2, 0, 1)[None].float().div(255)
+        height, width = pixels.shape[:2]
+        x = F.pad(x, (0, -width % 64, 0, -height % 64), mode="replicate")
+        out = network.compress(x)
+        with open(destination, "wb") as handle:
+            pickle.dump((height, width, out["strings"], out["shape"]), handle)
+    else:
+        with open(source, "rb") as handle:
+            height, width, strings, shape = pickle.load(handle)
+        x_hat = network.decompress(strings, shape)["x_hat"][0, :, :height, :width]
+        pixels = x_hat.clamp(0, 1).mul(255).round().byte().permute(1, 2, 0).numpy()
+        Image.fromarray(pixels).save(destination)
+"""
+
+
+def _ugc_command() -> list:
+    script = os.path.join(os.path.dirname(sys.executable), "ugc")
+    return [script] if os.path.exists(script) else [sys.executable, "-m", "ugcodec"]
+
+
+def _import_breakdown(statement: str, env: dict) -> dict:
+    """``python -X importtime -c statement``: the total, and the slowest imports one level
+below the top (e.g. torch under ugcodec.codec), in cumulative seconds."""
+    completed = subprocess.run([sys.executable, "-X", "importtime", "-c", statement], capture_output=True,
+                               text=True, env=env)
+    rows = []
+    for line in completed.stderr.splitlines():
+        if not line.startswith("import time:") or "|" not in line:
+            continue
+        _, cumulative, name = line.split("|", 2)
+        depth = (len(name) - len(name.lstrip()) - 1) // 2  # one space, then two per level
+        if depth <= 1 and cumulative.strip().isdigit():
+            rows.append({"module": name.strip(), "depth": depth, "seconds": int(cumulative) / 1e6})
+    total = sum(row["seconds"] for row in rows if row["depth"] == 0)
+    inner = sorted((row for row in rows if row["depth"] == 1), key=lambda row: -row["seconds"])
+    return {"statement": statement, "total_s": total, "top": inner[:8]}
+
+
+def bench_process(args: argparse.Namespace, model, photo: np.ndarray) -> dict:
+    """Whole processes, start-up included: `ugc --version`, `ugc info`, `ugc encode` and
+    `ugc decode` of a small image and of the codec-timing photo, against a minimal script
+    that loads compressai's mbt2018-mean of the same N/M from a file and does the same
+    job (compress, write, read, decompress, save PNG). The runs take turns, as in part 1."""
+    from PIL import Image
+
+    env = dict(os.environ)
+    if args.threads and args.threads > 0:
+        env["OMP_NUM_THREADS"] = str(args.threads)
+    ugc = _ugc_command()
+    weights = ["--weights", args.weights] if args.weights else []
+    quality = ["-q", str(args.quality)] if args.quality else []
+    small = parse_size(args.small_size)
+    images = {"small": photo[: small[1], : small[0]], "photo": photo}
+    with tempfile.TemporaryDirectory(prefix="ugc-process-") as folder:
+        def path(name: str) -> str:
+            return os.path.join(folder, name)
+
+        network = compressai_model(model.config.N, model.config.M)
+        import torch
+
+        torch.save(network.state_dict(), path("mbt2018-mean.pt"))
+        with open(path("compressai_codec.py"), "w") as handle:
+            handle.write(_COMPRESSAI_SCRIPT)
+        commands = {"ugc --version": ugc + ["--version"]}
+        for label, pixels in images.items():
+            Image.fromarray(pixels).save(path(f"{label}.png"))
+            size = f"{pixels.shape[1]}x{pixels.shape[0]}"
+            commands[f"ugc encode {size}"] = ugc + ["encode", path(f"{label}.png"), path(f"{label}.ugc"), "-f"] + quality + weights
+            commands[f"ugc decode {size}"] = ugc + ["decode", path(f"{label}.ugc"), path(f"{label}.out.png"), "-f"] + weights
+            if label == "small":
+                commands[f"ugc info {size}"] = ugc + ["info", path(f"{label}.ugc")]
+            script = [sys.executable, path("compressai_codec.py")]
+            commands[f"compressai encode {size}"] = script + ["encode", path("mbt2018-mean.pt"), path(f"{label}.png"),
+                                                              path(f"{label}.cai")]
+            commands[f"compressai decode {size}"] = script + ["decode", path("mbt2018-mean.pt"), path(f"{label}.cai"),
+                                                              path(f"{label}.cai.png")]
+        times = {label: [] for label in commands}
+        for _ in range(max(1, args.process_runs)):
+            for label, command in commands.items():
+                start = time.perf_counter()
+                completed = subprocess.run(command, capture_output=True, text=True, env=env)
+                elapsed = time.perf_counter() - start
+                if completed.returncode != 0:
+                    raise SystemExit(f"{label} failed:\n{completed.stderr}")
+                times[label].append(elapsed)
+                print(f"  {label}: {elapsed:.2f} s", flush=True)
+    rows = [{"command": label, "median_s": statistics.median(t), "min_s": min(t), "runs": t} for label, t in times.items()]
+    by = {row["command"]: row for row in rows}
+    size = f"{photo.shape[1]}x{photo.shape[0]}"
+    totals = {}
+    for key in ("median_s", "min_s"):
+        ugc_total = by[f"ugc encode {size}"][key] + by[f"ugc decode {size}"][key]
+        cai_total = by[f"compressai encode {size}"][key] + by[f"compressai decode {size}"][key]
+        totals[key] = {"ugc": ugc_total, "compressai": cai_total, "ratio": ugc_total / cai_total}
+    return {
+        "rows": rows,
+        "photo_totals": totals,
+        "imports": [
+            _import_breakdown("import ugcodec.cli", env),
+            _import_breakdown("import ugcodec.codec, ugcodec.weights", env),
+            _import_breakdown("import compressai.models", env),
+        ],
+    }
+
+
 # --------------------------------------------------------------------------- main
 def report(result: dict) -> str:
     lines = [f"Model: {result['model']}", f"Threads: {result['environment']['torch_threads']}, "
@@ -318,6 +519,40 @@ def report(result: dict) -> str:
         lines.append(f"ugc / compressai time ratio: encode {codec['ratio_encode']:.2f}x, decode human "
                      f"{codec['ratio_decode_human']:.2f}x, decode machine {codec['ratio_decode_machine']:.2f}x "
                      "(> 1: ugc slower)")
+        if "ratio_min_encode" in codec:
+            lines.append(f"Same, fastest runs: encode {codec['ratio_min_encode']:.2f}x, decode human "
+                         f"{codec['ratio_min_decode_human']:.2f}x, decode machine {codec['ratio_min_decode_machine']:.2f}x")
+        lines.append("")
+    breakdown = result.get("breakdown")
+    if breakdown:
+        for name, part in breakdown.items():
+            lines.append(f"Where one ugc {name} spends {part['seconds'] * 1000:.0f} ms (cProfile, cumulative: "
+                         "nested functions overlap):")
+            lines.append("")
+            lines.append(common.markdown_table(["function", "ms"], [[r["function"], f"{r['seconds'] * 1000:.0f}"]
+                                                                 for r in part["functions"]]))
+            lines.append("")
+            lines.append("torch operators by self time (torch profiler):")
+            lines.append("")
+            lines.append(common.markdown_table(["operator", "calls", "ms"], [
+                [r["operator"], r["calls"], f"{r['seconds'] * 1000:.0f}"] for r in part["operators"]]))
+            lines.append("")
+    process = result.get("process")
+    if process:
+        lines.append("Whole processes (start-up included; runs take turns; compressai: a minimal script that "
+                     "loads mbt2018-mean of the same N/M and does the same job):")
+        lines.append("")
+        lines.append(common.markdown_table(["command", "s (median)", "s (min)"], [
+            [r["command"], f"{r['median_s']:.2f}", f"{r['min_s']:.2f}"] for r in process["rows"]]))
+        lines.append("")
+        for key, label in (("median_s", "medians"), ("min_s", "fastest runs")):
+            total = process["photo_totals"][key]
+            lines.append(f"encode + decode of the photo ({label}): ugc {total['ugc']:.2f} s, compressai "
+                         f"{total['compressai']:.2f} s, ratio {total['ratio']:.2f}x")
+        lines.append("")
+        for imports in process["imports"]:
+            top = ", ".join(f"{r['module']} {r['seconds'] * 1000:.0f}" for r in imports["top"])
+            lines.append(f"`python -X importtime -c \"{imports['statement']}\"`: {imports['total_s']:.2f} s ({top} ms)")
         lines.append("")
     entropy = result.get("entropy")
     if entropy:
@@ -369,6 +604,14 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         image = load_photos(names=[args.photo], max_size=parse_size(args.size), upscale=True)[0][1]
         print(f"[speed] codec timing on {args.photo} {image.shape[1]}x{image.shape[0]} ...", flush=True)
         result["codec"] = bench_codecs(image, model, quality, args.runs, args.refine)
+    if "breakdown" not in skip or "process" not in skip:
+        image = load_photos(names=[args.photo], max_size=parse_size(args.size), upscale=True)[0][1]
+    if "breakdown" not in skip:
+        print("[speed] where the time goes (cProfile, torch profiler) ...", flush=True)
+        result["breakdown"] = bench_breakdown(image, model, quality)
+    if "process" not in skip:
+        print(f"[speed] whole processes, {args.process_runs} runs ...", flush=True)
+        result["process"] = bench_process(args, model, image)
     if "entropy" not in skip:
         print(f"[speed] entropy coders on {args.symbols:,} symbols ...", flush=True)
         result["entropy"] = bench_entropy(model, args.symbols, args.runs)

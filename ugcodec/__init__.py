@@ -20,11 +20,37 @@ Errors a caller can cause are :class:`UgcError` (:class:`FormatError` for bad fi
 """
 __version__ = "0.1.0"
 
-from .errors import FormatError, ImageError, ModelMismatchError, TooManyPixelsError, UgcError  # noqa: E402
-from .codec import DEFAULT_QUALITY, decode, encode, parse_latents, read_header  # noqa: E402
-from .container import MAX_PIXELS, Header  # noqa: E402
-from .pipelines import decode_tensor, decode_tensors  # noqa: E402
-from .weights import load_model  # noqa: E402
+from .errors import FormatError, ImageError, ModelMismatchError, TooManyPixelsError, UgcError, WeightsError  # noqa: E402
+
+# The rest is imported on first use, so that ``ugc --version`` or ``ugc info`` (and any
+# program that only needs the errors or the header) does not pay for importing torch.
+_LAZY = {
+    "encode": "codec",
+    "decode": "codec",
+    "read_header": "codec",
+    "parse_latents": "codec",
+    "DEFAULT_QUALITY": "codec",
+    "Header": "container",
+    "MAX_PIXELS": "container",
+    "decode_tensor": "pipelines",
+    "decode_tensors": "pipelines",
+    "load_model": "weights",
+}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY))
+
 
 __all__ = [
     "__version__",
@@ -42,5 +68,6 @@ __all__ = [
     "ImageError",
     "ModelMismatchError",
     "TooManyPixelsError",
+    "WeightsError",
     "MAX_PIXELS",
 ]

@@ -433,17 +433,15 @@ def decode(source: str, destination: Optional[str], preference: str, force: bool
 @click.argument("source", type=click.Path(dir_okay=False, allow_dash=True))
 @click.option("--json", "as_json", is_flag=True, help="Print the header as JSON.")
 @click.option("--weights", type=click.Path(dir_okay=False),
-              help="Check the file against this weights file (default: the shipped model).")
+              help="Also check that these weights can decode the file (this loads them).")
 @max_pixels_option
 def info(source: str, as_json: bool, weights: Optional[str], max_pixels: int) -> None:
     """Show the header and metadata of the .ugc file SOURCE.
 
-    The whole file is verified, as decode would: its checksums, the pixel limit, and
-    that the weights (--weights, default the shipped ones) are the ones that made it.
+    The whole file is verified as decode verifies it (checksums, fields, the pixel
+    limit) without loading any weights; with --weights, also that those weights made it.
     """
-    from .codec import check_model
-    from .container import read_container
-    from .weights import load_model
+    from .container import read_container  # not codec: no torch import for a header
 
     with _user_errors():
         stream = _open_input(source)
@@ -452,7 +450,11 @@ def info(source: str, as_json: bool, weights: Optional[str], max_pixels: int) ->
         finally:
             if stream is not sys.stdin.buffer:
                 stream.close()
-        check_model(load_model(weights), container.header)
+        if weights:
+            from .codec import check_model
+            from .weights import load_model
+
+            check_model(load_model(weights), container.header)
     fields = container.header.to_dict()
     fields["metadata"] = container.metadata.describe()
     if as_json:

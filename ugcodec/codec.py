@@ -22,7 +22,7 @@ from .image_io import ImageSource, array_to_image, load_image
 from .integer_net import GAIN_BITS, entropy_parameters
 from .metadata import Metadata, attach as attach_metadata
 from .refinement import check_steps, refine_residuals
-from .tiling import ANALYSIS_MARGIN, ANALYSIS_TILE, LATENT_STRIDE, SYNTHESIS_MARGIN, SYNTHESIS_TILE, tiles
+from .tiling import ANALYSIS_MARGIN, ANALYSIS_TILE, LATENT_STRIDE, synthesis_tiles, tiles
 from .weights import CodecModel, load_model
 
 __all__ = [
@@ -132,10 +132,14 @@ def _analyze(network, pixels: np.ndarray, progress: bool = False) -> Tensor:
     y = None
     for tile in tiles(latent_height, latent_width, ANALYSIS_TILE, ANALYSIS_MARGIN, "encoding" if progress else None):
         rows, cols = tile.window
-        # Edge replication (clamped indexes) keeps the padding free of artificial edges.
-        row_index = torch.arange(rows.start * LATENT_STRIDE, rows.stop * LATENT_STRIDE).clamp_(max=height - 1)
-        col_index = torch.arange(cols.start * LATENT_STRIDE, cols.stop * LATENT_STRIDE).clamp_(max=width - 1)
-        x = image[:, :, row_index][:, :, :, col_index].float().div_(255.0)
+        if rows.stop * LATENT_STRIDE <= height and cols.stop * LATENT_STRIDE <= width:  # no padding: a slice
+            x = image[:, :, rows.start * LATENT_STRIDE : rows.stop * LATENT_STRIDE,
+                      cols.start * LATENT_STRIDE : cols.stop * LATENT_STRIDE].float().div_(255.0)
+        else:
+            # Edge replication (clamped indexes) keeps the padding free of artificial edges.
+            row_index = torch.arange(rows.start * LATENT_STRIDE, rows.stop * LATENT_STRIDE).clamp_(max=height - 1)
+            col_index = torch.arange(cols.start * LATENT_STRIDE, cols.stop * LATENT_STRIDE).clamp_(max=width - 1)
+            x = image[:, :, row_index][:, :, :, col_index].float().div_(255.0)
         out = network.g_a(x)
         if y is None:
             y = out.new_empty((1, out.shape[1], latent_height, latent_width))
@@ -370,9 +374,11 @@ def _synthesize(latents: Latents, beta: float, model: CodecModel, progress: bool
     y_hat = synthesis_input(model, latents.y, latents.mu, header.quality)
     beta_tensor = torch.tensor([beta])
     pixels = np.empty((header.height, header.width, 3), dtype=np.uint8)
-    for tile in tiles(y_hat.shape[-2], y_hat.shape[-1], SYNTHESIS_TILE, SYNTHESIS_MARGIN, "decoding" if progress else None):
+    for tile in synthesis_tiles(y_hat.shape[-2], y_hat.shape[-1], "decoding" if progress else None):
         rows, cols = tile.window
-        x_hat = model.network.g_s(y_hat[:, :, rows, cols], beta_tensor)
+        # channels-last: the layout the CPU convolution kernels run in, without reorders.
+        window = y_hat[:, :, rows, cols].contiguous(memory_format=torch.channels_last)
+        x_hat = model.network.g_s(window, beta_tensor)
         # Keep the tile's core (drop the margin) and the part inside the image.
         inside = tile.pixels(header.height, header.width)
         if any(part.stop <= part.start for part in inside):

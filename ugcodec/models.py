@@ -19,11 +19,13 @@ from typing import Dict, Sequence
 import torch
 from torch import Tensor, nn
 
-from ._compressai import EntropyBottleneck, GaussianConditional, GDN, conv, conv3x3, deconv, subpel_conv3x3
+from . import _compressai
+from ._compressai import GDN, conv, conv3x3, deconv, subpel_conv3x3
 from .layers import FourierPreferenceEmbedding, MachineAdapter, ShiftedResidualBlock, straight_through_round
 from .scales import scale_table
 
 __all__ = ["ModelConfig", "UGHyperprior"]
+
 
 @dataclass(frozen=True)
 class ModelConfig:
@@ -96,11 +98,17 @@ class UGHyperprior(nn.Module):
     """Variable-rate mean-scale hyperprior with a preference-conditional decoder.
 
     Spatial stride: 16 for y, 64 for z; inputs must be padded to a multiple of 64.
+
+    Args:
+        config: the sizes.
+        coding_only: build only what coding runs in float (g_a, h_a, g_s and the
+            gains); without the float h_s and the entropy models (the coder has integer
+            and table copies of them), it loads faster and needs no scipy.
     """
 
     stride = 64
 
-    def __init__(self, config: ModelConfig = ModelConfig()) -> None:
+    def __init__(self, config: ModelConfig = ModelConfig(), coding_only: bool = False) -> None:
         super().__init__()
         N, M = config.N, config.M
         self.config = config
@@ -110,18 +118,20 @@ class UGHyperprior(nn.Module):
         self.h_a = nn.Sequential(
             conv3x3(M, N), nn.ReLU(), conv(N, N), nn.ReLU(), conv(N, N)
         )
-        # Sub-pixel convolutions instead of transposed ones: the integer-exact copy of
-        # h_s then needs only stride-1 convolutions and a pixel shuffle.
-        self.h_s = nn.Sequential(
-            subpel_conv3x3(N, M, 2),
-            nn.ReLU(),
-            subpel_conv3x3(M, M * 3 // 2, 2),
-            nn.ReLU(),
-            conv3x3(M * 3 // 2, 2 * M),
-        )
+        if not coding_only:
+            # Sub-pixel convolutions instead of transposed ones: the integer-exact copy
+            # of h_s then needs only stride-1 convolutions and a pixel shuffle.
+            self.h_s = nn.Sequential(
+                subpel_conv3x3(N, M, 2),
+                nn.ReLU(),
+                subpel_conv3x3(M, M * 3 // 2, 2),
+                nn.ReLU(),
+                conv3x3(M * 3 // 2, 2 * M),
+            )
         self.g_s = PreferenceConditionalSynthesis(N, M, config.embedding_dim, config.machine_adapter)
-        self.entropy_bottleneck = EntropyBottleneck(N)
-        self.gaussian_conditional = GaussianConditional(scale_table().tolist())
+        if not coding_only:
+            self.entropy_bottleneck = _compressai.EntropyBottleneck(N)
+            self.gaussian_conditional = _compressai.GaussianConditional(scale_table().tolist())
 
         lambdas = torch.tensor(config.lambdas, dtype=torch.float32)
         # Quantisation step ~ 1/gain and distortion ~ step^2, so gain ~ sqrt(lambda).

@@ -245,7 +245,7 @@ def _latent_coder(bundle: dict, path: str, channels: int) -> LatentCoder:
 
 def _model_from_bundle(bundle: dict, path: str) -> CodecModel:
     config = ModelConfig.from_dict(bundle["config"])
-    network = UGHyperprior(config)
+    network = UGHyperprior(config, coding_only=True)
     state = {name: value.float() if value.is_floating_point() else value for name, value in bundle["float"].items()}
     missing, unexpected = network.load_state_dict(state, strict=False)
     if unexpected or any(not name.startswith(NOT_SHIPPED) for name in missing):

@@ -1,0 +1,39 @@
+"""The decoder's tiles: they cover the latent grid once, respect the memory budget and
+leave no seams (g_s's reach is within their margin)."""
+import numpy as np
+import pytest
+import torch
+
+from conftest import make_photo_like
+from pixels import assert_pixels_close
+from ugcodec import tiling
+from ugcodec.codec import decode_pixels, encode_latents
+
+
+@pytest.mark.parametrize("height, width", [(1, 1), (32, 48), (8, 84), (44, 44), (45, 45), (64, 64), (188, 250), (7, 3125)])
+def test_synthesis_tiles_cover_the_grid_once_within_the_budget(height, width):
+    covered = np.zeros((height, width), dtype=int)
+    for rows, cols, (top, left), (core_height, core_width) in tiling.synthesis_tiles(height, width):
+        assert (rows.stop - rows.start) * (cols.stop - cols.start) <= tiling.SYNTHESIS_AREA
+        covered[top : top + core_height, left : left + core_width] += 1
+        # the margin on every side that has a neighbour
+        assert rows.start == max(0, top - tiling.SYNTHESIS_REACH_MARGIN)
+        assert cols.stop == min(width, left + core_width + tiling.SYNTHESIS_REACH_MARGIN)
+    assert (covered == 1).all()
+
+
+def test_a_grid_within_the_budget_is_one_tile():
+    assert len(list(tiling.synthesis_tiles(32, 48))) == 1  # a 768x512 image
+
+
+def test_small_tiles_decode_without_seams(tiny_model, monkeypatch):
+    """A small budget forces many tiles; the pixels match the whole-image g_s."""
+    image = make_photo_like(200, 300, seed=5)
+    with torch.inference_mode():
+        _, latents = encode_latents(image, 2, model=tiny_model)
+        y_hat = (latents.y.double() + latents.mu).float() * tiny_model.inverse_gains[1][None, :, None, None]
+        whole = tiny_model.network.g_s(y_hat, torch.tensor([0.0]))[0, :, :200, :300]
+        whole = whole.clamp(0, 1).mul(255).round().to(torch.uint8).permute(1, 2, 0).numpy()
+    monkeypatch.setattr(tiling, "SYNTHESIS_AREA", 120)
+    assert len(list(tiling.synthesis_tiles(*latents.y.shape[-2:]))) > 4
+    assert_pixels_close(decode_pixels(latents, "human", model=tiny_model), whole)
