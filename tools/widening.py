@@ -54,12 +54,7 @@ def widen(model: UGHyperprior, channels: int, seed: int = 0) -> UGHyperprior:
         ValueError: ``channels`` is smaller than the model's N.
     """
     old_channels = model.config.N
-    if channels < old_channels:
-        raise ValueError(f"cannot widen N={old_channels} to fewer channels ({channels})")
-    with torch.random.fork_rng():
-        torch.manual_seed(seed)
-        wide = UGHyperprior(dataclasses.replace(model.config, N=channels))
-    old_modules = dict(model.named_modules())
+    wide, old_modules = _grown_copy(model, seed, "N", channels)
     for name, module in wide.named_modules():
         if isinstance(module, (GDN, nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
             _copy_layer(module, old_modules[name])
@@ -77,6 +72,22 @@ def widen(model: UGHyperprior, channels: int, seed: int = 0) -> UGHyperprior:
     _copy_tensor(wide.log_gain, model.log_gain)
     _copy_tensor(wide.log_inverse_gain, model.log_inverse_gain)
     return wide.train(model.training)
+
+
+def _grown_copy(model: UGHyperprior, seed: int, size: str, channels: int) -> "tuple[UGHyperprior, dict]":
+    """A freshly initialised model of ``model``'s config with ``size`` ("N" or "M") set to
+    ``channels``, and ``model``'s modules by name.
+
+    Raises:
+        ValueError: ``channels`` is below the model's current ``size``.
+    """
+    old = getattr(model.config, size)
+    if channels < old:
+        raise ValueError(f"cannot widen {size}={old} to fewer channels ({channels})")
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        grown = UGHyperprior(dataclasses.replace(model.config, **{size: channels}))
+    return grown, dict(model.named_modules())
 
 
 def _copy_tensor(new: Tensor, old: Tensor) -> None:
@@ -127,12 +138,7 @@ def widen_latent(model: UGHyperprior, channels: int, seed: int = 0, synthesis_sc
         ValueError: ``channels`` is smaller than the model's M.
     """
     old_m = model.config.M
-    if channels < old_m:
-        raise ValueError(f"cannot widen M={old_m} to fewer channels ({channels})")
-    with torch.random.fork_rng():
-        torch.manual_seed(seed)
-        wide = UGHyperprior(dataclasses.replace(model.config, M=channels))
-    old_modules = dict(model.named_modules())
+    wide, old_modules = _grown_copy(model, seed, "M", channels)
     for name, module in wide.named_modules():
         if name in ("h_s.4", "g_s.up.0"):
             continue
