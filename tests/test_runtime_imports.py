@@ -40,7 +40,7 @@ def _training_modules(names) -> list:
 
 def test_import_encode_decode_and_cli_load_no_training_module():
     loaded = _loaded_modules()
-    assert "ugcodec.codec" in loaded["import"] and "ugcodec.cli" in loaded["coding"]  # the probe ran
+    assert "ugcodec" in loaded["import"] and "ugcodec.codec" in loaded["coding"] and "ugcodec.cli" in loaded["coding"]  # the probe ran
     assert _training_modules(loaded["import"]) == []
     assert _training_modules(loaded["coding"]) == []
 

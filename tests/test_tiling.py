@@ -13,12 +13,13 @@ from ugcodec.codec import decode_pixels, encode_latents
 @pytest.mark.parametrize("height, width", [(1, 1), (32, 48), (8, 84), (44, 44), (45, 45), (64, 64), (188, 250), (7, 3125)])
 def test_synthesis_tiles_cover_the_grid_once_within_the_budget(height, width):
     covered = np.zeros((height, width), dtype=int)
-    for rows, cols, (top, left), (core_height, core_width) in tiling.synthesis_tiles(height, width):
+    for tile in tiling.synthesis_tiles(height, width):
+        (rows, cols), (core_rows, core_cols) = tile.window, tile.core
         assert (rows.stop - rows.start) * (cols.stop - cols.start) <= tiling.SYNTHESIS_AREA
-        covered[top : top + core_height, left : left + core_width] += 1
+        covered[core_rows, core_cols] += 1
         # the margin on every side that has a neighbour
-        assert rows.start == max(0, top - tiling.SYNTHESIS_REACH_MARGIN)
-        assert cols.stop == min(width, left + core_width + tiling.SYNTHESIS_REACH_MARGIN)
+        assert rows.start == max(0, core_rows.start - tiling.SYNTHESIS_REACH_MARGIN)
+        assert cols.stop == min(width, core_cols.stop + tiling.SYNTHESIS_REACH_MARGIN)
     assert (covered == 1).all()
 
 

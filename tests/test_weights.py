@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import ugcodec
-from ugcodec.weights import fingerprint_of
+from ugcodec.weights import fingerprint_of, load_model
 
 
 def test_fingerprint_follows_the_spec_byte_for_byte():
@@ -41,3 +41,13 @@ def test_a_model_loaded_inside_inference_mode_can_still_be_refined_with(tiny_mod
     image = np.full((64, 64, 3), 128, dtype=np.uint8)
     image[16:48, 16:48] = 30
     assert ugcodec.decode(ugcodec.encode(image, 2, model=model, refine=1), model=model).size == (64, 64)
+
+
+def test_the_shipped_summary_describes_the_shipped_weights():
+    """ugc info checks files against this summary instead of loading torch and the weights."""
+    from ugcodec.container import shipped_weights_summary
+
+    model = load_model()
+    summary = shipped_weights_summary()
+    assert (summary.model_id, summary.fingerprint, summary.num_qualities) == (
+        model.model_id, model.fingerprint, model.num_qualities)

@@ -6,6 +6,7 @@ once here, so that coding never runs float maths on the parsing path.
 from __future__ import annotations
 
 import io
+import json
 import os
 from typing import Dict, List, Optional, Sequence
 
@@ -13,6 +14,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ugcodec.container import SHIPPED_SUMMARY
 from ugcodec.files import write_file
 from ugcodec.channel_context import IntegerChannelContext
 from ugcodec.entropy_coding import CodingTable, quantize_pmf
@@ -20,7 +22,7 @@ from ugcodec.integer_net import GAIN_BITS, integerize_hyper_synthesis, scale_thr
 from ugcodec.models import UGHyperprior
 from ugcodec.scales import scale_table
 from ugcodec.latent_coders import ChannelMeansScalesCoder, ChannelScalesCoder, HyperpriorCoder, coder_entries
-from ugcodec.weights import NOT_SHIPPED, WEIGHTS_FORMAT, fingerprint_of, read_bundle
+from ugcodec.weights import DEFAULT_WEIGHTS, NOT_SHIPPED, WEIGHTS_FORMAT, fingerprint_of, read_bundle
 
 __all__ = [
     "export_adapted_bundle",
@@ -174,7 +176,17 @@ def write_bundle(bundle: dict, path: str) -> bytes:
     """
     fingerprint = fingerprint_of(bundle)  # before writing: a bundle it refuses is never saved
     save_atomically(bundle, path)
+    if os.path.abspath(path) == os.path.abspath(DEFAULT_WEIGHTS):
+        write_shipped_summary(bundle, fingerprint)
     return fingerprint
+
+
+def write_shipped_summary(bundle: dict, fingerprint: bytes) -> None:
+    """Writes the shipped weights' summary (``ugcodec.container.SHIPPED_SUMMARY``), with
+    which ``ugc info`` checks files without loading torch."""
+    summary = {"model_id": int(bundle["model_id"]), "fingerprint": fingerprint.hex(),
+               "num_qualities": len(bundle["config"]["lambdas"])}
+    write_file(SHIPPED_SUMMARY, (json.dumps(summary, indent=2) + "\n").encode(), overwrite=True)
 
 
 def save_atomically(state: dict, path: str) -> None:

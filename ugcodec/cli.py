@@ -18,11 +18,10 @@ from typing import Dict, Iterator, List, Optional, Tuple
 import click
 
 from . import __version__
-from .codec import DEFAULT_QUALITY
 from .container import MAX_PIXELS
 from .errors import UgcError
 from .files import check_writable, exit_on_sigterm, read_at_most, write_file
-from .refinement import MAX_STEPS
+from .settings import DEFAULT_QUALITY, MAX_REFINE_STEPS
 
 EXIT_BAD_INPUT = 1
 #: Most bytes read from stdin for an image to encode, per allowed pixel: more than any
@@ -168,7 +167,7 @@ def _summary(destination: str, data: bytes) -> str:
     help="Quality level, from 1 (smallest file) to the weights' highest level (best picture).",
 )
 @click.option(
-    "-r", "--refine", type=click.IntRange(0, MAX_STEPS), default=0, show_default=True, metavar="STEPS",
+    "-r", "--refine", type=click.IntRange(0, MAX_REFINE_STEPS), default=0, show_default=True, metavar="STEPS",
     help="Encoder effort: gradient steps per 512-pixel tile spent choosing the symbols, "
          "then a rate-distortion search. A better picture for the bits, and a much slower "
          "encoder (benchmarks/README.md measures both). The file is a standard .ugc "
@@ -433,15 +432,15 @@ def decode(source: str, destination: Optional[str], preference: str, force: bool
 @click.argument("source", type=click.Path(dir_okay=False, allow_dash=True))
 @click.option("--json", "as_json", is_flag=True, help="Print the header as JSON.")
 @click.option("--weights", type=click.Path(dir_okay=False),
-              help="Also check that these weights can decode the file (this loads them).")
+              help="Check the file against this weights file (default: the shipped model).")
 @max_pixels_option
 def info(source: str, as_json: bool, weights: Optional[str], max_pixels: int) -> None:
     """Show the header and metadata of the .ugc file SOURCE.
 
-    The whole file is verified as decode verifies it (checksums, fields, the pixel
-    limit) without loading any weights; with --weights, also that those weights made it.
+    The whole file is verified as decode would: its checksums, fields and the pixel
+    limit, and that the weights (--weights, default the shipped ones) made it.
     """
-    from .container import read_container  # not codec: no torch import for a header
+    from .container import check_weights, read_container, shipped_weights_summary  # no torch for a header
 
     with _user_errors():
         stream = _open_input(source)
@@ -455,6 +454,8 @@ def info(source: str, as_json: bool, weights: Optional[str], max_pixels: int) ->
             from .weights import load_model
 
             check_model(load_model(weights), container.header)
+        else:
+            check_weights(container.header, shipped_weights_summary())
     fields = container.header.to_dict()
     fields["metadata"] = container.metadata.describe()
     if as_json:

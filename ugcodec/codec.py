@@ -15,12 +15,13 @@ import torch
 from PIL import Image
 from torch import Tensor
 
-from .container import COLOR_MODES, MAX_PIXELS, Container, Header, read_container
+from .container import COLOR_MODES, MAX_PIXELS, Container, Header, WeightsSummary, check_weights, read_container
 from .entropy_coding import SymbolRangeError, decode_symbols, encode_symbols
-from .errors import FormatError, ImageError, ModelMismatchError
+from .errors import ImageError
 from .image_io import ImageSource, array_to_image, load_image
 from .integer_net import GAIN_BITS, entropy_parameters
 from .metadata import Metadata, attach as attach_metadata
+from .settings import DEFAULT_QUALITY
 from .refinement import check_steps, refine_residuals
 from .tiling import ANALYSIS_MARGIN, ANALYSIS_TILE, LATENT_STRIDE, synthesis_tiles, tiles
 from .weights import CodecModel, load_model
@@ -42,8 +43,6 @@ __all__ = [
     "synthesis_input",
 ]
 
-#: Quality used when none is given (levels are numbered from 1, lowest rate first).
-DEFAULT_QUALITY = 3
 _STRIDE = 64
 
 Preference = Union[str, float]
@@ -316,18 +315,10 @@ def check_model(model: CodecModel, header: Header) -> None:
     """Checks that ``model`` can decode a file with ``header``.
 
     Raises:
-        ModelMismatchError: another model id, other weights (fingerprint), or a quality
-            level the weights do not have.
+        ModelMismatchError: another model id or other weights (fingerprint).
+        FormatError: a quality level the weights do not have.
     """
-    if header.model_id != model.model_id:
-        raise ModelMismatchError(f"file needs model id {header.model_id}; the loaded weights are model {model.model_id}")
-    if header.fingerprint != model.fingerprint:
-        raise ModelMismatchError(
-            f"file was made with weights {header.fingerprint.hex()}, but the loaded weights are "
-            f"{model.fingerprint.hex()}: decode it with the weights that made it"
-        )
-    if header.quality > model.num_qualities:
-        raise FormatError(f"quality {header.quality} is not a level of this model")
+    check_weights(header, WeightsSummary(model.model_id, model.fingerprint, model.num_qualities))
 
 
 @torch.inference_mode()

@@ -57,6 +57,9 @@ __all__ = [
     "max_file_size",
     "read_container",
     "ACCEPTED_FILES",
+    "WeightsSummary",
+    "check_weights",
+    "shipped_weights_summary",
 ]
 
 MAGIC = b"\x89UGC"
@@ -327,3 +330,53 @@ def read_container(
     if len(body) > rest:
         raise FormatError("unexpected bytes after the end of the stream")
     return Container.from_bytes(head + body, max_pixels)
+
+
+@dataclass(frozen=True)
+class WeightsSummary:
+    """What a reader needs to know of weights to tell whether they decode a file."""
+
+    model_id: int
+    fingerprint: bytes
+    num_qualities: int
+
+
+def check_weights(header: Header, weights: WeightsSummary) -> None:
+    """Checks that ``weights`` can decode a file with ``header``.
+
+    Raises:
+        ModelMismatchError: another model id or other weights (fingerprint).
+        FormatError: a quality level the weights do not have.
+    """
+    from .errors import ModelMismatchError
+
+    if header.model_id != weights.model_id:
+        raise ModelMismatchError(f"file needs model id {header.model_id}; the loaded weights are model {weights.model_id}")
+    if header.fingerprint != weights.fingerprint:
+        raise ModelMismatchError(
+            f"file was made with weights {header.fingerprint.hex()}, but the loaded weights are "
+            f"{weights.fingerprint.hex()}: decode it with the weights that made it"
+        )
+    if header.quality > weights.num_qualities:
+        raise FormatError(f"quality {header.quality} is not a level of this model")
+
+
+#: The shipped weights' summary, written beside them at export (tools/export.py), so that
+#: ``ugc info`` checks a file against them without loading torch.
+SHIPPED_SUMMARY = os.path.join(os.path.dirname(os.path.abspath(__file__)), "weights", "ugc-hyperprior-pcdm.json")
+
+
+def shipped_weights_summary() -> WeightsSummary:
+    """The shipped weights' :class:`WeightsSummary`, read from :data:`SHIPPED_SUMMARY`.
+
+    Raises:
+        UgcError: the summary file is missing or malformed (a broken installation).
+    """
+    import json
+
+    try:
+        with open(SHIPPED_SUMMARY) as handle:
+            data = json.load(handle)
+        return WeightsSummary(int(data["model_id"]), bytes.fromhex(data["fingerprint"]), int(data["num_qualities"]))
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise UgcError(f"cannot read the shipped weights' summary {SHIPPED_SUMMARY}: {error}") from None

@@ -158,7 +158,7 @@ def run_on_ray(
         raise ValueError(f"task must be 'encode' or 'decode', not {task!r}")
     from tqdm import tqdm
 
-    from .cli import _write_atomically
+    from .files import write_file
 
     report = BatchReport()
     if not jobs:
@@ -194,7 +194,8 @@ def run_on_ray(
                         report.failures.append((source, str(error)))
                     else:
                         try:
-                            _write_atomically(target, bytes(data))
+                            # The caller left out existing targets unless asked to replace them.
+                            write_file(target, bytes(data), overwrite=True)
                             report.done += 1
                         except OSError as write_error:
                             report.failures.append((source, f"{target}: {write_error.strerror or write_error}"))

@@ -46,6 +46,7 @@ from torch import Tensor
 
 from .layers import straight_through_round
 from .scales import scale_table, symbol_bits
+from .settings import MAX_REFINE_STEPS
 from .tiling import SYNTHESIS_MARGIN, SYNTHESIS_TILE, Tile, tiles
 from .weights import CodecModel
 
@@ -55,7 +56,7 @@ __all__ = ["HUMAN_WEIGHT", "MACHINE_WEIGHT", "MAX_STEPS", "check_steps", "refine
 HUMAN_WEIGHT = 0.5
 MACHINE_WEIGHT = 0.25
 #: Upper bound on ``steps``: it bounds the encoder's time.
-MAX_STEPS = 1000
+MAX_STEPS = MAX_REFINE_STEPS
 #: Greedy rounding after the gradient steps: at most this many passes, the first of
 #: which tries this share of the symbol moves that promise a lower cost.
 ROUNDING_PASSES = 8
