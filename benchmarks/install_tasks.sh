@@ -15,4 +15,4 @@ echo "[install_tasks] EasyOCR into $("$python" -c 'import sys; print(sys.prefix)
 echo "[install_tasks] MediaPipe into $here/.venv-tasks"
 "$python" -m venv "$here/.venv-tasks"
 "$here/.venv-tasks/bin/python" -m pip install -r "$here/requirements-mediapipe.txt"
-"$python" "$here/task_photos.py" --fetch
+(cd "$here/.." && "$python" -m benchmarks.task_photos --fetch)
