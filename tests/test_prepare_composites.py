@@ -66,9 +66,9 @@ def test_the_corpus_is_written_from_the_package(composites, tmp_path):
     Image.fromarray(make_photo_like(400, 600)).save(corpus / "Meadow_x2.png")
     Image.fromarray(make_photo_like(200, 300)).save(corpus / "Meadow_x4.png")
     out = tmp_path / "out"
-    command = [sys.executable, os.path.join(ROOT, "tools", "prepare_composites.py"), "--corpus", str(corpus),
+    command = [sys.executable, "-m", "tools.prepare_composites", "--corpus", str(corpus),
                "--out", str(out), "--count", "3", "--debs", str(debs)]
-    result = subprocess.run(command, check=True, capture_output=True, text=True)
+    result = subprocess.run(command, check=True, capture_output=True, text=True, cwd=ROOT)
     assert "3 composites of 1 photographic stamps" in result.stdout
     assert sorted(os.listdir(out)) == ["Meadow_x2.png", "Meadow_x4.png"] + [f"composite_{i:03d}.png" for i in range(3)]
     assert Image.open(out / "composite_000.png").size == composites.CANVAS

@@ -129,10 +129,9 @@ def test_the_photographs_become_a_corpus_beside_the_copied_one(tmp_path):
     corpus.mkdir()
     Image.fromarray(make_photo_like(200, 200, seed=5)).save(corpus / "Meadow_x2.png")
     out = tmp_path / "out"
-    script = os.path.join(ROOT, "tools", "prepare_objects.py")
     result = subprocess.run(
-        [sys.executable, script, "--debs", str(debs), "--corpus", str(corpus), "--out", str(out)],
-        capture_output=True, text=True,
+        [sys.executable, "-m", "tools.prepare_objects", "--debs", str(debs), "--corpus", str(corpus), "--out", str(out)],
+        capture_output=True, text=True, cwd=ROOT,
     )
     assert result.returncode == 0, result.stderr
     # The 600x400 photo at /2 (short side 200 >= 160) only; the 300x100 one is too small
@@ -145,8 +144,9 @@ def test_the_photographs_become_a_corpus_beside_the_copied_one(tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()
     result = subprocess.run(
-        [sys.executable, script, "--debs", str(empty), "--corpus", str(corpus), "--out", str(tmp_path / "none")],
-        capture_output=True, text=True,
+        [sys.executable, "-m", "tools.prepare_objects", "--debs", str(empty), "--corpus", str(corpus),
+         "--out", str(tmp_path / "none")],
+        capture_output=True, text=True, cwd=ROOT,
     )
     assert result.returncode == 1 and "no gcompris-qt-data .deb" in result.stderr
     assert not (tmp_path / "none").exists()
