@@ -2,9 +2,9 @@
 """Coverage-guided fuzzing (atheris / libFuzzer) of the .ugc reader and the image reader.
 
     pip install atheris
-    python tools/fuzz_guided.py ugc   --runs 100000 --work /tmp/fuzz-ugc
-    python tools/fuzz_guided.py ugc   --runs 100000 --work /tmp/fuzz-tiny --model tiny
-    python tools/fuzz_guided.py image --runs 100000 --work /tmp/fuzz-image
+    python -m tools.fuzz_guided ugc   --runs 100000 --work /tmp/fuzz-ugc
+    python -m tools.fuzz_guided ugc   --runs 100000 --work /tmp/fuzz-tiny --model tiny
+    python -m tools.fuzz_guided image --runs 100000 --work /tmp/fuzz-image
 
 ``ugc``: every input must parse (and, when small, decode to pixels) or raise
 ``FormatError``; read both as bytes and as a stream. Half of the mutants get their CRCs
@@ -17,7 +17,7 @@ checks. The seed corpus is tests/fuzz_corpus (its ``*.ugc`` files, or its ``imag
 folder) plus, for images, one small file of every format Pillow can write; new
 interesting inputs go to ``--work``/corpus. To keep a small corpus for the tests, let
 libFuzzer minimise it (extra arguments go to libFuzzer):
-``python tools/fuzz_guided.py ugc --work /tmp/m -merge=1 NEW_FOLDER /tmp/fuzz-ugc/corpus``.
+``python -m tools.fuzz_guided ugc --work /tmp/m -merge=1 NEW_FOLDER /tmp/fuzz-ugc/corpus``.
 """
 from __future__ import annotations
 
