@@ -211,3 +211,11 @@ def test_bad_images_fail_cleanly(workdir, name, message):
     lines = [line for line in result.output.splitlines() if line.strip()]
     assert len(lines) == 1 and message in lines[0], result.output
     assert listing(workdir) == before
+
+
+@pytest.mark.parametrize("flag", ["-V", "--version"])
+def test_version_flags_print_the_version(flag):
+    import ugcodec
+
+    result = run(flag)
+    assert result.exit_code == 0 and result.output.strip() == f"ugc, version {ugcodec.__version__}"

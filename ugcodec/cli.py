@@ -112,7 +112,7 @@ max_pixels_option = click.option(
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(__version__, prog_name="ugc")
+@click.version_option(__version__, "-V", "--version", prog_name="ugc")
 def main() -> None:
     """ugc - a learned image codec for humans and machines.
 
