@@ -39,7 +39,7 @@ from torch import Tensor
 from .codec import Latents, Preference, decode_pixels, parse_latents, synthesis_input
 from .errors import FormatError
 from .codec import preference_to_beta
-from .tiling import LATENT_STRIDE, SYNTHESIS_TILE
+from .tiling import synthesis_tiles
 from .weights import CodecModel, load_model
 
 __all__ = ["decode_tensor", "decode_tensors", "UgcFolder", "UgcHandler", "EXTENSION"]
@@ -112,7 +112,11 @@ def decode_tensor(
 
 
 def _single_tile(latents: Latents) -> bool:
-    return all(side <= SYNTHESIS_TILE for side in latents.y.shape[-2:])
+    """Whether the decoder synthesises these latents in one tile (so files of one shape
+    can share a batched g_s call and give the decoder's pixels)."""
+    tiles = synthesis_tiles(*latents.y.shape[-2:])
+    next(tiles)
+    return next(tiles, None) is None
 
 
 @torch.inference_mode()
@@ -127,8 +131,8 @@ def decode_tensors(
     batch_size: int = 16,
 ) -> List[Tensor]:
     """Decodes many .ugc files made by one model, running the synthesis transform on
-    batches of files whose latents have the same shape (images up to 512 pixels a side;
-    larger ones are decoded one by one, tile by tile).
+    batches of files whose latents have the same shape (images the decoder synthesises in
+    one tile; larger ones are decoded one by one, tile by tile).
 
     Args:
         files: the files' bytes.
