@@ -46,7 +46,6 @@ Saving:
 """
 from __future__ import annotations
 
-import io
 from typing import IO, Optional, Union
 
 from PIL import Image, ImageFile, UnidentifiedImageError
@@ -149,15 +148,19 @@ class UgcImageFile(ImageFile.ImageFile):
     def verify(self) -> None:
         """Checks the whole file (lengths, CRCs, weights) without decoding; raises
         :class:`SyntaxError` for a broken file."""
-        from .codec import check_model
-        from .container import Container
+        from .container import Container, check_weights, shipped_weights_summary
 
         if self.fp is None:
             raise OSError("verify must be called directly after open")
         data = self._read_all()
         try:
             header = Container.from_bytes(data).header
-            check_model(_model(self._weights), header)
+            if self._weights is None:  # as ugc info: the shipped weights' summary, no torch
+                check_weights(header, shipped_weights_summary())
+            else:
+                from .codec import check_model
+
+                check_model(_model(self._weights), header)
         except ModelMismatchError as error:
             raise SyntaxError(str(error)) from error
         except FormatError as error:
