@@ -424,3 +424,14 @@ def test_crops_drawn_in_worker_processes_train(corpus, tmp_path, clip_teacher):
     assert not torch.equal(batch, trainer.sampler.sample(config.batch))
     trainer.run(progress=False)
     assert trainer.step == 2 and os.path.exists(os.path.join(str(tmp_path / "run"), "checkpoint.pt"))
+
+
+def test_quality_weights_choose_which_levels_stage1_draws(corpus, tmp_path, clip_teacher):
+    config = tiny_config(corpus, stage1_steps=1, quality_weights=[0.0, 1.0])
+    trainer = Trainer(config, str(tmp_path / "run"), teacher=clip_teacher)
+    assert trainer.draw_qualities(64).tolist() == [1] * 64
+    uniform = Trainer(tiny_config(corpus, stage1_steps=1), str(tmp_path / "uniform"), teacher=clip_teacher)
+    assert set(uniform.draw_qualities(64).tolist()) == {0, 1}
+    for bad in ([1.0], [1.0, -1.0], [0.0, 0.0]):
+        with pytest.raises(ValueError, match="quality_weights"):
+            Trainer(tiny_config(corpus, quality_weights=bad), str(tmp_path / "bad"), teacher=clip_teacher)

@@ -92,6 +92,10 @@ class TrainConfig:
     # A weights file to fine-tune instead of training from scratch: only the machine
     # adapters of g_s train (needs model.machine_adapter = true and stage1_steps = 0).
     base_weights: Optional[str] = None
+    # Relative frequency of each quality level in stage 1's draws (None: all alike). The
+    # high levels added by widening start untrained; drawing them more often trains them
+    # without changing the loss each level sees.
+    quality_weights: Optional[List[float]] = None
     log_every: int = 50
     checkpoint_every: int = 500
     seed: int = 0
@@ -275,6 +279,14 @@ class Trainer:
     def __init__(
         self, config: TrainConfig, run_dir: str, device: str = "cpu", teacher: Optional[Teacher] = None
     ) -> None:
+        weights = config.quality_weights
+        if weights is not None and (
+            len(weights) != config.model.num_qualities or min(weights) < 0 or sum(weights) <= 0
+        ):
+            raise ValueError(
+                f"quality_weights needs {config.model.num_qualities} non-negative numbers, "
+                f"not all zero; got {weights}"
+            )
         self.config = config
         self.run_dir = run_dir
         self.device = torch.device(device)
@@ -358,9 +370,17 @@ class Trainer:
         value = self.config.stage2_lambda_semantic
         return self.config.lambda_semantic if value is None else value
 
+    def draw_qualities(self, batch: int) -> Tensor:
+        """Stage 1's quality level per crop, 0-based, drawn by ``quality_weights``."""
+        weights = self.config.quality_weights
+        if weights is None:
+            return torch.randint(0, self.config.model.num_qualities, (batch,), device=self.device)
+        probabilities = torch.tensor(weights, dtype=torch.float64)
+        return torch.multinomial(probabilities, batch, replacement=True).to(self.device)
+
     def stage1_loss(self, x: Tensor) -> Dict[str, Tensor]:
         batch = x.shape[0]
-        quality = torch.randint(0, self.config.model.num_qualities, (batch,), device=self.device)
+        quality = self.draw_qualities(batch)
         beta = (torch.arange(batch, device=self.device) >= batch // 2).to(x.dtype)
         out = self.model(x, quality, beta)
         bpp = bits_per_pixel(out["likelihoods"], x.shape[-2] * x.shape[-1])
