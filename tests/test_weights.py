@@ -51,3 +51,33 @@ def test_the_shipped_summary_describes_the_shipped_weights():
     summary = shipped_weights_summary()
     assert (summary.model_id, summary.fingerprint, summary.num_qualities) == (
         model.model_id, model.fingerprint, model.num_qualities)
+
+
+def test_new_shipped_weights_remember_which_release_shipped_the_old(tmp_path, monkeypatch):
+    """A file made with earlier shipped weights names the release that decodes it."""
+    import json
+    from dataclasses import replace
+
+    import tools.export as export
+    import ugcodec.container as container
+    from ugcodec.errors import ModelMismatchError
+
+    summary_path = tmp_path / "summary.json"
+    summary_path.write_text(json.dumps({"model_id": 2, "fingerprint": "11" * 8, "num_qualities": 6}))
+    monkeypatch.setattr(export, "SHIPPED_SUMMARY", str(summary_path))
+    monkeypatch.setattr(container, "SHIPPED_SUMMARY", str(summary_path))
+    bundle = {"model_id": 1, "config": {"lambdas": [0.1] * 8}}
+    export.write_shipped_summary(bundle, bytes.fromhex("22" * 8))
+    written = json.loads(summary_path.read_text())
+    assert written["earlier_releases"] == {"11" * 8: ugcodec.__version__}
+    assert (written["fingerprint"], written["num_qualities"]) == ("22" * 8, 8)
+    export.write_shipped_summary(bundle, bytes.fromhex("22" * 8))
+    assert json.loads(summary_path.read_text())["earlier_releases"] == {"11" * 8: ugcodec.__version__}
+
+    header = container.Header(model_id=1, color_mode=0, quality=1, width=8, height=8,
+                              fingerprint=bytes.fromhex("11" * 8), z_length=1, y_length=1)
+    weights = container.WeightsSummary(1, bytes.fromhex("22" * 8), 8)
+    with pytest.raises(ModelMismatchError, match=f"ugcodec=={ugcodec.__version__}"):
+        container.check_weights(header, weights)
+    with pytest.raises(ModelMismatchError, match="the weights that made it"):
+        container.check_weights(replace(header, fingerprint=bytes(8)), weights)

@@ -12,6 +12,8 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 import torch
+
+import ugcodec
 from torch import Tensor
 
 from ugcodec.container import SHIPPED_SUMMARY
@@ -186,6 +188,18 @@ def write_shipped_summary(bundle: dict, fingerprint: bytes) -> None:
     which ``ugc info`` checks files without loading torch."""
     summary = {"model_id": int(bundle["model_id"]), "fingerprint": fingerprint.hex(),
                "num_qualities": len(bundle["config"]["lambdas"])}
+    # Files name their weights by fingerprint: keep which release shipped each earlier set,
+    # so that decoding an old file tells the user which release decodes it.
+    try:
+        with open(SHIPPED_SUMMARY) as handle:
+            previous = json.load(handle)
+    except FileNotFoundError:
+        previous = {}
+    earlier = dict(previous.get("earlier_releases", {}))
+    if previous.get("fingerprint") not in (None, summary["fingerprint"]):
+        earlier[previous["fingerprint"]] = ugcodec.__version__
+    if earlier:
+        summary["earlier_releases"] = earlier
     write_file(SHIPPED_SUMMARY, (json.dumps(summary, indent=2) + "\n").encode(), overwrite=True)
 
 

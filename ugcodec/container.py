@@ -60,6 +60,7 @@ __all__ = [
     "WeightsSummary",
     "check_weights",
     "shipped_weights_summary",
+    "shipping_release",
 ]
 
 MAGIC = b"\x89UGC"
@@ -353,9 +354,16 @@ def check_weights(header: Header, weights: WeightsSummary) -> None:
     if header.model_id != weights.model_id:
         raise ModelMismatchError(f"file needs model id {header.model_id}; the loaded weights are model {weights.model_id}")
     if header.fingerprint != weights.fingerprint:
+        release = shipping_release(header.fingerprint)
+        remedy = (
+            f"they shipped with ugcodec {release}: decode it with that release "
+            f"(pip install 'ugcodec=={release}') or its weights file (--weights)"
+            if release
+            else "decode it with the weights that made it"
+        )
         raise ModelMismatchError(
             f"file was made with weights {header.fingerprint.hex()}, but the loaded weights are "
-            f"{weights.fingerprint.hex()}: decode it with the weights that made it"
+            f"{weights.fingerprint.hex()}; {remedy}"
         )
     if header.quality > weights.num_qualities:
         raise FormatError(f"quality {header.quality} is not a level of this model")
@@ -380,3 +388,17 @@ def shipped_weights_summary() -> WeightsSummary:
         return WeightsSummary(int(data["model_id"]), bytes.fromhex(data["fingerprint"]), int(data["num_qualities"]))
     except (OSError, ValueError, KeyError, TypeError) as error:
         raise UgcError(f"cannot read the shipped weights' summary {SHIPPED_SUMMARY}: {error}") from None
+
+
+def shipping_release(fingerprint: bytes) -> Optional[str]:
+    """The ugcodec release whose shipped weights have ``fingerprint``, for weights that
+    earlier releases shipped (the summary's ``earlier_releases``), else None. Files keep
+    their weights' fingerprint, so this tells a user which release decodes an old file."""
+    import json
+
+    try:
+        with open(SHIPPED_SUMMARY) as handle:
+            release = json.load(handle).get("earlier_releases", {}).get(fingerprint.hex())
+    except (OSError, ValueError, AttributeError):
+        return None
+    return release if isinstance(release, str) else None
