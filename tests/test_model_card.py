@@ -117,3 +117,12 @@ def test_a_run_that_is_not_the_shipped_weights_is_refused(tmp_path):
         model_card.main(["--run", str(run), "--facts", str(facts), "--out", str(out)])
     assert refused.value.code == 2
     assert not out.exists() and not facts.exists()
+
+
+def test_corpus_counts_photos_not_downscales(tmp_path):
+    images = [{"file": f"{stem}_x{factor}.png", "source": source}
+              for stem, source in (("a", "mate-backgrounds:a.jpg"), ("b", "mate-backgrounds:b.jpg"),
+                                   ("c", "lomiri-wallpapers-16.04:c.jpg"))
+              for factor in (2, 3, 4)]
+    (tmp_path / "manifest.json").write_text(json.dumps({"images": images}))
+    assert model_card.corpus_counts(str(tmp_path)) == {"lomiri-wallpapers-16.04": 1, "mate-backgrounds": 2}
