@@ -2,6 +2,7 @@
 (ugcodec.channel_context, bitstream_spec.md §8.3)."""
 from __future__ import annotations
 
+import json
 import struct
 import zlib
 
@@ -330,18 +331,13 @@ def test_model_card_traces_models_2_and_3_to_the_weights_they_were_trained_on(ei
     assert ("means and scales" in card.context_lines(context)[0]) == context.channel_context.means
 
 
-def test_model_card_carries_the_training_sections_over_for_the_same_transforms(context_model, tmp_path):
+def test_model_card_facts_of_the_transforms_serve_the_context_model(context_model, tmp_path):
+    # The facts are recorded from the run (plain transforms); the channel context added
+    # afterwards keeps them valid, other transforms do not.
     plain, context, _ = context_model
-    old = tmp_path / "card.md"
-    old.write_text(
-        f"# Model card\n\nWeights fingerprint `{plain.fingerprint.hex()}` (written in every .ugc header).\n\n"
-        "## Model\n- Mean-scale hyperprior.\n\n## Training\n- Stage 1: 5 steps.\n\n## Targets\n- old figures\n"
-    )
-    lines = card.card_training_lines(str(old), context)
-    assert f"`{context.fingerprint.hex()}`" in lines[2] and plain.fingerprint.hex() in lines[2]
-    assert lines.index("## Model") < lines.index("- Mean-scale hyperprior.") < lines.index("## Training")
-    assert any(line.startswith("- Channel-conditional scales") for line in lines[: lines.index("## Training")])
-    assert "- Stage 1: 5 steps." in lines and "- old figures" not in lines
-    old.write_text(old.read_text().replace(plain.fingerprint.hex(), "0123456789abcdef"))
-    with pytest.raises(ValueError, match="not these transforms"):
-        card.card_training_lines(str(old), context)
+    facts = tmp_path / "facts.json"
+    facts.write_text(json.dumps({"transforms": plain.fingerprint.hex()}))
+    assert card.read_facts(str(facts), context)["transforms"] == plain.fingerprint.hex()
+    facts.write_text(json.dumps({"transforms": "0123456789abcdef"}))
+    with pytest.raises(ValueError, match="record them with --run"):
+        card.read_facts(str(facts), context)
