@@ -79,6 +79,15 @@ class Meter:
 
     Plan the whole job with :meth:`plan` before advancing, so that the total a callback
     sees never changes; :meth:`finish` reports the end, :meth:`close` closes the bar.
+
+    >>> reports = []
+    >>> meter = Meter(lambda done, total: reports.append((done, total)))
+    >>> meter.plan(10)
+    >>> meter.advance(4)
+    >>> meter.part(6)(1, 2)  # a sub-task half done: half of its 6 units
+    >>> meter.finish()
+    >>> reports
+    [(4, 10), (7, 10), (10, 10)]
     """
 
     def __init__(self, progress: Progress = None, description: str = "") -> None:
@@ -91,7 +100,7 @@ class Meter:
         elif progress:
             from tqdm import tqdm
 
-            self._bar = tqdm(total=0, desc=description or None, file=sys.stderr, leave=False, disable=None,
+            self._bar = tqdm(total=0, desc=description or None, file=sys.stderr, leave=False, disable=None, miniters=1,
                              bar_format="{l_bar}{bar}| {elapsed}<{remaining}")
             self._callback = self._draw
 
