@@ -4,7 +4,6 @@ import numpy as np
 import pytest
 
 import ugcodec
-from ugcodec import codec
 from ugcodec.progress import Meter, image_write_work, latent_positions
 from ugcodec.tiling import synthesis_tiles
 

@@ -21,7 +21,7 @@ import os
 import sys
 import time
 from contextlib import contextmanager
-from typing import Callable, Dict, Iterator, List, NamedTuple, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Callable, Dict, Iterator, List, NamedTuple, Optional, Sequence, Tuple
 
 import click
 
@@ -30,6 +30,10 @@ from .container import MAX_PIXELS
 from .errors import UgcError
 from .files import check_writable, exit_on_sigterm, read_at_most, write_file
 from .settings import DEFAULT_OUTPUT_QUALITY, DEFAULT_QUALITY, MAX_REFINE_STEPS
+
+if TYPE_CHECKING:  # no torch at start-up: --version and info need none
+    from .container import Container
+    from .weights import CodecModel
 
 EXIT_BAD_INPUT = 1
 #: click's own exit status for usage errors.
@@ -162,7 +166,7 @@ def _open_input(path: str):
         raise UgcError(f"no such file: {path}") from None
 
 
-def _read_ugc(path: str, max_pixels: Optional[int]):
+def _read_ugc(path: str, max_pixels: Optional[int]) -> "Container":
     """The verified :class:`ugcodec.container.Container` of the .ugc file ``path`` ('-':
     stdin), read no further than its header declares."""
     from .container import read_container  # no torch for a header
@@ -336,8 +340,8 @@ class FileBar:
             self.bar.close()
 
 
-def _encode_file(source: str, target: str, model, force: bool, progress: Optional[FileBar], *, quality: int,
-                 refine: int, max_pixels: Optional[int], first_frame: bool, strip: bool) -> Done:
+def _encode_file(source: str, target: str, model: "CodecModel", force: bool, progress: Optional[FileBar], *,
+                 quality: int, refine: int, max_pixels: Optional[int], first_frame: bool, strip: bool) -> Done:
     """Encodes one image ('-': stdin) into ``target`` ('-': stdout)."""
     from .codec import encode as encode_image
 
@@ -355,8 +359,9 @@ def _encode_file(source: str, target: str, model, force: bool, progress: Optiona
                          f"weights {model.fingerprint.hex()}")
 
 
-def _decode_file(source: str, target: str, model, force: bool, progress: Optional[FileBar], *, preference: str,
-                 image_format: str, output_quality: Optional[int], max_pixels: Optional[int]) -> Done:
+def _decode_file(source: str, target: str, model: "CodecModel", force: bool, progress: Optional[FileBar], *,
+                 preference: str, image_format: str, output_quality: Optional[int],
+                 max_pixels: Optional[int]) -> Done:
     """Decodes one .ugc file ('-': stdin) into an image file ``target`` ('-': stdout)."""
     from .codec import decode as decode_image
     from .image_io import LOSSY_FORMATS, image_file_bytes
