@@ -21,8 +21,9 @@ from .errors import ImageError
 from .image_io import ImageSource, array_to_image, load_image
 from .integer_net import GAIN_BITS, entropy_parameters
 from .metadata import Metadata, attach as attach_metadata
+from .progress import ANALYSIS, ENTROPY_CODING, HYPER, PARSING, READ_IMAGE, REFINEMENT, SYNTHESIS, Meter, Progress
 from .settings import DEFAULT_QUALITY
-from .refinement import check_steps, refine_residuals
+from .refinement import check_steps, planned_evaluations, refine_residuals
 from .tiling import ANALYSIS_MARGIN, ANALYSIS_TILE, LATENT_STRIDE, synthesis_tiles, tiles
 from .weights import CodecModel, load_model
 
@@ -122,14 +123,23 @@ def _padded(size: int) -> int:
     return -(-size // _STRIDE) * _STRIDE
 
 
-def _analyze(network, pixels: np.ndarray, progress: bool = False) -> Tensor:
-    """g_a of a uint8 ``(H, W, 3)`` image, padded to a multiple of 64, tile by tile."""
+def _latent_grid(height: int, width: int) -> "tuple[int, int]":
+    """Latent rows and columns of a ``height`` x ``width`` image (padded to a multiple of 64)."""
+    return _padded(height) // LATENT_STRIDE, _padded(width) // LATENT_STRIDE
+
+
+def _analysis_tiles(height: int, width: int) -> list:
+    return list(tiles(*_latent_grid(height, width), ANALYSIS_TILE, ANALYSIS_MARGIN))
+
+
+def _analyze(network, pixels: np.ndarray, meter: Optional[Meter] = None) -> Tensor:
+    """g_a of a uint8 ``(H, W, 3)`` image, padded to a multiple of 64, tile by tile
+    (``meter`` advances ``ANALYSIS`` units per latent of each tile's window)."""
     height, width = pixels.shape[:2]
-    padded_height, padded_width = _padded(height), _padded(width)
-    latent_height, latent_width = padded_height // LATENT_STRIDE, padded_width // LATENT_STRIDE
+    latent_height, latent_width = _latent_grid(height, width)
     image = torch.from_numpy(pixels).permute(2, 0, 1)[None]
     y = None
-    for tile in tiles(latent_height, latent_width, ANALYSIS_TILE, ANALYSIS_MARGIN, "encoding" if progress else None):
+    for tile in _analysis_tiles(height, width):
         rows, cols = tile.window
         if rows.stop * LATENT_STRIDE <= height and cols.stop * LATENT_STRIDE <= width:  # no padding: a slice
             x = image[:, :, rows.start * LATENT_STRIDE : rows.stop * LATENT_STRIDE,
@@ -143,6 +153,8 @@ def _analyze(network, pixels: np.ndarray, progress: bool = False) -> Tensor:
         if y is None:
             y = out.new_empty((1, out.shape[1], latent_height, latent_width))
         y[(..., *tile.core)] = out[(..., *tile.core_in_window)]
+        if meter is not None:
+            meter.advance(ANALYSIS * tile.window_area)
     return y
 
 
@@ -184,28 +196,60 @@ def encode_latents(
     image: ImageSource,
     quality: int = DEFAULT_QUALITY,
     model: Optional[CodecModel] = None,
-    progress: bool = False,
+    progress: Progress = False,
     refine: int = 0,
     max_pixels: Optional[int] = MAX_PIXELS,
     first_frame: bool = False,
 ) -> "tuple[bytes, Latents]":
     """Like :func:`encode`, and also returns the symbols it coded (for tests and tools)."""
+    meter = Meter(progress, "encoding")
+    try:
+        result = _encode_latents(image, quality, model, meter, refine, max_pixels, first_frame)
+        meter.finish()
+        return result
+    finally:
+        meter.close()
+
+
+@torch.inference_mode()
+def _encode_latents(
+    image: ImageSource,
+    quality: int,
+    model: Optional[CodecModel],
+    meter: Meter,
+    refine: int,
+    max_pixels: Optional[int],
+    first_frame: bool,
+) -> "tuple[bytes, Latents]":
+    """:func:`encode_latents`, reporting to ``meter``: it plans the whole encode once the
+    image's size is known, and advances stage by stage and tile by tile."""
     model = _resolve_model(model)
     quality = check_quality(model, quality)
     refine = check_steps(refine)
     pixels, mode = load_image(image, max_pixels=max_pixels, first_frame=first_frame)
     height, width = pixels.shape[:2]
+    positions = int(np.prod(_latent_grid(height, width)))
+    if meter.active:
+        coding_passes = 2 if refine else 1
+        meter.plan(READ_IMAGE * positions + HYPER * positions + coding_passes * ENTROPY_CODING * positions
+                   + ANALYSIS * sum(tile.window_area for tile in _analysis_tiles(height, width))
+                   + REFINEMENT * planned_evaluations(*_latent_grid(height, width), refine))
+        meter.advance(READ_IMAGE * positions)
     network = model.network
-    y = _analyze(network, pixels, progress)
+    y = _analyze(network, pixels, meter)
     z_symbols = torch.round(network.h_a(y)).to(torch.int64)
     residual, mu, hyper_index = latent_residuals(model, y, z_symbols, quality)
+    meter.advance(HYPER * positions)
     coder = model.latent_coder
     latent = coder.encode(residual, mu, hyper_index)
     if refine:
+        meter.advance(ENTROPY_CODING * positions)
         # Refinement keeps the parameters of the analysis transform's own symbols; the
         # coder then derives them from the refined symbols, as the decoder will.
+        refinement = meter.part(REFINEMENT * planned_evaluations(*residual.shape[-2:], refine))
         refined = refine_residuals(
-            model, pixels, residual - latent.mean_shift, latent.mu, latent.scale_index, quality, refine, progress=progress
+            model, pixels, residual - latent.mean_shift, latent.mu, latent.scale_index, quality, refine,
+            progress=refinement if meter.active else None,
         )
         latent = coder.encode(refined + latent.mean_shift, mu, hyper_index)
     z_channel = torch.arange(z_symbols.shape[1])[None, :, None, None].expand_as(z_symbols)
@@ -244,7 +288,7 @@ def encode(
     image: ImageSource,
     quality: int = DEFAULT_QUALITY,
     model: "Union[CodecModel, str, os.PathLike, None]" = None,
-    progress: bool = False,
+    progress: Progress = False,
     refine: int = 0,
     metadata: bool = True,
     max_pixels: Optional[int] = MAX_PIXELS,
@@ -260,7 +304,10 @@ def encode(
         quality: level from 1 (smallest file) to the model's number of levels.
         model: weights to use: a loaded model, a weights file's path, or None (the
             shipped ones).
-        progress: show a progress bar on stderr for large images (and for refinement).
+        progress: ``True`` shows a progress bar on stderr (on terminals); a callable is
+            called as ``progress(done, total)`` with units of work that follow the real
+            work from reading to entropy coding, refinement steps included
+            (:mod:`ugcodec.progress`); ``done`` reaches ``total`` only at the end.
         refine: encoder effort: gradient steps spent per 512-pixel tile choosing the
             latent symbols, then a greedy rate-distortion rounding of them
             (:mod:`ugcodec.refinement`), which never ends costlier than the plain
@@ -291,9 +338,15 @@ def encode(
         image = image.read()
     if isinstance(image, (bytearray, memoryview)):
         image = bytes(image)
-    data = encode_latents(image, quality, model, progress, refine, max_pixels, first_frame)[0]
-    stored = Metadata.from_source(image) if metadata else Metadata()
-    return attach_metadata(data, stored) if stored else data
+    meter = Meter(progress, "encoding")
+    try:
+        data = _encode_latents(image, quality, model, meter, refine, max_pixels, first_frame)[0]
+        stored = Metadata.from_source(image) if metadata else Metadata()
+        data = attach_metadata(data, stored) if stored else data
+        meter.finish()
+        return data
+    finally:
+        meter.close()
 
 
 def read_header(data: "FileSource", max_pixels: Optional[int] = MAX_PIXELS) -> Header:
@@ -332,8 +385,13 @@ def parse_latents(data: "FileSource", model: Optional[CodecModel] = None, max_pi
         FormatError: malformed file (TooManyPixelsError above ``max_pixels``);
         ModelMismatchError: made by other weights.
     """
-    model = _resolve_model(model)
-    container = read_container(data, max_pixels)
+    return _parse(read_container(data, max_pixels), _resolve_model(model))
+
+
+@torch.inference_mode()
+def _parse(container: Container, model: CodecModel, meter: Optional[Meter] = None) -> Latents:
+    """The symbols of a read container (``meter`` advances ``HYPER`` then ``PARSING``
+    units per latent position)."""
     header = container.header
     check_model(model, header)
     config = model.config
@@ -342,41 +400,63 @@ def parse_latents(data: "FileSource", model: Optional[CodecModel] = None, max_pi
     z = torch.from_numpy(decode_symbols(container.z_stream, z_channel, model.z_tables))
     means, scales = model.hyper_synthesis(z)
     mu, hyper_index = entropy_parameters(means, scales, model.gain(header.quality), model.thresholds)
+    positions = int(np.prod(_latent_grid(header.height, header.width)))
+    if meter is not None:
+        meter.advance(HYPER * positions)
     latent = model.latent_coder.decompress(container.y_stream, mu, hyper_index)
+    if meter is not None:
+        meter.advance(PARSING * positions)
     return Latents(
         header=header, z=z, y=latent.symbols, mu=latent.mu, scale_index=latent.scale_index, metadata=container.metadata
     )
 
 
 def decode_pixels(
-    latents: Latents, preference: Preference = "human", model: Optional[CodecModel] = None, progress: bool = False
+    latents: Latents, preference: Preference = "human", model: Optional[CodecModel] = None, progress: Progress = False
 ) -> np.ndarray:
     """Synthesises uint8 ``(H, W, 3)`` pixels from parsed latents for a preference.
+
+    ``progress``: as :func:`decode`'s, for the synthesis alone (tile by tile).
 
     Raises:
         ValueError: unknown preference.
     """
-    return _synthesize(latents, preference_to_beta(preference), _resolve_model(model), progress)
+    beta = preference_to_beta(preference)
+    model = _resolve_model(model)
+    meter = Meter(progress, "decoding")
+    try:
+        meter.plan(_synthesis_work(latents.header))
+        pixels = _synthesize(latents, beta, model, meter)
+        meter.finish()
+        return pixels
+    finally:
+        meter.close()
+
+
+def _synthesis_work(header: Header) -> int:
+    return SYNTHESIS * sum(tile.window_area for tile in synthesis_tiles(*_latent_grid(header.height, header.width)))
 
 
 @torch.inference_mode()
-def _synthesize(latents: Latents, beta: float, model: CodecModel, progress: bool) -> np.ndarray:
+def _synthesize(latents: Latents, beta: float, model: CodecModel, meter: Optional[Meter] = None) -> np.ndarray:
+    """g_s tile by tile (``meter`` advances ``SYNTHESIS`` units per latent of each window)."""
     header = latents.header
     y_hat = synthesis_input(model, latents.y, latents.mu, header.quality)
     beta_tensor = torch.tensor([beta])
     pixels = np.empty((header.height, header.width, 3), dtype=np.uint8)
-    for tile in synthesis_tiles(y_hat.shape[-2], y_hat.shape[-1], "decoding" if progress else None):
+    for tile in synthesis_tiles(y_hat.shape[-2], y_hat.shape[-1]):
         rows, cols = tile.window
         # channels-last: the layout the CPU convolution kernels run in, without reorders.
         window = y_hat[:, :, rows, cols].contiguous(memory_format=torch.channels_last)
         x_hat = model.network.g_s(window, beta_tensor)
         # Keep the tile's core (drop the margin) and the part inside the image.
         inside = tile.pixels(header.height, header.width)
-        if any(part.stop <= part.start for part in inside):
-            continue
-        core = x_hat[(0, slice(None), *tile.pixels_in_window(header.height, header.width))]
-        core = core.clamp_(0.0, 1.0).mul_(255.0).round_().to(torch.uint8).permute(1, 2, 0)
-        pixels[inside] = core.numpy()
+        if all(part.stop > part.start for part in inside):
+            core = x_hat[(0, slice(None), *tile.pixels_in_window(header.height, header.width))]
+            core = core.clamp_(0.0, 1.0).mul_(255.0).round_().to(torch.uint8).permute(1, 2, 0)
+            pixels[inside] = core.numpy()
+        if meter is not None:
+            meter.advance(SYNTHESIS * tile.window_area)
     return pixels
 
 
@@ -384,7 +464,7 @@ def decode(
     data: "FileSource",
     preference: Preference = "human",
     model: "Union[CodecModel, str, os.PathLike, None]" = None,
-    progress: bool = False,
+    progress: Progress = False,
     max_pixels: Optional[int] = MAX_PIXELS,
 ) -> Image.Image:
     """Decompresses a .ugc file.
@@ -397,7 +477,10 @@ def decode(
             need) or a number in [0, 1] that blends the two.
         model: weights to use: a loaded model, a weights file's path, or None (the
             shipped ones).
-        progress: show a progress bar on stderr for large images.
+        progress: ``True`` shows a progress bar on stderr (on terminals); a callable is
+            called as ``progress(done, total)`` with units of work that follow parsing
+            and then the synthesis, tile by tile (:mod:`ugcodec.progress`); ``done``
+            reaches ``total`` only at the end.
         max_pixels: refuse files whose image has more pixels (None: no limit), checked
             from the header before anything else is read.
 
@@ -413,8 +496,18 @@ def decode(
     """
     beta = preference_to_beta(preference)  # fail fast, before any parsing work
     model = _resolve_model(model)
-    latents = parse_latents(data, model, max_pixels)
-    pixels = _synthesize(latents, beta, model, progress)
-    image = array_to_image(pixels, latents.header.mode)
-    image.info.update(latents.metadata.to_pil_info())
-    return image
+    meter = Meter(progress, "decoding")
+    try:
+        container = read_container(data, max_pixels)
+        header = container.header
+        if meter.active:
+            meter.plan((HYPER + PARSING) * int(np.prod(_latent_grid(header.height, header.width)))
+                       + _synthesis_work(header))
+        latents = _parse(container, model, meter)
+        pixels = _synthesize(latents, beta, model, meter)
+        image = array_to_image(pixels, header.mode)
+        image.info.update(latents.metadata.to_pil_info())
+        meter.finish()
+        return image
+    finally:
+        meter.close()

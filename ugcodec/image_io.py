@@ -28,7 +28,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from .container import MAX_PIXELS, MAX_SIDE, check_pixels
 from .errors import ImageError
 
-__all__ = ["ImageSource", "ACCEPTED_IMAGES", "load_image", "array_to_image"]
+__all__ = ["ImageSource", "ACCEPTED_IMAGES", "LOSSY_FORMATS", "load_image", "array_to_image", "image_file_bytes"]
 
 #: What :func:`load_image` (and so :func:`ugcodec.encode`) accepts.
 ImageSource = Union[str, os.PathLike, bytes, bytearray, memoryview, io.IOBase, Image.Image, np.ndarray, Any]
@@ -214,3 +214,34 @@ def array_to_image(pixels: np.ndarray, mode: str) -> Image.Image:
         gray = np.round(pixels.astype(np.float32).mean(axis=2)).astype(np.uint8)
         return Image.fromarray(gray, "L")
     return Image.fromarray(pixels, "RGB")
+
+
+#: Image formats whose files :func:`image_file_bytes` writes with a quality setting.
+LOSSY_FORMATS = ("JPEG", "WEBP")
+
+
+def image_file_bytes(image: Image.Image, image_format: str, quality: Optional[int] = None) -> bytes:
+    """The bytes of an image file of ``image`` in ``image_format`` (a Pillow format name),
+    with the ICC profile, EXIF and XMP of ``image.info`` that the format can carry.
+
+    Args:
+        image: a decoded image.
+        image_format: ``"PNG"``, ``"JPEG"``, ``"WEBP"``, or another format Pillow writes.
+        quality: 1 to 100 for JPEG and WebP (default
+            :data:`ugcodec.settings.DEFAULT_OUTPUT_QUALITY`); ignored by other formats.
+
+    Raises:
+        ValueError: ``quality`` outside 1 to 100.
+    """
+    from .metadata import save_options
+    from .settings import DEFAULT_OUTPUT_QUALITY
+
+    options = save_options(image, image_format)
+    if image_format.upper() in LOSSY_FORMATS:
+        quality = DEFAULT_OUTPUT_QUALITY if quality is None else quality
+        if not 1 <= quality <= 100:
+            raise ValueError(f"output quality must be between 1 and 100, not {quality}")
+        options["quality"] = quality
+    buffer = io.BytesIO()
+    image.save(buffer, format=image_format, **options)
+    return buffer.getvalue()

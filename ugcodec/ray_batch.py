@@ -77,21 +77,16 @@ class _Coder:
         self.model = load_model(weights)
 
     def _code(self, source: str) -> bytes:
-        import io
-
         from .codec import decode, encode
 
         data = _read_source(source)
         if self.task == "encode":
             return encode(data, self.options["quality"], model=self.model, refine=self.options["refine"],
                           metadata=not self.options["strip"])
-        from .metadata import save_options
+        from .image_io import image_file_bytes
 
         image = decode(data, self.options["preference"], model=self.model)
-        buffer = io.BytesIO()
-        image_format = self.options["image_format"]
-        image.save(buffer, format=image_format, **save_options(image, image_format))
-        return buffer.getvalue()
+        return image_file_bytes(image, self.options["image_format"], self.options["output_quality"])
 
     def __call__(self, batch: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
         from .errors import UgcError
@@ -131,6 +126,7 @@ def run_on_ray(
     strip: bool = False,
     preference: str = "human",
     image_format: str = "PNG",
+    output_quality: Optional[int] = None,
     progress: bool = True,
 ) -> BatchReport:
     """Encodes or decodes ``(source, target)`` pairs on Ray; the driver writes the targets.
@@ -144,7 +140,8 @@ def run_on_ray(
         workers: most actors (one CPU each; default: the cluster's CPUs).
         weights: weights file, at the same path on every node (default: the shipped model).
         quality, refine, strip: encoding options (:func:`ugcodec.encode`).
-        preference, image_format: decoding options.
+        preference, image_format, output_quality: decoding options (the quality of JPEG
+            and WebP outputs: :func:`ugcodec.image_io.image_file_bytes`).
         progress: a progress bar on stderr.
 
     Returns:
@@ -178,7 +175,7 @@ def run_on_ray(
         cpus = int(ray.cluster_resources().get("CPU", 1))
         pool = max(1, min(workers or cpus, cpus, len(jobs)))
         options = {"quality": quality, "refine": refine, "strip": strip, "preference": preference,
-                   "image_format": image_format}
+                   "image_format": image_format, "output_quality": output_quality}
         items = [{"index": index, "source": source} for index, (source, _) in enumerate(jobs)]
         dataset = ray.data.from_items(items, override_num_blocks=min(len(items), pool * _BLOCKS_PER_WORKER))
         coded = dataset.map_batches(
@@ -219,16 +216,17 @@ def _plan(sources: Iterable[str], folder: str, name, force: bool, report: BatchR
 
 
 def _finish(report: BatchReport, planned: int, verb: str, folder: Optional[str]) -> None:
-    import click
-
-    from .cli import EXIT_BAD_INPUT
+    from .cli import _note, _report_failures
 
     where = f"into {folder}" if folder else "next to their sources"
-    click.echo(f"{verb} {report.done} of {planned} files {where} (on Ray)", err=True)
-    if report.failures:
-        for source, error in sorted(report.failures):
-            click.echo(f"ugc: error: {source}: {error}", err=True)
-        raise click.exceptions.Exit(EXIT_BAD_INPUT)
+    _note(f"{verb} {report.done} of {planned} files {where} (on Ray)")
+    _report_failures(report.failures)
+
+
+def _shows_progress() -> bool:
+    from .cli import NORMAL, verbosity
+
+    return verbosity() >= NORMAL
 
 
 def _is_uri(source: str) -> bool:
@@ -252,28 +250,24 @@ def encode_cli(paths: List[str], folder: str, *, quality: int, refine: int, forc
         jobs = _plan([source if _is_uri(source) else os.path.abspath(source) for source in paths],
                      folder, stem, force, report)
         result = run_on_ray("encode", jobs, address=address, workers=workers, weights=weights, quality=quality,
-                            refine=refine, strip=strip)
+                            refine=refine, strip=strip, progress=_shows_progress())
     result.failures += report.failures
     _finish(result, len(paths), "encoded", folder)
 
 
 def decode_cli(sources: List[str], folder: Optional[str], *, preference: str, force: bool,
-               workers: Optional[int], weights: Optional[str], address: Optional[str]) -> None:
-    """``ugc decode ... --ray``: the .ugc files of ``sources`` (files or folders) into
-    ``folder`` (default: next to each file) as ``NAME.human.png`` (or ``.machine.png``...)."""
-    from .cli import _default_output, _user_errors
+               workers: Optional[int], weights: Optional[str], address: Optional[str], image_format: str = "PNG",
+               output_quality: Optional[int] = None) -> None:
+    """``ugc decode ... --ray``: the .ugc files of ``sources`` (files, folders, patterns)
+    into ``folder`` (default: next to each file) as ``NAME.human.png`` (or ``.machine``,
+    and the extension of ``image_format``)."""
+    from .cli import _FORMAT_EXTENSIONS, UGC_EXTENSIONS, _default_output, _expand_sources, _user_errors
     from .errors import UgcError
     from .codec import preference_to_beta
 
     with _user_errors():
         preference_to_beta(preference)
-        paths: List[str] = []
-        for source in sources:
-            if os.path.isdir(source):
-                paths += sorted(os.path.join(source, name) for name in os.listdir(source)
-                                if name.lower().endswith(".ugc") and os.path.isfile(os.path.join(source, name)))
-            else:
-                paths.append(source)
+        paths = _expand_sources(sources, UGC_EXTENSIONS)
         if not paths:
             raise UgcError("no .ugc files found")
         if folder is None and any(_is_uri(path) for path in paths):
@@ -286,12 +280,13 @@ def decode_cli(sources: List[str], folder: Optional[str], *, preference: str, fo
         report = BatchReport()
         jobs = []
         for path in paths:
-            target = _default_output(path, label)
+            target = _default_output(path, label, _FORMAT_EXTENSIONS.get(image_format, "png"))
             if folder is not None:
                 target = os.path.join(folder, os.path.basename(target))
             jobs += _plan([path if _is_uri(path) else os.path.abspath(path)], os.path.dirname(target) or ".",
                           lambda _: os.path.basename(target), force, report)
         result = run_on_ray("decode", jobs, address=address, workers=workers, weights=weights,
-                            preference=preference)
+                            preference=preference, image_format=image_format, output_quality=output_quality,
+                            progress=_shows_progress())
     result.failures += report.failures
     _finish(result, len(paths), "decoded", folder)

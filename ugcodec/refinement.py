@@ -45,12 +45,13 @@ import torch
 from torch import Tensor
 
 from .layers import straight_through_round
+from .progress import Meter, Progress
 from .scales import scale_table, symbol_bits
 from .settings import MAX_REFINE_STEPS
 from .tiling import SYNTHESIS_MARGIN, SYNTHESIS_TILE, Tile, tiles
 from .weights import CodecModel
 
-__all__ = ["HUMAN_WEIGHT", "MACHINE_WEIGHT", "MAX_STEPS", "check_steps", "refine_residuals"]
+__all__ = ["HUMAN_WEIGHT", "MACHINE_WEIGHT", "MAX_STEPS", "check_steps", "planned_evaluations", "refine_residuals"]
 
 #: Weights of the human and the machine decoding's squared error (see the module's doc).
 HUMAN_WEIGHT = 0.5
@@ -63,6 +64,23 @@ ROUNDING_PASSES = 8
 ROUNDING_SHARE = 0.25
 #: Rounding stops when the share tried has been halved below this.
 _MIN_ROUNDING_SHARE = 0.01
+#: Evaluations of the exact cost in one tile's rounding, at most: its two starts and
+#: one per pass.
+ROUNDING_EVALUATIONS = 2 + ROUNDING_PASSES
+
+
+def _grid(height: int, width: int) -> "list[Tile]":
+    return list(tiles(height, width, SYNTHESIS_TILE, SYNTHESIS_MARGIN))
+
+
+def planned_evaluations(height: int, width: int, steps: int) -> int:
+    """The most work :func:`refine_residuals` does on a ``height`` x ``width`` latent grid:
+    per tile, ``steps`` gradient steps and the rounding's evaluations, each counted as
+    the latent positions of the tile's window (0 when ``steps`` is 0). Its ``progress``
+    counts in these units."""
+    if steps == 0:
+        return 0
+    return sum(tile.window_area for tile in _grid(height, width)) * (steps + ROUNDING_EVALUATIONS)
 
 
 def check_steps(steps: int) -> int:
@@ -83,7 +101,7 @@ def refine_residuals(
     quality: int,
     steps: int,
     step_size: float = 0.1,
-    progress: bool = False,
+    progress: Progress = False,
 ) -> Tensor:
     """Improves the latent residuals ``y * gain - mu`` that the encoder will round.
 
@@ -99,7 +117,9 @@ def refine_residuals(
         quality: level from 1 to ``model.num_qualities``.
         steps: gradient steps per tile; 0 returns ``residual`` unchanged.
         step_size: Adam's initial step, in quantisation steps (it decays linearly to 0).
-        progress: show a progress bar on stderr.
+        progress: ``True`` shows a progress bar on stderr (on terminals); a callable is
+            called as ``progress(done, total)``, in the units of
+            :func:`planned_evaluations`, after every step and every rounding pass.
 
     Returns:
         float64 residuals of the same shape; the encoder rounds them to the symbols.
@@ -119,22 +139,23 @@ def refine_residuals(
         scale = scale_table()[scale_index].clone()
         inverse_gain = model.inverse_gain(quality)[None, :, None, None].clone()
         image = torch.from_numpy(np.ascontiguousarray(pixels)).permute(2, 0, 1)[None].float().div(255.0)
-        grid = list(tiles(*residual.shape[-2:], SYNTHESIS_TILE, SYNTHESIS_MARGIN))
-        bar = None
-        if progress:
-            from tqdm import tqdm
-
-            bar = tqdm(total=len(grid) * steps, desc="refining", unit="step", leave=False, disable=None)
+        grid = _grid(*residual.shape[-2:])
+        meter = Meter(progress, "refining")
+        meter.plan(planned_evaluations(*residual.shape[-2:], steps))
         requires_grad = [p.requires_grad for p in network.g_s.parameters()]
         network.g_s.requires_grad_(False)
         try:
             for tile in grid:
-                _refine_tile(network, image, result, mean, scale, inverse_gain, lam, tile, steps, step_size, bar)
+                start = meter.done
+                _refine_tile(network, image, result, mean, scale, inverse_gain, lam, tile, steps, step_size,
+                             lambda: meter.advance(tile.window_area))
+                # The rounding may stop before its last pass: the tile is done.
+                meter.advance_to(start + tile.window_area * (steps + ROUNDING_EVALUATIONS))
+            meter.finish()
         finally:
             for parameter, flag in zip(network.g_s.parameters(), requires_grad):
                 parameter.requires_grad_(flag)
-            if bar is not None:
-                bar.close()
+            meter.close()
     return result.detach()
 
 
@@ -146,13 +167,16 @@ def _interpolated_bits(residual: Tensor, scale: Tensor) -> Tensor:
 
 
 def _exact_cost(
-    distortion: Callable[[Tensor], Tensor], symbols: Tensor, scale: Tensor, pixels: int
+    distortion: Callable[[Tensor], Tensor], symbols: Tensor, scale: Tensor, pixels: int,
+    evaluated: Optional[Callable[[], None]] = None,
 ) -> "tuple[float, Tensor]":
     """The exact cost ``distortion(symbols) + bits(symbols) / pixels`` of integer-valued
-    residuals, and the distortion's gradient with respect to them."""
+    residuals, and the distortion's gradient with respect to them (then calls ``evaluated``)."""
     symbols = symbols.detach().clone().requires_grad_(True)
     value = distortion(symbols)
     (gradient,) = torch.autograd.grad(value, symbols)
+    if evaluated is not None:
+        evaluated()
     bits = float(symbol_bits(symbols.detach(), scale).sum())
     return float(value.detach()) + bits / pixels, gradient
 
@@ -162,6 +186,7 @@ def _rate_distortion_rounding(
     starts: Sequence[Tensor],
     scale: Tensor,
     pixels: int,
+    evaluated: Optional[Callable[[], None]] = None,
 ) -> Tensor:
     """Greedy rounding: from the cheapest of ``starts``, moves integer residuals by one
     while that lowers the exact cost ``distortion(symbols) + bits(symbols) / pixels``.
@@ -177,6 +202,8 @@ def _rate_distortion_rounding(
             of the same length); the first of the cheapest is used.
         scale: their coding-table scales.
         pixels: pixel count that the bits are divided by.
+        evaluated: called after every evaluation of the exact cost (at most
+            ``len(starts) + ROUNDING_PASSES`` of them).
 
     Returns:
         integer-valued residuals whose cost is at most that of every start.
@@ -186,7 +213,7 @@ def _rate_distortion_rounding(
     """
     if not starts:
         raise ValueError("the rounding needs at least one start")
-    measured = [(_exact_cost(distortion, start, scale, pixels), start) for start in starts]
+    measured = [(_exact_cost(distortion, start, scale, pixels, evaluated), start) for start in starts]
     (cost, gradient), symbols = min(measured, key=lambda item: item[0][0])
     share = ROUNDING_SHARE
     for _ in range(ROUNDING_PASSES):
@@ -204,7 +231,7 @@ def _rate_distortion_rounding(
         chosen = torch.argsort(best_change)[: max(1, int(share * promising))]
         trial = symbols.clone()
         trial[chosen] += best_move[chosen]
-        trial_cost, trial_gradient = _exact_cost(distortion, trial, scale, pixels)
+        trial_cost, trial_gradient = _exact_cost(distortion, trial, scale, pixels, evaluated)
         if trial_cost < cost:
             symbols, cost, gradient = trial, trial_cost, trial_gradient
         else:
@@ -225,10 +252,11 @@ def _refine_tile(
     tile: Tile,
     steps: int,
     step_size: float,
-    bar: Optional[object],
+    evaluated: Callable[[], None],
 ) -> None:
     """Refines the residuals of one tile's core in place; the rest of its window (its
-    margin) stays fixed."""
+    margin) stays fixed. Calls ``evaluated`` after every step and every evaluation of
+    the rounding's exact cost."""
     rows, cols = tile.window
     # The distortion is measured on the core's pixels inside the image only. A core always
     # starts inside the image (padding is under 64 pixels, cores start at multiples of
@@ -262,11 +290,10 @@ def _refine_tile(
         loss.backward()
         optimizer.step()
         schedule.step()
-        if bar is not None:
-            bar.update(1)
+        evaluated()
     # A few Adam steps can hand the rounding worse symbols than plain rounding: the
     # rounding starts from whichever costs less exactly.
     symbols = _rate_distortion_rounding(
-        distortion, (torch.round(core.detach()), plain), core_scale, pixels_in_image
+        distortion, (torch.round(core.detach()), plain), core_scale, pixels_in_image, evaluated
     )
     residual[:, :, rows, cols] = window.masked_scatter(mask, symbols).to(residual.dtype)

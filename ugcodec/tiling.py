@@ -63,6 +63,12 @@ class Tile:
     core: Window
 
     @property
+    def window_area(self) -> int:
+        """Latent positions in the window (the work a transform does on the tile)."""
+        rows, cols = self.window
+        return (rows.stop - rows.start) * (cols.stop - cols.start)
+
+    @property
     def core_in_window(self) -> Window:
         """The core, in latents from the window's corner."""
         return tuple(slice(c.start - w.start, c.stop - w.start) for c, w in zip(self.core, self.window))
@@ -81,15 +87,10 @@ class Tile:
         )
 
 
-def tiles(height: int, width: int, tile: int, margin: int, progress: Optional[str] = None) -> Iterator[Tile]:
+def tiles(height: int, width: int, tile: int, margin: int) -> Iterator[Tile]:
     """Yields the tiles of ``tile`` x ``tile`` latents and ``margin`` on every side that
-    cover a ``height`` x ``width`` latent grid, row by row.
-    ``progress`` names a progress bar on stderr (shown for several tiles on a terminal)."""
+    cover a ``height`` x ``width`` latent grid, row by row."""
     corners = [(top, left) for top in range(0, height, tile) for left in range(0, width, tile)]
-    if progress and len(corners) > 1:
-        from tqdm import tqdm
-
-        corners = tqdm(corners, desc=progress, unit="tile", leave=False, disable=None)
     for top, left in corners:
         yield Tile(
             window=(slice(max(0, top - margin), min(height, top + tile + margin)),
@@ -114,16 +115,13 @@ def _fewest_parts(size: int, longest: int, margin: int) -> Optional[int]:
     return max(3, -(-size // (longest - 2 * margin)))
 
 
-def synthesis_tiles(
-    height: int, width: int, progress: Optional[str] = None
-) -> Iterator[Tile]:
+def synthesis_tiles(height: int, width: int) -> Iterator[Tile]:
     """The decoder's tiles of a ``height`` x ``width`` latent grid: the fewest
     (then the least total work) such that each tile with its ``SYNTHESIS_REACH_MARGIN``
     (on the sides that have a neighbour) holds at most ``SYNTHESIS_AREA`` latents.
 
     Yields :class:`Tile`\ s whose windows are the cores plus their margins, clipped to the
-    grid. ``progress`` names a
-    progress bar on stderr (shown for several tiles on a terminal).
+    grid. (:mod:`ugcodec.progress` counts the work of an encode or decode, tile by tile.)
     """
     margin = SYNTHESIS_REACH_MARGIN
     best = None
@@ -141,10 +139,6 @@ def synthesis_tiles(
             best = (key, rows, columns)
     _, rows, columns = best if best is not None else (None, height, width)
     corners = [(r, c) for r in _split(height, rows) for c in _split(width, columns)]
-    if progress and len(corners) > 1:
-        from tqdm import tqdm
-
-        corners = tqdm(corners, desc=progress, unit="tile", leave=False, disable=None)
     for (top, bottom), (left, right) in corners:
         yield Tile(
             window=(slice(max(0, top - margin), min(height, bottom + margin)),
