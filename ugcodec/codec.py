@@ -25,7 +25,7 @@ from .metadata import Metadata, attach as attach_metadata
 from .progress import ANALYSIS, ENTROPY_CODING, HYPER, PARSING, READ_IMAGE, REFINEMENT, SYNTHESIS, Meter, Progress
 from .settings import DEFAULT_QUALITY
 from .refinement import check_steps, planned_evaluations, refine_residuals
-from .tiling import ANALYSIS_MARGIN, ANALYSIS_TILE, LATENT_STRIDE, synthesis_tiles, tiles
+from .tiling import LATENT_STRIDE, analysis_tiles, synthesis_tiles
 from .weights import CodecModel, load_model
 
 __all__ = [
@@ -155,7 +155,7 @@ def _latent_grid(height: int, width: int) -> "tuple[int, int]":
 
 
 def _analysis_tiles(height: int, width: int) -> list:
-    return list(tiles(*_latent_grid(height, width), ANALYSIS_TILE, ANALYSIS_MARGIN))
+    return list(analysis_tiles(*_latent_grid(height, width)))
 
 
 def _analyze(network, pixels: np.ndarray, meter: Optional[Meter] = None) -> Tensor:
