@@ -435,3 +435,19 @@ def test_quality_weights_choose_which_levels_stage1_draws(corpus, tmp_path, clip
     for bad in ([1.0], [1.0, -1.0], [0.0, 0.0]):
         with pytest.raises(ValueError, match="quality_weights"):
             Trainer(tiny_config(corpus, quality_weights=bad), str(tmp_path / "bad"), teacher=clip_teacher)
+
+
+def test_non_finite_steps_leave_the_weights_alone_and_stop_training(corpus, tmp_path, clip_teacher, monkeypatch):
+    import tools.training as training
+
+    trainer = Trainer(tiny_config(corpus, stage1_steps=50, stage2_steps=0), str(tmp_path / "run"), teacher=clip_teacher)
+    before = {name: value.clone() for name, value in trainer.model.state_dict().items()}
+    finite_loss = trainer.stage1_loss
+    monkeypatch.setattr(trainer, "stage1_loss", lambda x: {**finite_loss(x), "loss": finite_loss(x)["loss"] * float("nan")})
+    trainer.run(max_steps=3, progress=False)
+    assert all(torch.equal(before[name], value) for name, value in trainer.model.state_dict().items())
+    with open(tmp_path / "run" / "log.jsonl") as handle:
+        assert json.loads(handle.readlines()[-1])["skipped"] == 3
+    monkeypatch.setattr(training, "MAX_NONFINITE_STEPS", 4)
+    with pytest.raises(FloatingPointError, match="not finite for 4 steps"):
+        trainer.run(max_steps=10, progress=False)

@@ -54,6 +54,10 @@ __all__ = [
 ]
 
 
+#: Consecutive steps with a non-finite loss or gradient after which training stops.
+MAX_NONFINITE_STEPS = 10
+
+
 @dataclass
 class TrainConfig:
     """Everything a run needs; read from a TOML file (see ``tools/configs/``)."""
@@ -461,6 +465,7 @@ class Trainer:
         self.model.train()
         sums: Dict[str, float] = {}
         counts: Dict[str, int] = {}
+        nonfinite = 0
         started = time.time()
         try:
             while self.step < stop:
@@ -473,10 +478,23 @@ class Trainer:
                 logs = self.stage1_loss(x) if self.stage == 1 else self.stage2_loss(x)
                 self.optimizer.zero_grad(set_to_none=True)
                 logs["loss"].backward()
-                torch.nn.utils.clip_grad_norm_(
+                norm = torch.nn.utils.clip_grad_norm_(
                     [p for group in self.optimizer.param_groups for p in group["params"]], 1.0
                 )
-                self.optimizer.step()
+                # One non-finite loss or gradient would turn every weight into NaN, and the
+                # next checkpoint with them: skip such a step, and stop if they persist.
+                if torch.isfinite(logs["loss"]) and torch.isfinite(norm):
+                    self.optimizer.step()
+                    nonfinite = 0
+                else:
+                    nonfinite += 1
+                    sums["skipped"] = sums.get("skipped", 0.0) + 1.0
+                    counts["skipped"] = 1
+                    if nonfinite >= MAX_NONFINITE_STEPS:
+                        raise FloatingPointError(
+                            f"loss or gradient not finite for {nonfinite} steps in a row at step {self.step}; "
+                            "the last checkpoint is kept: resume from it with a lower lr"
+                        )
                 self.step += 1
                 for name, value in logs.items():
                     if torch.isfinite(value):
