@@ -234,6 +234,80 @@ def test_help_documents_the_exit_codes_and_the_new_options():
     assert "--format" in decode_help
 
 
+# --threads: how many torch threads, never which symbols ----------------------------------------
+
+
+@pytest.mark.parametrize("value", ["0", "-2", "two"])
+def test_threads_must_be_a_positive_count(workdir, value):
+    coded("encode", "photo.png", "photo.ugc")
+    for command in (["encode", "photo.png", "again.ugc"], ["decode", "photo.ugc", "out.png"]):
+        result = ugc(*command, "--threads", value, "--weights", "tiny.pt")
+        assert result.exit_code == 2 and "Invalid value for '--threads'" in result.output, result.output
+    assert not os.path.exists("again.ugc") and not os.path.exists("out.png")
+
+
+def test_threads_are_refused_with_ray(workdir):
+    result = ugc("encode", "photos", "coded", "--ray", "--threads", "2", "--weights", "tiny.pt")
+    assert result.exit_code == 2 and "'--threads'" in result.output and "Ray" in result.output
+
+
+def test_threads_set_the_count_for_the_file_and_the_symbols_stay(workdir, monkeypatch, tiny_model):
+    import torch
+
+    import ugcodec
+    from ugcodec.codec import torch_threads
+    from ugcodec.settings import available_cores
+
+    calls = []
+    set_num_threads = torch.set_num_threads
+    monkeypatch.setattr(torch, "set_num_threads", lambda count: (calls.append(count), set_num_threads(count)))
+    before = torch.get_num_threads()
+    coded("encode", "photo.png", "photo.ugc")
+    assert calls == [available_cores(), before]  # every core by default, then what it was
+    for threads in (1, 2):
+        calls.clear()
+        coded("encode", "photo.png", f"t{threads}.ugc", "--threads", str(threads))
+        coded("decode", "photo.ugc", f"t{threads}.png", "--threads", str(threads))
+        assert calls == [threads, before] * 2
+    assert torch.get_num_threads() == before
+    parsed = {}
+    for threads in (1, 2):
+        with torch_threads(threads):
+            parsed[threads] = ugcodec.parse_latents("photo.ugc", model=tiny_model)
+    for field in ("z", "y", "scale_index", "mu"):
+        assert torch.equal(getattr(parsed[1], field), getattr(parsed[2], field)), field
+
+
+def test_workers_run_one_thread_each_unless_told(workdir, monkeypatch):
+    import torch
+
+    calls = []
+    monkeypatch.setattr(torch, "set_num_threads", calls.append)
+    cli._worker_start("tiny.pt")
+    cli._worker_start("tiny.pt", 3)
+    assert calls == [1, 3]
+
+
+def test_api_threads_are_checked_and_restored(tiny_model):
+    import numpy as np
+    import torch
+
+    import ugcodec
+
+    image = make_photo_like(40, 56)
+    before = torch.get_num_threads()
+    data = ugcodec.encode(image, 1, tiny_model, threads=1)
+    assert torch.get_num_threads() == before
+    assert np.array_equal(np.asarray(ugcodec.decode(data, model=tiny_model, threads=2)),
+                          np.asarray(ugcodec.decode(data, model=tiny_model, threads=1)))
+    for bad in (0, -1, 1.5, True):
+        with pytest.raises(ValueError, match="threads"):
+            ugcodec.encode(image, 1, tiny_model, threads=bad)
+        with pytest.raises(ValueError, match="threads"):
+            ugcodec.decode(data, model=tiny_model, threads=bad)
+    assert torch.get_num_threads() == before
+
+
 # Progress that reaches its end with the written output -----------------------------------------
 
 

@@ -115,3 +115,22 @@ def test_tiled_transforms_have_no_seams(tiny_model):
         whole = network.g_s(y_hat, torch.tensor([1.0]))[0, :, :70, :1100]
         whole = whole.clamp(0, 1).mul(255).round().to(torch.uint8).permute(1, 2, 0).numpy()
     assert_pixels_close(tiled, whole)
+
+
+def test_coding_paths_of_the_layers_give_the_training_paths_bits(shipped_model):
+    """GDN and the residual blocks reuse their temporaries when no gradient is needed:
+    the same operations on the same values, so g_a and g_s give the same bits."""
+    import torch
+
+    network = shipped_model.network
+    generator = torch.Generator().manual_seed(0)
+    x = torch.rand(1, 3, 64, 96, generator=generator)
+    y = torch.randn(1, network.config.M, 4, 6, generator=generator)
+    for beta in (0.0, 1.0):
+        with torch.no_grad():
+            coded = network.g_a(x), network.g_s(y, torch.tensor([beta]))
+        with torch.enable_grad():
+            trained = network.g_a(x.requires_grad_()), network.g_s(y.requires_grad_(), torch.tensor([beta]))
+        x, y = x.detach(), y.detach()
+        for fast, reference in zip(coded, trained):
+            assert torch.equal(fast, reference.detach())

@@ -6,6 +6,7 @@ import torch
 
 from ugcodec.integer_net import (
     ACTIVATION_BITS,
+    ACTIVATION_LIMIT,
     GAIN_BITS,
     IntegerConv,
     IntegerHyperSynthesis,
@@ -83,6 +84,54 @@ def test_row_bands_give_the_same_bits(float_model, monkeypatch):
     monkeypatch.setattr(integer_net, "_IM2COL_BUDGET", 1)  # one row per band
     banded = integer(z)
     assert all(torch.equal(a, b) for a, b in zip(whole, banded))
+
+
+def exact_layer(conv, x):
+    """One integer layer in int64 arithmetic, as bitstream_spec.md §7.3 writes it."""
+    batch, channels, height, width = x.shape
+    padded = torch.nn.functional.pad(x, (1, 1, 1, 1))
+    cols = torch.stack([padded[:, :, dy : dy + height, dx : dx + width] for dy in range(3) for dx in range(3)], dim=2)
+    acc = torch.matmul(conv.weight, cols.reshape(batch, channels * 9, height * width)) + conv.bias[:, None]
+    out = torch.div(acc, 1 << conv.shift, rounding_mode="floor")
+    if conv.relu:
+        out = out.clamp(min=0)
+    return out.clamp(-ACTIVATION_LIMIT, ACTIVATION_LIMIT).reshape(batch, -1, height, width)
+
+
+@pytest.mark.parametrize("shape", [(1, 5, 7, 9), (2, 5, 4, 4), (1, 5, 1, 1), (1, 5, 2, 3), (1, 5, 6, 1)])
+def test_winograd_gives_the_exact_integers_up_to_the_activation_limit(shape, monkeypatch):
+    generator = torch.Generator().manual_seed(sum(shape))
+    weight = torch.randint(-32767, 32768, (6, 5 * 9), generator=generator)
+    bias = torch.randint(-(1 << 40), 1 << 40, (6,), generator=generator)
+    conv = IntegerConv(weight, bias, 20, True, 1)
+    conv.check_exact()
+    assert conv._winograd_operands(torch.device("cpu"))[2] >= ACTIVATION_LIMIT  # always exact
+    calls = []
+    winograd = IntegerConv._by_winograd
+    monkeypatch.setattr(IntegerConv, "_by_winograd", lambda *args: calls.append(1) or winograd(*args))
+    x = torch.randint(-ACTIVATION_LIMIT, ACTIVATION_LIMIT + 1, shape, generator=generator)
+    x.view(-1)[0] = -ACTIVATION_LIMIT
+    assert torch.equal(conv(x.to(torch.float64)).to(torch.int64), exact_layer(conv, x)) and calls
+
+
+def test_inputs_beyond_the_winograd_limit_take_the_columns():
+    """Equal weights of the largest size make the Winograd sums grow fastest: its limit
+    falls below ACTIVATION_LIMIT, and larger inputs are multiplied column by column."""
+    weight = torch.full((2, 64 * 9), 32767, dtype=torch.int64)
+    weight[1] *= -1
+    conv = IntegerConv(weight, torch.tensor([5, -7]), 16, False, 1)
+    conv.check_exact()
+    limit = conv._winograd_operands(torch.device("cpu"))[2]
+    assert 0 < limit < ACTIVATION_LIMIT
+    generator = torch.Generator().manual_seed(4)
+    for largest, winograd in ((limit, True), (limit + 1, False), (ACTIVATION_LIMIT, False)):
+        x = torch.randint(limit // 2, largest + 1, (1, 64, 5, 6), generator=generator)
+        x.view(-1)[3] = largest
+        taken = []
+        conv._by_winograd = lambda *args: taken.append(1) or IntegerConv._by_winograd(conv, *args)
+        assert torch.equal(conv(x.to(torch.float64)).to(torch.int64), exact_layer(conv, x))
+        assert bool(taken) == winograd
+        del conv._by_winograd
 
 
 SCRIPT = """

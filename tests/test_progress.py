@@ -31,8 +31,12 @@ class Recorder:
         return total
 
 
-def test_encode_reports_every_stage_and_every_analysis_tile(tiny_model):
-    image = make_photo_like(40, 1100)  # two analysis tiles (64 latents wide each)
+def test_encode_reports_every_stage_and_every_analysis_tile(tiny_model, monkeypatch):
+    from ugcodec import tiling
+
+    image = make_photo_like(40, 1100)  # 4 x 72 latents: two analysis tiles of at most 160
+    monkeypatch.setattr(tiling, "ANALYSIS_AREA", 160)
+    assert len(list(tiling.analysis_tiles(4, 72))) == 2
     record = Recorder()
     data = ugcodec.encode(image, 2, model=tiny_model, progress=record)
     record.check()

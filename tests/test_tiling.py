@@ -38,3 +38,31 @@ def test_small_tiles_decode_without_seams(tiny_model, monkeypatch):
     monkeypatch.setattr(tiling, "SYNTHESIS_AREA", 120)
     assert len(list(tiling.synthesis_tiles(*latents.y.shape[-2:]))) > 4
     assert_pixels_close(decode_pixels(latents, "human", model=tiny_model), whole)
+
+
+@pytest.mark.parametrize("height, width", [(1, 1), (32, 48), (72, 72), (73, 72), (96, 128), (69, 194), (7, 3125)])
+def test_analysis_tiles_cover_the_grid_once_within_the_budget(height, width):
+    covered = np.zeros((height, width), dtype=int)
+    for tile in tiling.analysis_tiles(height, width):
+        (rows, cols), (core_rows, core_cols) = tile.window, tile.core
+        assert (rows.stop - rows.start) * (cols.stop - cols.start) <= tiling.ANALYSIS_AREA
+        covered[core_rows, core_cols] += 1
+        assert rows.start == max(0, core_rows.start - tiling.ANALYSIS_REACH_MARGIN)
+        assert cols.stop == min(width, core_cols.stop + tiling.ANALYSIS_REACH_MARGIN)
+    assert (covered == 1).all()
+
+
+@pytest.mark.parametrize("margin, seams", [(tiling.ANALYSIS_REACH_MARGIN, False), (1, True)])
+def test_analysis_margin_covers_g_a_s_reach(tiny_model, monkeypatch, margin, seams):
+    """Many small tiles give the whole image's latent with the reach margin, and not
+    with one latent less (so the margin is no wider than it must be)."""
+    from ugcodec.codec import _analyze
+
+    image = make_photo_like(200, 300, seed=6)
+    with torch.inference_mode():
+        whole = _analyze(tiny_model.network, image)
+        monkeypatch.setattr(tiling, "ANALYSIS_AREA", 64)
+        monkeypatch.setattr(tiling, "ANALYSIS_REACH_MARGIN", margin)
+        assert len(list(tiling.analysis_tiles(*whole.shape[-2:]))) > 4
+        tiled = _analyze(tiny_model.network, image)
+    assert (not torch.allclose(tiled, whole, atol=1e-4)) == seams

@@ -29,7 +29,7 @@ from . import __version__
 from .container import MAX_PIXELS
 from .errors import UgcError
 from .files import check_writable, exit_on_sigterm, read_at_most, write_file
-from .settings import DEFAULT_OUTPUT_QUALITY, DEFAULT_QUALITY, MAX_REFINE_STEPS
+from .settings import DEFAULT_OUTPUT_QUALITY, DEFAULT_QUALITY, MAX_REFINE_STEPS, available_cores
 
 if TYPE_CHECKING:  # no torch at start-up: --version and info need none
     from .container import Container
@@ -203,6 +203,12 @@ max_pixels_option = click.option(
     "--max-pixels", type=click.IntRange(min=0), default=MAX_PIXELS, show_default=True, metavar="N",
     help="Refuse images of more than N pixels (width x height), checked from the header "
          "before anything large is read or allocated; bounds memory and time. 0: no limit.",
+)
+threads_option = click.option(
+    "--threads", type=click.IntRange(1, 1024), default=None, metavar="N",
+    help="Torch threads per process [default: every core this process may use for one file; "
+         "1 per worker for many files, which run one worker per core (--jobs)]. The symbols "
+         "of a file are the same on any count. Not with --ray (one thread per actor).",
 )
 ray_options = (
     click.option("--ray", "on_ray", is_flag=True,
@@ -388,12 +394,15 @@ def _decode_file(source: str, target: str, model: "CodecModel", force: bool, pro
 _CODERS: Dict[str, Callable[..., Done]] = {"encode": _encode_file, "decode": _decode_file}
 
 
-def _code_one(task: str, source: str, destination: str, weights: Optional[str], force: bool, options: dict) -> None:
-    """Codes one file with a progress bar that runs from reading to writing, then says what it wrote."""
+def _code_one(task: str, source: str, destination: str, weights: Optional[str], force: bool, options: dict,
+              threads: Optional[int] = None) -> None:
+    """Codes one file with a progress bar that runs from reading to writing, then says
+    what it wrote; with ``threads`` torch threads (None: every core available)."""
+    from .codec import torch_threads
     from .weights import load_model
 
     level = verbosity()
-    with _user_errors():
+    with _user_errors(), torch_threads(threads or available_cores()):
         if destination != "-":
             _check_output([source], destination, force)
         model = load_model(weights)
@@ -443,13 +452,13 @@ def _plan_outputs(paths: List[str], folder: Optional[str], name: Callable[[str],
 _worker_model = None
 
 
-def _worker_start(weights: Optional[str]) -> None:
+def _worker_start(weights: Optional[str], threads: Optional[int] = None) -> None:
     global _worker_model
     import torch
 
     from .weights import load_model
 
-    torch.set_num_threads(1)  # one process per core is faster than threads within one
+    torch.set_num_threads(threads or 1)  # one process per core is faster than threads within one
     _worker_model = load_model(weights)
 
 
@@ -464,10 +473,12 @@ def _worker_code(job: Tuple[str, str, str, dict, bool]) -> Tuple[str, Optional[D
 
 
 def _code_many(task: str, paths: List[str], folder: Optional[str], name: Callable[[str], str], *,
-               weights: Optional[str], force: bool, jobs: Optional[int], options: dict, noun: str) -> None:
-    """Codes many files on every core (``jobs`` processes) into ``folder`` (None: next to
-    each source), with a bar that advances as each file is done; a bad file is reported
-    at the end and does not stop the others (exit code 1 if any failed)."""
+               weights: Optional[str], force: bool, jobs: Optional[int], options: dict, noun: str,
+               threads: Optional[int] = None) -> None:
+    """Codes many files on every core (``jobs`` processes of ``threads`` torch threads,
+    default 1) into ``folder`` (None: next to each source), with a bar that advances as
+    each file is done; a bad file is reported at the end and does not stop the others
+    (exit code 1 if any failed)."""
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
@@ -491,10 +502,11 @@ def _code_many(task: str, paths: List[str], folder: Optional[str], name: Callabl
             failures.append((source, f"{target} exists (use --force to overwrite it)"))
         else:
             work.append((task, source, target, options, force))
-    workers = min(jobs or os.cpu_count() or 1, max(1, len(work)))
+    workers = min(jobs or available_cores(), max(1, len(work)))
     if work:
         context = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn")
-        pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_worker_start, initargs=(weights,))
+        pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_worker_start,
+                                   initargs=(weights, threads))
         try:
             futures = {pool.submit(_worker_code, job): job[1] for job in work}
             with tqdm(total=len(futures), unit="file", desc=f"{task[:-1]}ing", file=sys.stderr,
@@ -563,11 +575,12 @@ def _ugc_name(source: str) -> str:
 @max_pixels_option
 @click.option("--first-frame", is_flag=True,
               help="Encode the first frame of an animation or multi-page file (otherwise refused).")
+@threads_option
 @_options(*ray_options)
 @verbosity_options
 def encode(sources: Tuple[str, ...], destination: Optional[str], quality: int, refine: int, force: bool,
            jobs: Optional[int], weights: Optional[str], strip: bool, max_pixels: int, first_frame: bool,
-           on_ray: bool, ray_address: Optional[str]) -> None:
+           threads: Optional[int], on_ray: bool, ray_address: Optional[str]) -> None:
     """Compress images (PNG, JPEG, ...) into .ugc files.
 
     \b
@@ -591,6 +604,7 @@ def encode(sources: Tuple[str, ...], destination: Optional[str], quality: int, r
     if quality > levels:
         raise bad_value("quality", f"{quality} is not a level of these weights: use 1 to {levels}.")
     if on_ray or ray_address:  # always into a folder; ugcodec/ray_batch.py says how to use a cluster
+        _no_threads_on_ray(threads)
         from .ray_batch import encode_cli
 
         return encode_cli(_expand_sources(sources), destination, quality=quality, refine=refine, force=force,
@@ -601,13 +615,18 @@ def encode(sources: Tuple[str, ...], destination: Optional[str], quality: int, r
         source = sources[0]
         if os.path.isdir(destination) and source != "-":
             destination = os.path.join(destination, _ugc_name(source))
-        _code_one("encode", source, destination, weights, force, options)
+        _code_one("encode", source, destination, weights, force, options, threads)
     else:
         with _user_errors():
             _check_folder_destination(destination, UGC_EXTENSIONS)
             paths = _expand_sources(sources)
         _code_many("encode", paths, destination, _ugc_name, weights=weights, force=force, jobs=jobs,
-                   options=options, noun="images")
+                   options=options, noun="images", threads=threads)
+
+
+def _no_threads_on_ray(threads: Optional[int]) -> None:
+    if threads is not None:
+        raise bad_value("threads", "Ray actors run one thread each: leave --threads out with --ray.")
 
 
 def _default_output(source: str, preference: str, extension: str = "png") -> str:
@@ -666,11 +685,12 @@ def _output_format(destination: Optional[str], image_format: Optional[str]) -> s
               help="Parallel workers when decoding many files (default: CPU cores); with --ray, most actors.")
 @click.option("--weights", type=click.Path(dir_okay=False), help="Weights file (default: the shipped model).")
 @max_pixels_option
+@threads_option
 @_options(*ray_options)
 @verbosity_options
 def decode(arguments: Tuple[str, ...], preference: str, image_format: Optional[str], output_quality: Optional[int],
-           force: bool, jobs: Optional[int], weights: Optional[str], max_pixels: int, on_ray: bool,
-           ray_address: Optional[str]) -> None:
+           force: bool, jobs: Optional[int], weights: Optional[str], max_pixels: int, threads: Optional[int],
+           on_ray: bool, ray_address: Optional[str]) -> None:
     """Decompress .ugc files into images.
 
     \b
@@ -704,6 +724,7 @@ def decode(arguments: Tuple[str, ...], preference: str, image_format: Optional[s
     if output_quality is not None and chosen not in ("JPEG", "WEBP"):
         raise bad_value("output_quality", f"{chosen} output is lossless; the quality applies to JPEG and WebP outputs.")
     if on_ray or ray_address:
+        _no_threads_on_ray(threads)
         from .ray_batch import decode_cli
 
         return decode_cli(list(sources), destination, preference=preference, force=force, workers=jobs,
@@ -726,14 +747,14 @@ def decode(arguments: Tuple[str, ...], preference: str, image_format: Optional[s
             if source == "-":
                 raise bad_value("DESTINATION", f"{destination} is a folder: name the file to write from stdin.")
             destination = os.path.join(destination, name(source))
-        _code_one("decode", source, destination, weights, force, options)
+        _code_one("decode", source, destination, weights, force, options, threads)
     else:
         with _user_errors():
             if destination is not None:
                 _check_folder_destination(destination, IMAGE_EXTENSIONS)
             paths = _expand_sources(sources, UGC_EXTENSIONS)
         _code_many("decode", paths, destination, name, weights=weights, force=force, jobs=jobs, options=options,
-                   noun="files")
+                   noun="files", threads=threads)
 
 
 def _file_fields(source: str, weights: Optional[str], max_pixels: Optional[int]) -> dict:

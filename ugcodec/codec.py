@@ -7,8 +7,9 @@ thread count; the float g_s that turns y into pixels may differ in the last bit.
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import BinaryIO, Dict, Optional, Union
+from typing import BinaryIO, Dict, Iterator, Optional, Union
 
 import numpy as np
 import torch
@@ -24,7 +25,7 @@ from .metadata import Metadata, attach as attach_metadata
 from .progress import ANALYSIS, ENTROPY_CODING, HYPER, PARSING, READ_IMAGE, REFINEMENT, SYNTHESIS, Meter, Progress
 from .settings import DEFAULT_QUALITY
 from .refinement import check_steps, planned_evaluations, refine_residuals
-from .tiling import ANALYSIS_MARGIN, ANALYSIS_TILE, LATENT_STRIDE, synthesis_tiles, tiles
+from .tiling import LATENT_STRIDE, analysis_tiles, synthesis_tiles
 from .weights import CodecModel, load_model
 
 __all__ = [
@@ -42,6 +43,7 @@ __all__ = [
     "MAX_PIXELS",
     "parse_latents",
     "synthesis_input",
+    "torch_threads",
 ]
 
 _STRIDE = 64
@@ -97,6 +99,30 @@ def check_quality(model: CodecModel, quality: int) -> int:
     return int(quality)
 
 
+@contextmanager
+def torch_threads(threads: Optional[int]) -> Iterator[None]:
+    """Runs the body with ``threads`` torch threads, then restores the count it found.
+
+    ``None`` leaves torch's setting alone (``torch.set_num_threads`` sets it for the
+    whole process). The symbols of a file do not depend on it: parsing is exact on any
+    thread count; only the float transforms' last bits may.
+
+    Raises:
+        ValueError: ``threads`` is not a positive integer.
+    """
+    if threads is None:
+        yield
+        return
+    if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or threads < 1:
+        raise ValueError(f"threads must be a positive integer or None, not {threads!r}")
+    previous = torch.get_num_threads()
+    torch.set_num_threads(int(threads))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
 @dataclass
 class Latents:
     """What the parser recovers from a file, before any float maths.
@@ -129,7 +155,7 @@ def _latent_grid(height: int, width: int) -> "tuple[int, int]":
 
 
 def _analysis_tiles(height: int, width: int) -> list:
-    return list(tiles(*_latent_grid(height, width), ANALYSIS_TILE, ANALYSIS_MARGIN))
+    return list(analysis_tiles(*_latent_grid(height, width)))
 
 
 def _analyze(network, pixels: np.ndarray, meter: Optional[Meter] = None) -> Tensor:
@@ -293,6 +319,7 @@ def encode(
     metadata: bool = True,
     max_pixels: Optional[int] = MAX_PIXELS,
     first_frame: bool = False,
+    threads: Optional[int] = None,
 ) -> bytes:
     """Compresses an image to the bytes of a .ugc file.
 
@@ -322,6 +349,8 @@ def encode(
             checked from its header, before its pixels are decoded.
         first_frame: encode the first frame of an animation or multi-page file
             (otherwise refused).
+        threads: torch threads for this call (None: torch's current setting, which
+            ``torch.set_num_threads`` changes for the whole process).
 
     Returns:
         the .ugc file's bytes; encoding the same image twice gives the same bytes
@@ -332,8 +361,14 @@ def encode(
         ImageError: the image cannot be read or coded (TooManyPixelsError above
             ``max_pixels``).
         UgcError: the weights file cannot be loaded.
-        ValueError: quality or refine out of range.
+        ValueError: quality, refine or threads out of range.
     """
+    with torch_threads(threads):
+        return _encode(image, quality, model, progress, refine, metadata, max_pixels, first_frame)
+
+
+def _encode(image, quality, model, progress, refine, metadata, max_pixels, first_frame) -> bytes:
+    """:func:`encode` with its thread count set."""
     if hasattr(image, "read"):  # a file object: read once, for the pixels and the metadata
         image = image.read()
     if isinstance(image, (bytearray, memoryview)):
@@ -466,6 +501,7 @@ def decode(
     model: "Union[CodecModel, str, os.PathLike, None]" = None,
     progress: Progress = False,
     max_pixels: Optional[int] = MAX_PIXELS,
+    threads: Optional[int] = None,
 ) -> Image.Image:
     """Decompresses a .ugc file.
 
@@ -483,6 +519,8 @@ def decode(
             reaches ``total`` only at the end.
         max_pixels: refuse files whose image has more pixels (None: no limit), checked
             from the header before anything else is read.
+        threads: torch threads for this call (None: torch's current setting). The
+            symbols are the same on any count.
 
     Returns:
         a PIL image of the original size, mode ``"L"`` or ``"RGB"`` as encoded; its
@@ -492,9 +530,15 @@ def decode(
         TypeError: ``data`` or ``model`` is none of the accepted types.
         FormatError: malformed file (TooManyPixelsError above ``max_pixels``);
         ModelMismatchError: made by other weights; UgcError: the path or the weights
-        cannot be read; ValueError: unknown preference.
+        cannot be read; ValueError: unknown preference or threads.
     """
     beta = preference_to_beta(preference)  # fail fast, before any parsing work
+    with torch_threads(threads):
+        return _decode(data, beta, model, progress, max_pixels)
+
+
+def _decode(data: "FileSource", beta: float, model, progress: Progress, max_pixels: Optional[int]) -> Image.Image:
+    """:func:`decode` with its thread count set."""
     model = _resolve_model(model)
     meter = Meter(progress, "decoding")
     try:

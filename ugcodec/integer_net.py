@@ -13,8 +13,18 @@ then ``floor(acc / 2**shift)`` (an exact power-of-two rescale), an optional ReLU
 to ``[-ACTIVATION_LIMIT, ACTIVATION_LIMIT]`` and an optional pixel shuffle. The products
 are computed in float64 with integer operands: every partial sum stays below 2**53 (the
 exporter checks the bound row by row), so any summation order, BLAS kernel or device
-gives the exact integer result. im2col + matmul is used instead of a convolution kernel
-because a convolution may pick Winograd or FFT algorithms that are not exact.
+gives the exact integer result. A library convolution is not used: it may pick FFT or
+float Winograd algorithms, whose fractions round.
+
+Speed: ``acc`` is computed by an *integer* Winograd F(2x2, 3x3) (Lavin & Gray 2016) where
+that is provably exact, and by im2col + matmul elsewhere. Each 2x2 block of outputs is
+``A^T [U ⊙ V] A`` with ``V = B^T d B`` (sums and differences of a 4x4 input patch d) and
+``U = G' g G'^T``, where ``G' = 2G`` has integer entries, so every value is an integer and
+the result is ``4·acc``, rescaled by ``2**-(shift + 2)`` with the floor. The 16 products
+per block replace 36 multiplications: 2.25 times fewer. A layer knows the largest input
+magnitude for which every intermediate value (transformed inputs, the 16 matrix
+products' partial sums, the output transform's sums) stays below 2**53; inputs within it
+take the Winograd path, others the im2col one. Both give the exact ``acc``, bit for bit.
 
 Outputs (:meth:`IntegerHyperSynthesis.forward`): integer means and scales with
 ``ACTIVATION_BITS`` fractional bits. :func:`entropy_parameters` turns them, with the
@@ -47,7 +57,12 @@ ACTIVATION_LIMIT = (1 << 25) - 1
 GAIN_BITS = 16
 WEIGHT_LIMIT = (1 << 15) - 1
 EXACT_LIMIT = 1 << 53
-_IM2COL_BUDGET = 1 << 23  # float64 elements of one im2col band (64 MiB)
+_IM2COL_BUDGET = 1 << 23  # float64 elements of one im2col or Winograd band (64 MiB)
+
+#: Winograd F(2x2, 3x3): ``G' = 2G`` (integers), and which of the 4 transformed rows
+#: (columns) each of the 2 output rows (columns) sums, ``A^T = [[1, 1, 1, 0], [0, 1, -1, -1]]``.
+_WINOGRAD_G = ((2, 0, 0), (1, 1, 1), (1, -1, 1), (0, 0, 2))
+_WINOGRAD_OUTPUT_SUPPORT = ((0, 1, 2), (1, 2, 3))
 
 
 @dataclass
@@ -82,9 +97,41 @@ class IntegerConv:
             self.__dict__["_float_operands"] = cached
         return cached[0], cached[1]
 
+    def _winograd_operands(self, device: torch.device) -> Tuple[Tensor, Tensor, int]:
+        """``(U, bias, limit)``: the transformed kernel ``U`` float64 ``(16, out, in)``, the
+        bias as the products' start ``(16, out, 1)`` (``4·b`` at the centre term, which
+        every output sums once), and the largest input magnitude for which the Winograd
+        path is exact (converted once)."""
+        cached = self.__dict__.get("_winograd")
+        if cached is None or cached[0].device != device or cached[3] is not self.weight:
+            outputs, inputs = self.weight.shape[0], self.weight.shape[1] // 9
+            g = self.weight.reshape(outputs, inputs, 3, 3)
+            transform = torch.tensor(_WINOGRAD_G, dtype=torch.int64)
+            u = torch.einsum("ai,ocij,bj->aboc", transform, g, transform)  # int64: exact
+            # Bound of every partial sum, per output channel: |V| <= 4·max|x|, so a product
+            # sum is at most 4·max|x|·Σ_c|U|; an output sums 9 of them (and 4·|b| once).
+            magnitude = u.abs().sum(dim=3)  # (4, 4, out)
+            reach = torch.stack([
+                magnitude[list(rows)][:, list(cols)].sum(dim=(0, 1))
+                for rows in _WINOGRAD_OUTPUT_SUPPORT for cols in _WINOGRAD_OUTPUT_SUPPORT
+            ]).amax(dim=0) * 4
+            room = EXACT_LIMIT - 1 - 4 * self.bias.abs()
+            limit = min((int(r) // int(w) for r, w in zip(room.tolist(), reach.tolist()) if w > 0),
+                        default=ACTIVATION_LIMIT)
+            start = torch.zeros(16, outputs, 1, dtype=torch.float64)
+            start[5, :, 0] = 4 * self.bias.to(torch.float64)  # (1, 1): in every output's sum
+            cached = (u.reshape(16, outputs, inputs).to(device, torch.float64).contiguous(), start.to(device),
+                      max(0, limit), self.weight)
+            self.__dict__["_winograd"] = cached
+        return cached[0], cached[1], cached[2]
+
     def __call__(self, x: Tensor) -> Tensor:
-        weight, bias = self._operands(x.device)
-        out = self._by_columns(x, weight, bias)
+        u, start, limit = self._winograd_operands(x.device)
+        if limit >= ACTIVATION_LIMIT or (x.numel() and _magnitude(x) <= limit):
+            out = self._by_winograd(x, u, start)
+        else:
+            weight, bias = self._operands(x.device)
+            out = self._by_columns(x, weight, bias)
         if self.relu:
             out.clamp_(min=0)
         out.clamp_(-ACTIVATION_LIMIT, ACTIVATION_LIMIT)
@@ -115,6 +162,68 @@ class IntegerConv:
             accumulated.mul_(1.0 / float(1 << self.shift)).floor_()
             out[:, :, top : top + rows] = accumulated.reshape(batch, -1, rows, width)
         return out
+
+    def _by_winograd(self, x: Tensor, u: Tensor, start: Tensor) -> Tensor:
+        """``floor((W @ im2col(x) + b) / 2**shift)`` by integer Winograd F(2x2, 3x3), one
+        band of 2-row blocks at a time (exact only for inputs within the layer's limit)."""
+        batch, channels, height, width = x.shape
+        outputs = u.shape[1]
+        block_rows, block_cols = (height + 1) // 2, (width + 1) // 2
+        # One pixel of zero padding, and one more at the far edges of odd sizes.
+        padded = F.pad(x, (1, 2 * block_cols + 1 - width, 1, 2 * block_rows + 1 - height))
+        out = x.new_empty((batch, outputs, 2 * block_rows, 2 * block_cols))
+        band = max(1, _IM2COL_BUDGET // max(1, 16 * batch * max(channels, outputs) * block_cols))
+        for top in range(0, block_rows, band):
+            rows = min(band, block_rows - top)
+            patches = padded[:, :, 2 * top : 2 * (top + rows) + 2]
+            blocks = batch * rows * block_cols
+            products = torch.baddbmm(start, u, _winograd_input(patches, rows, block_cols).view(16, channels, blocks))
+            _winograd_output(products.view(4, 4, outputs, batch, rows, block_cols), out[:, :, 2 * top : 2 * (top + rows)])
+        out = out[:, :, :height, :width]
+        # acc·4 is exact; so is its product with a power of two.
+        return out.mul_(1.0 / float(1 << (self.shift + 2))).floor_()
+
+
+def _magnitude(x: Tensor) -> int:
+    """The largest ``|x|`` (one pass, no temporary of x's size)."""
+    low, high = torch.aminmax(x)
+    return int(max(-float(low), float(high)))
+
+
+def _winograd_input(patches: Tensor, rows: int, cols: int) -> Tensor:
+    """``V = B^T d B`` of every 4x4 patch of ``patches`` (stride 2), float64
+    ``(4, 4, C, B, rows, cols)``: sums and differences only, so integers stay exact."""
+    batch, channels = patches.shape[:2]
+    taps = [patches[:, :, i : i + 2 * rows : 2] for i in range(4)]  # (B, C, rows, width + 2)
+    across = patches.new_empty((4, batch, channels, rows, patches.shape[3]))
+    torch.sub(taps[0], taps[2], out=across[0])
+    torch.add(taps[1], taps[2], out=across[1])
+    torch.sub(taps[2], taps[1], out=across[2])
+    torch.sub(taps[1], taps[3], out=across[3])
+    taps = [across[..., j : j + 2 * cols : 2].transpose(1, 2) for j in range(4)]  # (4, C, B, rows, cols)
+    transformed = patches.new_empty((4, 4, channels, batch, rows, cols))
+    torch.sub(taps[0], taps[2], out=transformed[:, 0])
+    torch.add(taps[1], taps[2], out=transformed[:, 1])
+    torch.sub(taps[2], taps[1], out=transformed[:, 2])
+    torch.sub(taps[1], taps[3], out=transformed[:, 3])
+    return transformed
+
+
+def _winograd_output(products: Tensor, out: Tensor) -> None:
+    """Writes ``A^T M A`` of the products ``(4, 4, O, B, rows, cols)`` into ``out``
+    ``(B, O, 2·rows, 2·cols)``."""
+    first = products[0] + products[1]
+    first += products[2]
+    second = products[1] - products[2]
+    second -= products[3]
+    batch, outputs, height, width = out.shape
+    # out[b, o, 2r + a, 2k + c] as [a, c, o, b, r, k].
+    blocks = out.view(batch, outputs, height // 2, 2, width // 2, 2).permute(3, 5, 1, 0, 2, 4)
+    for a, sums in enumerate((first, second)):
+        torch.add(sums[0], sums[1], out=blocks[a, 0])
+        blocks[a, 0] += sums[2]
+        torch.sub(sums[1], sums[2], out=blocks[a, 1])
+        blocks[a, 1] -= sums[3]
 
 
 class IntegerNetwork:

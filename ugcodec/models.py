@@ -20,8 +20,8 @@ import torch
 from torch import Tensor, nn
 
 from . import _compressai
-from ._compressai import GDN, conv, conv3x3, deconv, subpel_conv3x3
-from .layers import FourierPreferenceEmbedding, MachineAdapter, ShiftedResidualBlock, straight_through_round
+from ._compressai import conv, conv3x3, deconv, subpel_conv3x3
+from .layers import GDN, FourierPreferenceEmbedding, MachineAdapter, ShiftedResidualBlock, straight_through_round
 from .scales import scale_table
 
 __all__ = ["ModelConfig", "UGHyperprior"]

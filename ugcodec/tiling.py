@@ -1,15 +1,21 @@
 """Tiles of the latent grid, shared by the transforms and the encoder's refinement.
 
 Large images are transformed in overlapping tiles so memory stays bounded. Each tile
-carries a margin wider than the transform's receptive field (g_a: < 32 pixels, g_s:
-< 4 latents), so tiled and whole-image results agree to float rounding: no seams.
+carries a margin at least as wide as the transform's receptive field (g_a: 30 pixels,
+g_s: 3.625 latents), so tiled and whole-image results agree to float rounding: no seams.
 Small images are a single tile.
+
+g_a's reach, counted backwards from a latent i: each 5x5 stride-2 convolution reads 2
+samples either side of twice its output's position, GDN none; so the latent reads
+level-3 samples 2i ± 2, level-2 4i ± 6, level-1 8i ± 14 and pixels 16i ± 30: a margin
+of 2 latents (32 pixels) holds every sample it reads, at every level.
 
 g_s's reach, counted backwards from a pixel: each 5x5 stride-2 transposed convolution
 reaches 1 sample of its input, each residual block 2 samples (two 3x3 convolutions),
 GDN none; so 1 → 3 (block) → 3/2 + 1 = 2.5 → 4.5 → 3.25 → 5.25 → 5.25/2 + 1 = 3.625
-latents. :func:`synthesis_tiles` (the decoder's) uses the smallest whole margin above
-that, and as few and as even tiles as a memory budget allows.
+latents. :func:`synthesis_tiles` (the decoder's) and :func:`analysis_tiles` (the
+encoder's) use the smallest whole margin that covers the reach, and as few and as even
+tiles as a memory budget allows.
 
     >>> [tile.core for tile in tiles(3, 5, tile=4, margin=1)]
     [(slice(0, 3, None), slice(0, 4, None)), (slice(0, 3, None), slice(4, 5, None))]
@@ -26,20 +32,23 @@ from typing import Iterator, Optional, Tuple
 
 __all__ = [
     "LATENT_STRIDE",
-    "ANALYSIS_TILE",
-    "ANALYSIS_MARGIN",
+    "ANALYSIS_AREA",
+    "ANALYSIS_REACH_MARGIN",
     "SYNTHESIS_TILE",
     "SYNTHESIS_MARGIN",
     "SYNTHESIS_REACH_MARGIN",
     "SYNTHESIS_AREA",
     "Tile",
     "tiles",
+    "analysis_tiles",
     "synthesis_tiles",
 ]
 
 LATENT_STRIDE = 16  # pixels per latent
-ANALYSIS_TILE = 64  # latents (1024 pixels)
-ANALYSIS_MARGIN = 4  # latents (64 pixels)
+ANALYSIS_REACH_MARGIN = 2  # latents: g_a reaches 30 pixels (module docstring)
+#: Largest analysis window in latents, margins included (72 x 72: 1152 pixels square):
+#: bounds g_a's memory.
+ANALYSIS_AREA = 72 * 72
 SYNTHESIS_TILE = 32  # latents (512 pixels)
 SYNTHESIS_MARGIN = 6  # latents (the encoder's refinement tiles)
 SYNTHESIS_REACH_MARGIN = 4  # latents: g_s reaches 3.625 (module docstring)
@@ -120,17 +129,30 @@ def synthesis_tiles(height: int, width: int) -> Iterator[Tile]:
     (then the least total work) such that each tile with its ``SYNTHESIS_REACH_MARGIN``
     (on the sides that have a neighbour) holds at most ``SYNTHESIS_AREA`` latents.
 
-    Yields :class:`Tile`\ s whose windows are the cores plus their margins, clipped to the
-    grid. (:mod:`ugcodec.progress` counts the work of an encode or decode, tile by tile.)
+    Yields :class:`Tile` objects whose windows are the cores plus their margins, clipped
+    to the grid. (:mod:`ugcodec.progress` counts the work of an encode or decode, tile by
+    tile.)
     """
-    margin = SYNTHESIS_REACH_MARGIN
+    return planned_tiles(height, width, SYNTHESIS_AREA, SYNTHESIS_REACH_MARGIN)
+
+
+def analysis_tiles(height: int, width: int) -> Iterator[Tile]:
+    """The encoder's tiles of a ``height`` x ``width`` latent grid, as
+    :func:`synthesis_tiles` with ``ANALYSIS_AREA`` and ``ANALYSIS_REACH_MARGIN``."""
+    return planned_tiles(height, width, ANALYSIS_AREA, ANALYSIS_REACH_MARGIN)
+
+
+def planned_tiles(height: int, width: int, area: int, margin: int) -> Iterator[Tile]:
+    """The fewest tiles (then the least total work) of a ``height`` x ``width`` latent
+    grid such that each with its ``margin`` (on the sides that have a neighbour) holds
+    at most ``area`` latents, as even as the grid allows."""
     best = None
     # Every tile height worth trying: from the whole grid down to a few latents.
-    for tall in range(min(height, SYNTHESIS_AREA), 0, -1):
+    for tall in range(min(height, area), 0, -1):
         rows = _fewest_parts(height, tall, margin)
         if rows is None:
             break
-        columns = _fewest_parts(width, SYNTHESIS_AREA // tall, margin)
+        columns = _fewest_parts(width, area // tall, margin)
         if columns is None or rows > height or columns > width:
             continue
         work = (height + 2 * margin * (rows - 1)) * (width + 2 * margin * (columns - 1))
