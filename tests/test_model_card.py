@@ -1,5 +1,6 @@
 """tools/model_card.py: the card is the template filled from the facts and the reports."""
 import json
+import re
 import shutil
 
 import pytest
@@ -34,24 +35,40 @@ def test_committed_card_is_a_fresh_render(shipped):
             "ugcodec/weights/MODEL_CARD.md is stale: run python -m tools.model_card"
 
 
+def of_shipped(path, model):
+    """Makes the report at ``path`` one of ``model``'s weights (its figures unchanged)."""
+    edit(path, lambda report: report.update(
+        model=re.sub(r"fingerprint [0-9a-f]{16}", f"fingerprint {model.fingerprint.hex()}", report["model"])))
+
+
 def test_verdicts_follow_the_reports(shipped, results):
+    model = shipped[0]
+
     def better(report):
         report["bd_rate"]["ugc-human"]["psnr"]["bd_rate"] = -52.5
         report["curves"]["ugc-human"][-1]["psnr"] = 36.4
 
+    def worse(report):
+        report["bd_rate"]["ugc-human"]["psnr"]["bd_rate"] = -40.6
+
+    for path in (results / "rd.json", results / "all" / "rd.json"):
+        of_shipped(path, model)
     edit(results / "rd.json", better)
+    edit(results / "all" / "rd.json", worse)
     card = model_card.render(*shipped, str(results))
     assert "| ≤ -50 % | -52.5 % on 7 photos | `rd.json` | met |" in card
-    assert "| ≥ 36 dB | 36.40 dB at q6 | `rd.json` | met |" in card
+    assert f"| ≥ 36 dB | 36.40 dB at q{model.num_qualities} | `rd.json` | met |" in card
     assert "-40.6 % on 36 photos | `all/rd.json` | **not met** |" in card
 
 
 def test_reports_of_other_weights_are_not_measured(shipped, results):
     edit(results / "all" / "analytics.json",
-         lambda report: report.update(model=report["model"].replace("a04ee8362ef7f936", "0123456789abcdef")))
+         lambda report: report.update(model=re.sub(r"fingerprint [0-9a-f]{16}", "fingerprint 0123456789abcdef",
+                                                   report["model"])))
     card = model_card.render(*shipped, str(results))
     assert "`all/analytics.json` measured `0123456789abcdef` | not measured |" in card
-    assert "41 / 26" not in card  # no paired counts of other weights
+    paired = card.split("exact McNemar p):")[1].split("## Limitations")[0]
+    assert paired.strip() == "Not measured for these weights."  # no paired counts of other weights
 
 
 def test_lite0_groups_need_every_quality_of_every_group(shipped, results):
@@ -60,9 +77,13 @@ def test_lite0_groups_need_every_quality_of_every_group(shipped, results):
             for row in rows:
                 row["lite0"].update(machine_only=9, human_only=1)
 
-    edit(results / "all" / "analytics.json", machine_wins)
+    path = results / "all" / "analytics.json"
+    of_shipped(path, shipped[0])
+    edit(path, machine_wins)
+    groups = json.loads(path.read_text())["machine_vs_human_by_group"]
+    expected = ", ".join(f"{group} {len(rows)} of {len(rows)}" for group, rows in sorted(groups.items()))
     card = model_card.render(*shipped, str(results))
-    assert "opencv-doc 6 of 6, plasma-workspace-wallpapers 6 of 6, standard 6 of 6 | `all/analytics.json` | met |" in card
+    assert f"{expected} | `all/analytics.json` | met |" in card
 
 
 def test_a_missing_report_is_named(shipped, results):
@@ -79,9 +100,12 @@ def test_capacity_names_the_levels_below_webp(shipped, results):
         report["levels"][2].update(unrounded_psnr=20.0)
 
     edit(results / "capacity.json", level3_short)
-    line = model_card.capacity_line(str(results), "a04ee8362ef7f936")
-    assert "(q3 on 7 photos, q6 on 7 photos, q6 on 36 photos)" in line
-    assert "34 of 128 on 7 photos" in line
+    report = json.loads((results / "capacity.json").read_text())
+    fingerprint = re.search(r"fingerprint ([0-9a-f]{16})", report["model"]).group(1)
+    line = model_card.capacity_line(str(results), fingerprint)
+    assert "(q3 on 7 photos" in line
+    top = report["levels"][-1]
+    assert f"{report['latent_channels'] - top['channels_in_use']} of {report['latent_channels']} on 7 photos" in line
 
 
 def test_log_span_adds_resumed_segments(tmp_path):

@@ -255,6 +255,22 @@ def capacity_line(results: str, fingerprint: str) -> str:
 
 
 # --------------------------------------------------------------------------- card
+def corpus_phrase(corpus: Dict[str, int]) -> str:
+    """``corpus`` (photos per Debian package) as the card names it."""
+    names = [f"`{package}` ({count})" for package, count in corpus.items()]
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+
+
+def grown_from_line(grown: Optional[dict]) -> str:
+    """The recipe's first line for weights grown from a smaller model's (the facts'
+    ``grown_from``: its size, steps, corpus, hardware and hours), else nothing."""
+    if not grown:
+        return ""
+    return template_section("grown_from", N=grown["N"], M=grown["M"], levels=grown["levels"], steps=grown["steps"],
+                            corpus_photos=sum(grown["corpus"].values()), corpus=corpus_phrase(grown["corpus"]),
+                            hardware=grown["hardware"], hours=grown["wall_clock_hours"]) + "\n"
+
+
 def render(model: CodecModel, facts: dict, results: str = RESULTS) -> str:
     """The card of ``model``: the template filled from ``facts`` (its training) and the
     reports in ``results``."""
@@ -266,14 +282,18 @@ def render(model: CodecModel, facts: dict, results: str = RESULTS) -> str:
         levels=model.num_qualities, lambdas=", ".join(str(v) for v in config.lambdas),
         latent_coder="\n".join(context_lines(model)) or template_section("latent_coder_1"),
         corpus_photos=sum(facts["corpus"].values()),
-        corpus=" and ".join(f"`{package}` ({count})" for package, count in facts["corpus"].items()),
+        corpus=corpus_phrase(facts["corpus"]),
         crop=facts["crop"], batch=facts["batch"], crop_weighting=template_section(f"crop_weighting_{facts['crop_weighting']}"),
         crop_detail=template_section("crop_detail", crop_detail=facts["crop_detail"]) if facts["crop_detail"] else "",
         hardware=facts["hardware"], hours=facts["wall_clock_hours"],
         first_step=facts["logged_steps"][0], last_step=facts["logged_steps"][1],
+        grown_from=grown_from_line(facts.get("grown_from")),
         steps1=facts["stage1_steps"], lr=facts["lr"], lambda_machine_mse=facts["lambda_machine_mse"],
-        lambda_semantic=facts["lambda_semantic"], steps2=facts["stage2_steps"], stage2_lr=facts["stage2_lr"],
-        stage2_semantic="λ_s" if stage2 is None else f"λ_s2 = {stage2}", teacher=facts["teacher"],
+        decay=f"{facts['lr_decay_steps']} steps" if facts.get("lr_decay_steps") else "10 %",
+        lambda_semantic=facts["lambda_semantic"], teacher=facts["teacher"],
+        stage2=template_section("stage2", steps2=facts["stage2_steps"], stage2_lr=facts["stage2_lr"],
+                                stage2_semantic="λ_s" if stage2 is None else f"λ_s2 = {stage2}")
+        if facts["stage2_steps"] else template_section("stage2_none"),
         bd_goal=f"{TARGETS['bd_rate']:+.0f}", psnr_goal=f"{TARGETS['best_psnr']:.0f}",
         speed_goal=f"{TARGETS['decode_ratio']:.1f}", size_goal=f"{TARGETS['weights_mb']:.0f}",
         weights_mb=f"{weights_mb:.1f}", weights_verdict=verdict(weights_mb < TARGETS["weights_mb"]),

@@ -40,9 +40,10 @@ returns ``None`` as Pillow documents for formats without one.
 
 Saving:
     ``im.save(path_or_file, "UGC", quality=..., refine=..., weights=..., icc_profile=...,
-    exif=..., xmp=...)``: ``quality`` is the codec's level (1 to 6, default 3), not
-    JPEG's 0-100; ``refine`` the encoder effort (:func:`ugcodec.encode`). Metadata comes
-    from these arguments, else from ``im.info``; ``strip=True`` stores none.
+    exif=..., xmp=...)``: ``quality`` is the codec's level (1 up to the weights' top
+    level, default 3), not JPEG's 0-100; ``refine`` the encoder effort
+    (:func:`ugcodec.encode`). Metadata comes from these arguments, else from ``im.info``;
+    ``strip=True`` stores none.
 """
 from __future__ import annotations
 
