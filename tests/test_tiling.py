@@ -10,16 +10,24 @@ from ugcodec import tiling
 from ugcodec.codec import decode_pixels, encode_latents
 
 
-@pytest.mark.parametrize("height, width", [(1, 1), (32, 48), (8, 84), (44, 44), (45, 45), (64, 64), (188, 250), (7, 3125)])
-def test_synthesis_tiles_cover_the_grid_once_within_the_budget(height, width):
+GRIDS = [(1, 1), (32, 48), (8, 84), (44, 44), (45, 45), (64, 64), (72, 72), (73, 72), (69, 194), (188, 250), (7, 3125)]
+
+
+@pytest.mark.parametrize("height, width", GRIDS)
+@pytest.mark.parametrize("plan, area, margin", [
+    (tiling.synthesis_tiles, "SYNTHESIS_AREA", "SYNTHESIS_REACH_MARGIN"),
+    (tiling.analysis_tiles, "ANALYSIS_AREA", "ANALYSIS_REACH_MARGIN"),
+])
+def test_tiles_cover_the_grid_once_within_the_budget(height, width, plan, area, margin):
     covered = np.zeros((height, width), dtype=int)
-    for tile in tiling.synthesis_tiles(height, width):
+    area, margin = getattr(tiling, area), getattr(tiling, margin)
+    for tile in plan(height, width):
         (rows, cols), (core_rows, core_cols) = tile.window, tile.core
-        assert (rows.stop - rows.start) * (cols.stop - cols.start) <= tiling.SYNTHESIS_AREA
+        assert (rows.stop - rows.start) * (cols.stop - cols.start) <= area
         covered[core_rows, core_cols] += 1
         # the margin on every side that has a neighbour
-        assert rows.start == max(0, core_rows.start - tiling.SYNTHESIS_REACH_MARGIN)
-        assert cols.stop == min(width, core_cols.stop + tiling.SYNTHESIS_REACH_MARGIN)
+        assert rows.start == max(0, core_rows.start - margin)
+        assert cols.stop == min(width, core_cols.stop + margin)
     assert (covered == 1).all()
 
 
@@ -38,18 +46,6 @@ def test_small_tiles_decode_without_seams(tiny_model, monkeypatch):
     monkeypatch.setattr(tiling, "SYNTHESIS_AREA", 120)
     assert len(list(tiling.synthesis_tiles(*latents.y.shape[-2:]))) > 4
     assert_pixels_close(decode_pixels(latents, "human", model=tiny_model), whole)
-
-
-@pytest.mark.parametrize("height, width", [(1, 1), (32, 48), (72, 72), (73, 72), (96, 128), (69, 194), (7, 3125)])
-def test_analysis_tiles_cover_the_grid_once_within_the_budget(height, width):
-    covered = np.zeros((height, width), dtype=int)
-    for tile in tiling.analysis_tiles(height, width):
-        (rows, cols), (core_rows, core_cols) = tile.window, tile.core
-        assert (rows.stop - rows.start) * (cols.stop - cols.start) <= tiling.ANALYSIS_AREA
-        covered[core_rows, core_cols] += 1
-        assert rows.start == max(0, core_rows.start - tiling.ANALYSIS_REACH_MARGIN)
-        assert cols.stop == min(width, core_cols.stop + tiling.ANALYSIS_REACH_MARGIN)
-    assert (covered == 1).all()
 
 
 @pytest.mark.parametrize("margin, seams", [(tiling.ANALYSIS_REACH_MARGIN, False), (1, True)])
