@@ -17,6 +17,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 import ugcodec
+import ugcodec.codec  # the module, which the package imports lazily
 from ugcodec import files
 from ugcodec.cli import main
 from ugcodec.container import HEADER_SIZE, Container, Header, read_container
