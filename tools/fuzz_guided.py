@@ -87,7 +87,8 @@ def tiny_model():
 
     import ugcodec
     from ugcodec.models import ModelConfig, UGHyperprior
-    from ugcodec.weights import export_bundle, model_from_bundle
+    from tools.export import export_bundle
+    from ugcodec.weights import model_from_bundle
 
     torch.manual_seed(1234)
     network = UGHyperprior(ModelConfig(N=8, M=16, lambdas=(0.005, 0.02, 0.05), embedding_dim=8)).eval()
