@@ -18,8 +18,14 @@ Three parts:
 3. ``--large``: peak resident memory (``ru_maxrss`` of a child process per run) of
    encode and of decode of a ``--large-size`` (default 4000x3000) upscaled photo, for ugc
    and compressai, with the child's resident memory after imports and model loading.
-   Identical runs differ (ugc decode peaked at 1529 and 1662 MiB in two runs), so each operation
-   runs ``--memory-runs`` times and the highest and lowest peaks are reported.
+   Identical runs differ by up to a few hundred MiB, so each operation runs
+   ``--memory-runs`` times and the highest and lowest peaks are reported.
+   ``--memory``: the peak resident memory of whole ``ugc encode`` and ``ugc decode``
+   processes (``python -m ugcodec``, start-up and PNG reading/writing included; each
+   process's own ``ru_maxrss`` from ``os.wait4``) at each of ``--memory-sizes`` (default
+   12 and 48 megapixels), ``--memory-runs`` times each, against the stated bound
+   (:func:`memory_bound_mib`), with a verdict per row and the memory per extra pixel
+   between the sizes.
 
 4. Breakdown: where one ugc encode and one decode spend their time in process
    (cProfile over ugcodec's functions, torch profiler over operators).
@@ -35,6 +41,7 @@ Writes ``speed.json`` (and ``speed.md``) under ``--out``.
 
     python -m benchmarks.speed                       # 768x512, 5 runs, 1 thread
     python -m benchmarks.speed --runs 3 --threads 2 --large
+    python -m benchmarks.speed --skip codec,entropy,breakdown,process --memory
 """
 from __future__ import annotations
 
@@ -57,6 +64,17 @@ from .photos import load_photos, parse_size
 
 _STRIDE = 64
 
+#: The stated memory bound (README): a whole ``ugc encode`` or ``ugc decode`` process of
+#: an image of P pixels peaks at no more than MEMORY_BOUND_BASE + MEMORY_BOUND_PER_PIXEL * P
+#: bytes of resident memory.
+MEMORY_BOUND_BASE = 1 << 30
+MEMORY_BOUND_PER_PIXEL = 150
+
+
+def memory_bound_mib(pixels: int) -> float:
+    """The stated bound on a whole encode or decode process's peak RSS, in MiB."""
+    return (MEMORY_BOUND_BASE + MEMORY_BOUND_PER_PIXEL * pixels) / float(1 << 20)
+
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="CPU speed of ugc vs compressai (codec, entropy coder, memory).")
@@ -72,8 +90,13 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument("--large", action="store_true", help="also measure peak memory on a large image (slow)")
     parser.add_argument("--large-size", default="4000x3000", help="image size for --large (default 4000x3000)")
     parser.add_argument("--memory-runs", type=int, default=2,
-                        help="child processes per operation for --large; the peak RSS of identical runs "
+                        help="child processes per operation for --large and --memory; the peak RSS of identical runs "
                              "varies by ~100-200 MiB, so the highest and the range are reported (default 2)")
+    parser.add_argument("--memory", action="store_true",
+                        help="peak RSS of whole `ugc encode` / `ugc decode` processes at --memory-sizes, "
+                             "against the stated bound (slow: minutes per size)")
+    parser.add_argument("--memory-sizes", default="4000x3000,8000x6000",
+                        help="comma-separated WxH sizes for --memory (default 4000x3000,8000x6000)")
     parser.add_argument("--skip", default="",
                         help="comma-separated parts to skip: codec,entropy,breakdown,process")
     parser.add_argument("--process-runs", type=int, default=3,
@@ -342,6 +365,103 @@ def bench_memory(args: argparse.Namespace) -> dict:
     return {"image": f"{photo.shape[1]}x{photo.shape[0]}", "megapixels": photo.shape[0] * photo.shape[1] / 1e6, "rows": rows}
 
 
+#: Runs its arguments as a command and prints that process's own seconds and peak RSS.
+#: A small process of its own starts the command: Linux counts in a child's ``ru_maxrss``
+#: the peak of the memory it had before ``exec``, which a child forked (or vforked) straight
+#: from this benchmark shares with this process's own peak.
+_MEASURE = """
+import json, os, subprocess, sys, time
+start = time.perf_counter()
+process = subprocess.Popen(sys.argv[1:], stdout=subprocess.DEVNULL)
+_, status, usage = os.wait4(process.pid, 0)
+print(json.dumps({"status": os.waitstatus_to_exitcode(status), "seconds": time.perf_counter() - start,
+                  "peak_kib": usage.ru_maxrss}))
+"""
+
+
+def _run_measured(command: Sequence[str], env: Optional[dict] = None) -> dict:
+    """Runs ``command`` to its end; returns its seconds and its own peak RSS in MiB
+    (``ru_maxrss`` from ``os.wait4``: this process alone, unlike ``RUSAGE_CHILDREN``,
+    the largest of every child so far), or ``{"error": [last line of stderr]}``."""
+    with tempfile.TemporaryFile() as errors:
+        completed = subprocess.run([sys.executable, "-c", _MEASURE, *command], stdout=subprocess.PIPE,
+                                   stderr=errors, env=env, text=True)
+        errors.seek(0)
+        message = errors.read().decode(errors="replace").strip()
+    measured = json.loads(completed.stdout) if completed.returncode == 0 and completed.stdout.strip() else None
+    if measured is None or measured["status"] != 0:
+        status = measured["status"] if measured else completed.returncode
+        return {"error": message.splitlines()[-1:] or [f"exit status {status}"]}
+    return {"seconds": measured["seconds"], "peak_rss_mib": measured["peak_kib"] / 1024}  # KiB on Linux
+
+
+def bench_process_memory(args: argparse.Namespace) -> dict:
+    """Peak RSS of whole ``ugc encode`` and ``ugc decode`` processes at each of
+    ``--memory-sizes``, the stated bound next to each."""
+    from PIL import Image
+
+    import ugcodec
+
+    env = dict(os.environ)
+    # The processes run the ugcodec this benchmark imports, whatever is installed.
+    root = os.path.dirname(os.path.dirname(os.path.abspath(ugcodec.__file__)))
+    env["PYTHONPATH"] = os.pathsep.join([root] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
+    if args.threads and args.threads > 0:
+        env["OMP_NUM_THREADS"] = str(args.threads)
+    ugc = [sys.executable, "-m", "ugcodec"]
+    options = ["--max-pixels", "0"] + (["--weights", args.weights] if args.weights else [])
+    quality = ["-q", str(args.quality)] if args.quality else []
+    rows = []
+    for size_text in (part.strip() for part in args.memory_sizes.split(",") if part.strip()):
+        photo = load_photos(names=[args.photo], max_size=parse_size(size_text), upscale=True)[0][1]
+        pixels = photo.shape[0] * photo.shape[1]
+        size = f"{photo.shape[1]}x{photo.shape[0]}"
+        with tempfile.TemporaryDirectory(prefix="ugc-memory-") as folder:
+            source, coded, decoded = (os.path.join(folder, name) for name in ("photo.png", "photo.ugc", "out.png"))
+            Image.fromarray(photo).save(source, compress_level=1)
+            del photo
+            commands = {
+                "encode": ugc + ["encode", source, coded, "-f"] + quality + options,
+                "decode": ugc + ["decode", coded, decoded, "-f"] + options,
+            }
+            for operation, command in commands.items():
+                runs = []
+                for _ in range(max(1, args.memory_runs)):
+                    runs.append(_run_measured(command, env))
+                    if "error" in runs[-1]:
+                        print(f"  ugc {operation} {size}: FAILED {runs[-1]['error']}", file=sys.stderr)
+                        break
+                    print(f"  ugc {operation} {size}: {runs[-1]['seconds']:.1f} s, "
+                          f"peak RSS {runs[-1]['peak_rss_mib']:.0f} MiB", flush=True)
+                row = {"image": size, "pixels": pixels, "operation": operation, "command": " ".join(command),
+                       "bound_mib": memory_bound_mib(pixels)}
+                if "error" in runs[-1]:
+                    rows.append({**row, "error": runs[-1]["error"]})
+                    break  # nothing to decode
+                peaks = [run["peak_rss_mib"] for run in runs]
+                rows.append({**row, "runs": len(runs), "peak_rss_mib": max(peaks), "lowest_peak_rss_mib": min(peaks),
+                             "seconds": min(run["seconds"] for run in runs), "met": max(peaks) <= row["bound_mib"]})
+    return {
+        "bound": {"base_bytes": MEMORY_BOUND_BASE, "bytes_per_pixel": MEMORY_BOUND_PER_PIXEL},
+        "rows": rows,
+        "per_extra_pixel": _memory_per_extra_pixel(rows),
+    }
+
+
+def _memory_per_extra_pixel(rows: Sequence[dict]) -> dict:
+    """Bytes of peak RSS per pixel between the smallest and the largest size, per operation
+    (what the memory grows by with the image, start-up and constant buffers left out)."""
+    slopes = {}
+    for operation in ("encode", "decode"):
+        measured = sorted((row for row in rows if row["operation"] == operation and "error" not in row),
+                          key=lambda row: row["pixels"])
+        if len(measured) >= 2 and measured[-1]["pixels"] > measured[0]["pixels"]:
+            small, large = measured[0], measured[-1]
+            slopes[operation] = ((large["peak_rss_mib"] - small["peak_rss_mib"]) * (1 << 20)
+                                 / (large["pixels"] - small["pixels"]))
+    return slopes
+
+
 # --------------------------------------------------------------------------- part 4
 def bench_breakdown(image: np.ndarray, model, quality: int) -> dict:
     """Where one encode and one decode spend their time, in process: the cumulative
@@ -578,6 +698,32 @@ def report(result: dict) -> str:
                              f"{r['seconds']:.1f}"])
         lines.append(common.markdown_table(["operation", "runs", "peak RSS MiB (highest)", "peak RSS MiB (lowest)",
                                             "RSS after loading MiB", "increase MiB (highest)", "seconds (fastest)"], rows))
+    process_memory = result.get("process_memory")
+    if process_memory:
+        bound = process_memory["bound"]
+        if memory:
+            lines.append("")
+        lines.append(f"Peak memory of whole processes (`python -m ugcodec encode|decode`, start-up and PNG "
+                     f"included, highest of the runs) against the stated bound, "
+                     f"{bound['base_bytes'] / (1 << 20):.0f} MiB + {bound['bytes_per_pixel']} bytes per pixel:")
+        lines.append("")
+        rows = []
+        for r in process_memory["rows"]:
+            megapixels = f"{r['pixels'] / 1e6:.1f}"
+            if "error" in r:
+                rows.append([r["image"], megapixels, r["operation"], "", "failed", "", f"{r['bound_mib']:.0f}",
+                             " ".join(r["error"]), ""])
+            else:
+                rows.append([r["image"], megapixels, r["operation"], r["runs"], f"{r['peak_rss_mib']:.0f}",
+                             f"{r['lowest_peak_rss_mib']:.0f}", f"{r['bound_mib']:.0f}",
+                             "met" if r["met"] else "NOT MET", f"{r['seconds']:.1f}"])
+        lines.append(common.markdown_table(["image", "MP", "operation", "runs", "peak RSS MiB (highest)",
+                                            "peak RSS MiB (lowest)", "bound MiB", "bound", "seconds (fastest)"], rows))
+        slopes = process_memory.get("per_extra_pixel") or {}
+        if slopes:
+            lines.append("")
+            lines.append("Peak RSS per extra pixel between the smallest and the largest image: " + ", ".join(
+                f"{operation} {value:.1f} bytes" for operation, value in slopes.items()))
     return "\n".join(lines)
 
 
@@ -618,6 +764,9 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     if args.large:
         print(f"[speed] peak memory at {args.large_size} ...", flush=True)
         result["memory"] = bench_memory(args)
+    if args.memory:
+        print(f"[speed] peak memory of whole processes at {args.memory_sizes} ...", flush=True)
+        result["process_memory"] = bench_process_memory(args)
     result["seconds"] = time.perf_counter() - started
     common.save_results(args.out, "speed", result, report(result))
 

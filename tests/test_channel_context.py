@@ -143,6 +143,29 @@ def test_model_3_codes_the_latent_around_the_corrected_means(means_model):
         assert np.array_equal(np.asarray(ugcodec.decode(data, model=context)), decode_pixels(latents, model=context))
 
 
+def test_bands_of_rows_code_and_parse_exactly_the_whole_latents(either_model, monkeypatch):
+    """The integer networks run on bands of rows widened by their reach (however small the
+    bands): the same file, symbols, means and tables as the whole latent at once, and no
+    layer ever sees the whole latent."""
+    import ugcodec.integer_net as integer_net
+    from ugcodec.integer_net import IntegerConv
+
+    _, context, _ = either_model
+    image = make_photo_like(640, 48, seed=6)
+    whole_data, whole = encode_latents(image, 2, model=context)
+    monkeypatch.setattr(integer_net, "_BAND_BUDGET", 1)
+    rows = []
+    real_call = IntegerConv.__call__
+    monkeypatch.setattr(IntegerConv, "__call__", lambda self, x: (rows.append(x.shape[-2]), real_call(self, x))[1])
+    data, banded = encode_latents(image, 2, model=context)
+    parsed = ugcodec.parse_latents(data, context)
+    assert data == whole_data
+    for latents in (banded, parsed):
+        assert torch.equal(latents.y, whole.y) and torch.equal(latents.scale_index, whole.scale_index)
+        assert torch.equal(latents.mu, whole.mu)
+    assert max(rows) <= whole.y.shape[-2] // 2
+
+
 def test_reference_parser_reads_models_2_and_3(either_model):
     _, context, path = either_model
     data, latents = encode_latents(make_photo_like(70, 130, seed=5), 2, model=context)

@@ -4,6 +4,8 @@ anything else. The committed seed corpus (tests/fuzz_corpus) replays earlier mut
 import glob
 import os
 import random
+import subprocess
+import sys
 
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
@@ -15,6 +17,7 @@ from tools import fuzz as fuzz_tool
 from tools.fuzzing import mutate
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
 GOLDEN = os.path.join(HERE, "golden", "golden.ugc")
 CORPUS = sorted(glob.glob(os.path.join(HERE, "fuzz_corpus", "*.ugc")))
 #: Pixel synthesis of huge (resealed) fake sizes is bounded by MAX_PIXELS, not cheap:
@@ -76,3 +79,37 @@ def test_fuzz_script_counts_outcomes_and_enforces_the_memory_bound(capsys):
     assert "cases: 120" in report and "format error:" in report and "resident memory:" in report
     assert fuzz.main(["--cases", "2", "--max-rss-mib", "1"]) == 1  # this process alone exceeds 1 MiB
     assert "peak RSS" in capsys.readouterr().out
+
+
+_ARRAY_COMPARISONS = """
+import sys, weakref
+import atheris
+import numpy as np
+from tools.fuzz_guided import releasing_comparisons
+
+def compare(a, b):
+    return a == b
+
+atheris.instrument_func(compare)  # its == now goes through atheris._trace_cmp
+array = np.zeros(1000)
+freed = []
+
+def target(data):
+    freed.append(weakref.ref(compare(array, array))() is None)  # dropped at once, unless leaked
+    if len(freed) == 3:
+        print(freed, flush=True)
+
+atheris.Setup([sys.argv[0], "-runs=3"], releasing_comparisons(atheris, target))
+atheris.Fuzz()
+"""
+
+
+def test_guided_fuzzing_frees_the_results_of_traced_array_comparisons():
+    """atheris 3.0 keeps every traced comparison's result alive; with numpy or torch
+    operands that is the whole result array, so a long run grew by gigabytes
+    (tools/EXPERIMENTS.md). tools.fuzz_guided drops the extra reference."""
+    pytest.importorskip("atheris")
+    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    result = subprocess.run([sys.executable, "-c", _ARRAY_COMPARISONS], capture_output=True, text=True, env=env,
+                            cwd=ROOT)
+    assert "[True, True, True]" in result.stdout, result.stdout + result.stderr

@@ -11,6 +11,7 @@ from ugcodec.integer_net import (
     IntegerConv,
     IntegerHyperSynthesis,
     entropy_parameters,
+    hyper_parameters,
     integerize_hyper_synthesis,
     scale_thresholds,
 )
@@ -132,6 +133,53 @@ def test_inputs_beyond_the_winograd_limit_take_the_columns():
         assert torch.equal(conv(x.to(torch.float64)).to(torch.int64), exact_layer(conv, x))
         assert bool(taken) == winograd
         del conv._by_winograd
+
+
+def test_reach_counts_input_rows_through_the_shuffles():
+    def layer(upscale):
+        return IntegerConv(torch.zeros(4 * upscale**2, 36, dtype=torch.int64), torch.zeros(4 * upscale**2, dtype=torch.int64),
+                           8, False, upscale)
+
+    assert IntegerHyperSynthesis([layer(2), layer(2), layer(1)]).reach == 2  # 1 + 1/2 + 1/4
+    assert IntegerHyperSynthesis([layer(1)] * 3).reach == 3
+    assert IntegerHyperSynthesis([layer(2), layer(2), layer(1)]).upscale == 4
+
+
+@pytest.mark.parametrize("budget", [1, 3000])
+def test_bands_of_rows_give_the_same_integers_as_the_whole_image(float_model, monkeypatch, budget):
+    """h_s runs on bands of z rows widened by its reach: exactly the whole image's means,
+    scales and entropy parameters, however small the bands."""
+    import ugcodec.integer_net as integer_net
+
+    integer = integerize_hyper_synthesis(float_model.h_s)
+    z = torch.round(torch.randn(1, TINY_CONFIG.N, 9, 5, generator=torch.Generator().manual_seed(2)) * 6)
+    gain = torch.randint(1 << 14, 1 << 17, (TINY_CONFIG.M,), generator=torch.Generator().manual_seed(3))
+    thresholds = scale_thresholds(scale_table().tolist())
+    whole = integer(z)
+    whole_mu, whole_index = entropy_parameters(*whole, gain, thresholds)
+    monkeypatch.setattr(integer_net, "_BAND_BUDGET", budget)
+    assert len(list(integer.row_bands(9, 5))) > 1
+    assert all(torch.equal(a, b) for a, b in zip(whole, integer(z)))
+    mu, index = hyper_parameters(integer, z, gain, thresholds)
+    assert torch.equal(mu, whole_mu) and torch.equal(index, whole_index)
+
+
+def test_integer_networks_never_hold_the_whole_latent(tiny_model, monkeypatch):
+    """Parsing runs every integer layer (h_s and the channel context) on bands of rows,
+    so its float64 activations stay bounded instead of growing with the image."""
+    import ugcodec
+    import ugcodec.integer_net as integer_net
+    from conftest import make_photo_like
+
+    data = ugcodec.encode(make_photo_like(640, 64, seed=2), 2, model=tiny_model)
+    latent_rows = 640 // 16
+    monkeypatch.setattr(integer_net, "_BAND_BUDGET", 1)  # bands of one row
+    rows = []
+    real_call = IntegerConv.__call__
+    monkeypatch.setattr(IntegerConv, "__call__", lambda self, x: (rows.append(x.shape[-2]), real_call(self, x))[1])
+    ugcodec.parse_latents(data, tiny_model)
+    # One z row and 2 of reach on either side: 5 z rows, 20 latent rows at h_s's last layer.
+    assert rows and max(rows) <= latent_rows // 2
 
 
 SCRIPT = """

@@ -1,5 +1,6 @@
 """Nothing lost, nothing exhausted: outputs never collide or overwrite, reads and decodes
 are bounded, image and API inputs fail with clear errors. One section per kind of defect."""
+import errno
 import io
 import os
 import pathlib
@@ -17,6 +18,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 import ugcodec
+import ugcodec.codec  # the module, which the package imports lazily
 from ugcodec import files
 from ugcodec.cli import main
 from ugcodec.container import HEADER_SIZE, Container, Header, read_container
@@ -372,6 +374,94 @@ def test_sigterm_during_the_write_removes_the_temporary_file(workdir):
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env)
     assert result.returncode == 128 + signal.SIGTERM, result.stderr
     assert sorted(os.listdir(".")) == ["photo.png"]
+
+
+_BLOCKED_WRITER = """
+import os, sys
+import ugcodec.files as files
+real_write = os.write
+def write(descriptor, data):
+    if len(data) <= 1 << 20:
+        return real_write(descriptor, data)
+    written = real_write(descriptor, data[: 1 << 20])  # the first MiB reaches the file
+    print("writing", flush=True)
+    os.read(0, 1)  # and the writer waits here until the test kills it
+    return written
+files.os.write = write
+folder, overwrite = os.path.dirname(sys.argv[1]), sys.argv[2] == "1"
+files.write_file(os.path.join(folder, "first.ugc"), b"a small output, complete")  # as in a folder run
+files.write_file(sys.argv[1], b"x" * (16 << 20), overwrite=overwrite)
+"""
+
+
+def _unnamed_files_here(folder) -> bool:
+    descriptor = files._open_unnamed(str(folder))
+    if descriptor is None:
+        return False
+    os.close(descriptor)
+    return True
+
+
+@pytest.mark.parametrize("overwrite", [False, True], ids=["new", "force"])
+def test_sigkill_during_the_write_leaves_nothing(tmp_path, overwrite):
+    """A real SIGKILL while a large output is half written: no temporary file remains
+    (Linux O_TMPFILE), and an output being replaced keeps its old content."""
+    if not _unnamed_files_here(tmp_path):
+        pytest.skip("no unnamed temporary files (O_TMPFILE) on this platform or filesystem")
+    target = tmp_path / "out.ugc"
+    if overwrite:
+        target.write_bytes(b"the old file")
+    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    process = subprocess.Popen([sys.executable, "-c", _BLOCKED_WRITER, str(target), str(int(overwrite))],
+                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
+    try:
+        assert process.stdout.readline() == b"writing\n"
+        process.kill()
+    finally:
+        process.wait()
+        process.stdin.close()
+        process.stdout.close()
+    assert process.returncode == -signal.SIGKILL
+    assert sorted(os.listdir(tmp_path)) == (["first.ugc", "out.ugc"] if overwrite else ["first.ugc"])
+    if overwrite:
+        assert target.read_bytes() == b"the old file"
+
+
+def test_outputs_go_through_unnamed_files_where_they_exist(tmp_path, monkeypatch):
+    if not _unnamed_files_here(tmp_path):
+        pytest.skip("no unnamed temporary files (O_TMPFILE) on this platform or filesystem")
+
+    def must_not_run(*args):
+        raise AssertionError("wrote through a named temporary file")
+
+    monkeypatch.setattr(files, "_write_named", must_not_run)
+    files.write_file(str(tmp_path / "a"), b"x")
+    files.write_file(str(tmp_path / "a"), b"y", overwrite=True)
+    with pytest.raises(files.OutputError, match="exists"):
+        files.write_file(str(tmp_path / "a"), b"z")
+    assert (tmp_path / "a").read_bytes() == b"y" and os.listdir(tmp_path) == ["a"]
+
+
+def _no_unnamed_files(folder, *args):
+    return None
+
+
+def _unnamed_files_cannot_be_named(descriptor, folder_descriptor, name):
+    raise OSError(errno.EXDEV, "Invalid cross-device link")
+
+
+@pytest.mark.parametrize("refusal", [_no_unnamed_files, _unnamed_files_cannot_be_named], ids=["open", "link"])
+def test_without_unnamed_files_a_hidden_temporary_file_does_the_same(tmp_path, monkeypatch, refusal):
+    """Other systems and filesystems: the same exclusive creation, replacement and errors."""
+    monkeypatch.setattr(files, "_NO_UNNAMED", set())
+    monkeypatch.setattr(files, "_open_unnamed" if refusal is _no_unnamed_files else "_name_unnamed", refusal)
+    target = str(tmp_path / "out.ugc")
+    files.write_file(target, b"first")
+    with pytest.raises(files.OutputError, match=r"out.ugc exists \(use --force to overwrite it\)"):
+        files.write_file(target, b"second")
+    files.write_file(target, b"third", overwrite=True)
+    assert (tmp_path / "out.ugc").read_bytes() == b"third" and os.listdir(tmp_path) == ["out.ugc"]
+    assert files._NO_UNNAMED == {os.stat(tmp_path).st_dev}  # the refusal is remembered
 
 
 def test_data_reaches_the_disk_before_the_name(tmp_path, monkeypatch):

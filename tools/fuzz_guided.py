@@ -87,7 +87,8 @@ def tiny_model():
 
     import ugcodec
     from ugcodec.models import ModelConfig, UGHyperprior
-    from ugcodec.weights import export_bundle, model_from_bundle
+    from tools.export import export_bundle
+    from ugcodec.weights import model_from_bundle
 
     torch.manual_seed(1234)
     network = UGHyperprior(ModelConfig(N=8, M=16, lambdas=(0.005, 0.02, 0.05), embedding_dim=8)).eval()
@@ -145,6 +146,68 @@ def _image_target():
         assert pixels.dtype.name == "uint8" and pixels.ndim == 3 and pixels.shape[2] == 3 and mode in ("L", "RGB")
 
     return target
+
+
+def release_comparison_results(atheris) -> bool:
+    """Stops atheris leaking the result of every traced comparison; returns whether it had to.
+
+    The instrumented bytecode calls ``atheris._trace_cmp(left, right, op, ...)`` for each
+    ``==``, ``<``, ... between two non-constants, and atheris 3.0's returns the result of
+    ``PyObject_RichCompare`` with one reference too many (a new reference handed out as a
+    ``pybind11::handle``, which pybind11 increments again), so no result is ever freed. For
+    the ``True``/``False`` of scalar comparisons that costs nothing, but an elementwise
+    comparison of numpy arrays or torch tensors in an instrumented module (ugcodec's
+    entropy decoder compares whole symbol arrays) leaks its whole result: tens of KB per
+    .ugc case, gigabytes over a long run (tools/EXPERIMENTS.md, "atheris RSS growth").
+
+    A probe first checks the leak: a comparison whose result is a fresh object must come
+    back holding exactly one extra reference; only then is ``_trace_cmp`` wrapped to drop
+    it (``Py_DecRef``), so an atheris without the leak is left alone. ``atheris.Fuzz()``
+    installs its own ``_trace_cmp`` when fuzzing starts, so call this from inside the
+    fuzz target (:func:`releasing_comparisons`).
+    """
+    import ctypes
+
+    traced = atheris._trace_cmp
+
+    class Result:
+        pass
+
+    class Operand:
+        def __eq__(self, other):
+            return Result()
+
+        __hash__ = object.__hash__
+
+    result = traced(Operand(), Operand(), 2, 0, False)  # 2: Py_EQ
+    extra = sys.getrefcount(result) - 2  # less the local name and getrefcount's argument
+    del result
+    if extra != 1:
+        return False
+    decref = ctypes.pythonapi.Py_DecRef
+    decref.argtypes = [ctypes.py_object]
+    decref.restype = None
+
+    def trace_cmp(left, right, opid, idx, left_is_const):
+        result = traced(left, right, opid, idx, left_is_const)
+        decref(result)
+        return result
+
+    atheris._trace_cmp = trace_cmp
+    return True
+
+
+def releasing_comparisons(atheris, target):
+    """``target``, which first calls :func:`release_comparison_results` (once fuzzing has
+    begun and atheris has installed the tracer it will use)."""
+    released = []
+
+    def run(data: bytes) -> None:
+        if not released:
+            released.append(release_comparison_results(atheris))
+        target(data)
+
+    return run
 
 
 def main(argv=None) -> int:
@@ -214,7 +277,7 @@ def main(argv=None) -> int:
         corpus,
         seeds,
     ]
-    atheris.Setup(libfuzzer, target, custom_mutator=mutator)
+    atheris.Setup(libfuzzer, releasing_comparisons(atheris, target), custom_mutator=mutator)
     atheris.Fuzz()
     return 0
 

@@ -168,12 +168,23 @@ class IntegerChannelContext:
         channels = self.slice_channels(hyper_index.shape[1])
         if earlier.shape[1] != channels * k:
             raise ValueError(f"slice {k} needs {channels * k} earlier channels, not {earlier.shape[1]}")
-        out = self.networks[k](context_input(hyper_index, earlier))
-        mean_delta = out[:, :channels] if self.means else torch.zeros_like(out)
-        index_delta = out[:, channels:] if self.means else out
-        own = hyper_index[:, k * channels : (k + 1) * channels].to(torch.int64)
-        index = (own + _rounded_shift(index_delta, ACTIVATION_BITS)).clamp_(0, self.largest_index)
-        return mean_delta, index
+        batch, _, height, width = hyper_index.shape
+        like = dict(dtype=torch.int64, device=hyper_index.device)
+        index = torch.empty((batch, channels, height, width), **like)
+        # Without means: zero, broadcast (nothing is written into it).
+        mean_delta = torch.empty_like(index) if self.means else torch.zeros((), **like).expand_as(index)
+        own = hyper_index[:, k * channels : (k + 1) * channels]
+        # A band of rows at a time (IntegerNetwork.run_bands): the same integers as the
+        # whole latent at once, without its network input and activations in memory.
+        bands = self.networks[k].run_bands(
+            lambda window: context_input(hyper_index[:, :, window], earlier[:, :, window]), height, width
+        )
+        for rows, out in bands:
+            index_delta = out[:, channels:] if self.means else out
+            if self.means:
+                mean_delta[:, :, rows] = out[:, :channels]
+            index[:, :, rows] = own[:, :, rows].to(torch.int64) + _rounded_shift(index_delta, ACTIVATION_BITS)
+        return mean_delta, index.clamp_(0, self.largest_index)
 
     def encode(self, hyper_index: Tensor, residual: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
         """The encoder's side, slice by slice: what :meth:`slice_parameters` gives the
@@ -187,7 +198,8 @@ class IntegerChannelContext:
         Returns:
             ``(symbols, shift, index)`` ``(B, M, H, W)`` each: int64 symbols
             ``round(residual - shift)``, the float64 :func:`mean_shift` of every latent
-            (zero without means) and the int64 table indexes.
+            (without means: one zero, broadcast to the shape) and the int64 table indexes.
+            The networks run on bands of rows (:meth:`IntegerNetwork.run_bands`).
         """
         channels = self.slice_channels(hyper_index.shape[1])
 
@@ -207,17 +219,28 @@ class IntegerChannelContext:
     ) -> Tuple[Tensor, Tensor, Tensor]:
         """Slices 0 … S−1 in order, each from the deviations of the ones before it;
         ``slice_symbols(k, shift, index)`` gives slice k's symbols."""
-        symbols, shifts, indexes = [], [], []
-        earlier = hyper_index[:, :0].to(torch.int64)
+        batch, total, height, width = hyper_index.shape
+        channels = self.slice_channels(total)
+        like = dict(dtype=torch.int64, device=hyper_index.device)
+        symbols = torch.empty((batch, total, height, width), **like)
+        indexes = torch.empty((batch, total, height, width), **like)
+        # Without means every shift is zero: one zero, broadcast, instead of a latent of them.
+        shifts = (torch.empty((batch, total, height, width), dtype=torch.float64, device=hyper_index.device)
+                  if self.means else torch.zeros((), dtype=torch.float64, device=hyper_index.device).expand_as(symbols))
+        # Deviations are clamped to at most DEVIATION_CLAMP: int8 holds them exactly.
+        earlier = torch.empty((batch, total - channels, height, width), dtype=torch.int8, device=hyper_index.device)
         for k in range(self.slices):
-            mean_delta, index = self.slice_parameters(hyper_index, earlier, k)
-            shift = mean_shift(mean_delta)
+            own = slice(k * channels, (k + 1) * channels)
+            mean_delta, index = self.slice_parameters(hyper_index, earlier[:, : k * channels], k)
+            shift = mean_shift(mean_delta) if self.means else shifts[:, own]
             symbol = slice_symbols(k, shift, index)
-            earlier = torch.cat([earlier, self.deviations(symbol, mean_delta)], dim=1)
-            symbols.append(symbol)
-            shifts.append(shift)
-            indexes.append(index)
-        return torch.cat(symbols, dim=1), torch.cat(shifts, dim=1), torch.cat(indexes, dim=1)
+            if k + 1 < self.slices:
+                earlier[:, own] = self.deviations(symbol, mean_delta)
+            symbols[:, own] = symbol
+            indexes[:, own] = index
+            if self.means:
+                shifts[:, own] = shift
+        return symbols, shifts, indexes
 
     def state_dict(self) -> Dict[str, Tensor]:
         state = {"largest_index": torch.tensor(self.largest_index, dtype=torch.int64)}

@@ -20,7 +20,7 @@ from .container import COLOR_MODES, MAX_PIXELS, Container, Header, WeightsSummar
 from .entropy_coding import SymbolRangeError, decode_symbols, encode_symbols
 from .errors import ImageError
 from .image_io import ImageSource, array_to_image, load_image
-from .integer_net import GAIN_BITS, entropy_parameters
+from .integer_net import GAIN_BITS, hyper_parameters
 from .metadata import Metadata, attach as attach_metadata
 from .progress import ANALYSIS, ENTROPY_CODING, HYPER, PARSING, READ_IMAGE, REFINEMENT, SYNTHESIS, Meter, Progress
 from .settings import DEFAULT_QUALITY
@@ -196,11 +196,11 @@ def latent_residuals(model: CodecModel, y: Tensor, z_symbols: Tensor, quality: i
         ``(residual, mu, scale_index)``: float64 ``y * gain - mu`` (its rounding gives the
         symbols), the exact float64 means and the int64 coding-table indexes.
     """
-    means, scales = model.hyper_synthesis(z_symbols)
     gain = model.gain(quality)
-    mu, scale_index = entropy_parameters(means, scales, gain, model.thresholds)
+    mu, scale_index = hyper_parameters(model.hyper_synthesis, z_symbols, gain, model.thresholds)
     gain_float = gain.to(y.device, torch.float64)[None, :, None, None] / float(1 << GAIN_BITS)
-    return y.to(torch.float64) * gain_float - mu, mu, scale_index
+    residual = y.to(torch.float64, copy=True)
+    return residual.mul_(gain_float).sub_(mu), mu, scale_index
 
 
 def synthesis_input(model: CodecModel, y_symbols: Tensor, mu: Tensor, quality: int) -> Tensor:
@@ -433,8 +433,7 @@ def _parse(container: Container, model: CodecModel, meter: Optional[Meter] = Non
     z_shape = (1, config.N, _padded(header.height) // _STRIDE, _padded(header.width) // _STRIDE)
     z_channel = np.broadcast_to(np.arange(config.N)[None, :, None, None], z_shape)
     z = torch.from_numpy(decode_symbols(container.z_stream, z_channel, model.z_tables))
-    means, scales = model.hyper_synthesis(z)
-    mu, hyper_index = entropy_parameters(means, scales, model.gain(header.quality), model.thresholds)
+    mu, hyper_index = hyper_parameters(model.hyper_synthesis, z, model.gain(header.quality), model.thresholds)
     positions = int(np.prod(_latent_grid(header.height, header.width)))
     if meter is not None:
         meter.advance(HYPER * positions)
@@ -476,13 +475,14 @@ def _synthesis_work(header: Header) -> int:
 def _synthesize(latents: Latents, beta: float, model: CodecModel, meter: Optional[Meter] = None) -> np.ndarray:
     """g_s tile by tile (``meter`` advances ``SYNTHESIS`` units per latent of each window)."""
     header = latents.header
-    y_hat = synthesis_input(model, latents.y, latents.mu, header.quality)
     beta_tensor = torch.tensor([beta])
     pixels = np.empty((header.height, header.width, 3), dtype=np.uint8)
-    for tile in synthesis_tiles(y_hat.shape[-2], y_hat.shape[-1]):
+    for tile in synthesis_tiles(latents.y.shape[-2], latents.y.shape[-1]):
         rows, cols = tile.window
+        # g_s's input, a window at a time (elementwise: the same numbers as all at once);
         # channels-last: the layout the CPU convolution kernels run in, without reorders.
-        window = y_hat[:, :, rows, cols].contiguous(memory_format=torch.channels_last)
+        window = synthesis_input(model, latents.y[:, :, rows, cols], latents.mu[:, :, rows, cols], header.quality)
+        window = window.contiguous(memory_format=torch.channels_last)
         x_hat = model.network.g_s(window, beta_tensor)
         # Keep the tile's core (drop the margin) and the part inside the image.
         inside = tile.pixels(header.height, header.width)

@@ -6,8 +6,15 @@ get the destination's name: with ``os.link`` when nothing may be overwritten (th
 refuses an existing name, so two writers racing for one name cannot both win), with
 ``os.replace`` when overwriting is allowed. The destination is therefore either untouched
 or complete, and a named temporary file is removed on any exception, ``KeyboardInterrupt``
-(SIGINT) or, once :func:`exit_on_sigterm` is installed, SIGTERM. An unnamed temporary
-file leaves nothing behind even on SIGKILL.
+(SIGINT) or, once :func:`exit_on_sigterm` is installed, SIGTERM.
+
+An unnamed file has no name until the complete, synced file is linked into the folder
+(``linkat`` of ``/proc/self/fd/N`` with ``AT_SYMLINK_FOLLOW``), so a process killed
+while writing, even by SIGKILL, leaves nothing behind: the kernel frees the file with
+its last descriptor. Overwriting links it under a hidden name first and renames that over
+the destination (a SIGKILL between those two calls leaves the hidden file). Where the
+platform or filesystem has no unnamed files, or refuses to name them, the hidden named
+temporary file is used from the start, and a SIGKILL can leave it behind.
 
 Reading (:func:`read_at_most`): never more than a stated number of bytes, so a
 ``/dev/zero`` or a huge file named as input costs nothing.
@@ -26,8 +33,9 @@ __all__ = ["OutputError", "write_file", "check_writable", "read_at_most", "exit_
 
 #: Named temporary files not yet renamed; removed on SIGTERM by :func:`exit_on_sigterm`.
 _PENDING: Set[str] = set()
-#: Whether unnamed temporary files can be named here (cleared at the first refusal).
-_UNNAMED_WORKS = True
+#: Devices (``st_dev``) whose filesystem refused an unnamed file or its naming: written
+#: through named temporary files from then on.
+_NO_UNNAMED: Set[int] = set()
 
 
 class OutputError(UgcError, OSError):
@@ -68,18 +76,32 @@ def _fsync_folder(folder: str) -> None:
         os.close(descriptor)
 
 
-def _open_unnamed(folder: str) -> Optional[int]:
-    """A descriptor of an unnamed file in ``folder`` (Linux ``O_TMPFILE``), or None where
-    the platform or filesystem has none."""
+def _open_unnamed(folder: str, folder_descriptor: Optional[int] = None) -> Optional[int]:
+    """A descriptor of an unnamed file in ``folder`` (Linux ``O_TMPFILE``; opened relative
+    to ``folder_descriptor`` when given), or None where the platform or filesystem has none."""
     flag = getattr(os, "O_TMPFILE", None)
     if flag is None or not os.path.isdir("/proc/self/fd"):
         return None
     try:
-        return os.open(folder, flag | os.O_WRONLY, 0o600)
+        if folder_descriptor is None:
+            return os.open(folder, flag | os.O_WRONLY, 0o600)
+        return os.open(".", flag | os.O_WRONLY, 0o600, dir_fd=folder_descriptor)
     except OSError as error:
         if error.errno in (errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL, errno.ENOENT):
             return None
         raise
+
+
+def _name_unnamed(descriptor: int, folder_descriptor: int, name: str) -> None:
+    """Links the unnamed file ``descriptor`` as ``name`` in the folder ``folder_descriptor``.
+
+    ``linkat(AT_FDCWD, "/proc/self/fd/N", folder, name, AT_SYMLINK_FOLLOW)``: following
+    the ``/proc`` link is what names the open file itself (a plain ``link()`` would try
+    to link the ``/proc`` entry and fail with ``EXDEV``); ``os.link`` calls ``linkat``
+    with that flag when given a ``dst_dir_fd``. Fails with ``FileExistsError`` if
+    ``name`` exists: the kernel checks and creates in one step.
+    """
+    os.link(f"/proc/self/fd/{descriptor}", name, dst_dir_fd=folder_descriptor)
 
 
 def _write_all(descriptor: int, data: bytes) -> None:
@@ -127,24 +149,30 @@ def _publish(temporary: str, path: str, overwrite: bool) -> None:
 
 def _write_unnamed(folder: str, path: str, data: bytes, mode: int, overwrite: bool) -> bool:
     """Writes through an unnamed file; False (nothing done) where it cannot be named."""
-    global _UNNAMED_WORKS
-    if not _UNNAMED_WORKS:
-        return False
-    descriptor = _open_unnamed(folder)
-    if descriptor is None:
-        _UNNAMED_WORKS = False
-        return False
-    temporary = None
     try:
+        device = os.stat(folder).st_dev
+    except OSError:
+        return False  # the named path reports the missing folder
+    if device in _NO_UNNAMED:
+        return False
+    try:
+        folder_descriptor = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:
+        return False  # e.g. a folder that can be written but not read
+    descriptor = temporary = None
+    try:
+        descriptor = _open_unnamed(folder, folder_descriptor)
+        if descriptor is None:
+            _NO_UNNAMED.add(device)
+            return False
         _write_all(descriptor, data)
         os.fchmod(descriptor, mode)
-        source = f"/proc/self/fd/{descriptor}"
-        target = path
+        name = os.path.basename(path)
         if overwrite:  # a hidden name first, which then replaces the destination
-            temporary = target = _hidden_name(folder, path)
+            temporary = _hidden_name(folder, path)
             _PENDING.add(temporary)
         try:
-            os.link(source, target)
+            _name_unnamed(descriptor, folder_descriptor, os.path.basename(temporary or path))
         except FileExistsError:
             if overwrite:
                 raise
@@ -152,16 +180,22 @@ def _write_unnamed(folder: str, path: str, data: bytes, mode: int, overwrite: bo
         except OSError as error:
             # Some mounts refuse to name a file through /proc (EXDEV, EPERM, ENOENT).
             if error.errno in (errno.EXDEV, errno.EPERM, errno.ENOENT, errno.EOPNOTSUPP, errno.EACCES):
-                _UNNAMED_WORKS = False
+                _NO_UNNAMED.add(device)
                 return False
             raise
         if temporary is not None:
-            os.replace(temporary, path)
+            os.replace(os.path.basename(temporary), name, src_dir_fd=folder_descriptor, dst_dir_fd=folder_descriptor)
             _PENDING.discard(temporary)
             temporary = None
+        try:
+            os.fsync(folder_descriptor)  # the new name itself, durable
+        except OSError:
+            pass  # some filesystems cannot fsync a directory; the data itself is synced
         return True
     finally:
-        os.close(descriptor)
+        if descriptor is not None:
+            os.close(descriptor)
+        os.close(folder_descriptor)
         if temporary is not None:
             _unlink_quietly(temporary)
 
@@ -201,7 +235,7 @@ def write_file(path: str, data: bytes, overwrite: bool = False) -> None:
     try:
         if not _write_unnamed(folder, path, data, mode, overwrite):
             _write_named(folder, path, data, mode, overwrite)
-        _fsync_folder(folder)
+            _fsync_folder(folder)
     except OutputError:
         raise
     except OSError as error:

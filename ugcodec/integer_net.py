@@ -28,12 +28,22 @@ take the Winograd path, others the im2col one. Both give the exact ``acc``, bit 
 
 Outputs (:meth:`IntegerHyperSynthesis.forward`): integer means and scales with
 ``ACTIVATION_BITS`` fractional bits. :func:`entropy_parameters` turns them, with the
-integer gain of a quality level, into the exact mean and scale index of every latent.
+integer gain of a quality level, into the exact mean and scale index of every latent;
+:func:`hyper_parameters` does both for a whole image, a band of rows at a time.
+
+Memory: a network runs on bands of input rows (:meth:`IntegerNetwork.row_bands`), each
+widened by the network's reach (:attr:`IntegerNetwork.reach`: the input rows on either
+side that one output row depends on), so no activation of the whole image is ever held
+in float64. Every output is its own exact dot product of the same integers, and zero
+padding at a band's inner edge only reaches rows the band does not keep, so banded and
+whole-image results are the same integers.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
-from typing import Dict, List, Sequence, Tuple
+from fractions import Fraction
+from typing import Callable, Dict, Iterator, List, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -46,6 +56,7 @@ __all__ = [
     "IntegerConv",
     "IntegerNetwork",
     "IntegerHyperSynthesis",
+    "hyper_parameters",
     "integerize_network",
     "integerize_hyper_synthesis",
     "scale_thresholds",
@@ -57,7 +68,8 @@ ACTIVATION_LIMIT = (1 << 25) - 1
 GAIN_BITS = 16
 WEIGHT_LIMIT = (1 << 15) - 1
 EXACT_LIMIT = 1 << 53
-_IM2COL_BUDGET = 1 << 23  # float64 elements of one im2col or Winograd band (64 MiB)
+_IM2COL_BUDGET = 1 << 21  # float64 elements of one im2col or Winograd band (16 MiB)
+_BAND_BUDGET = 1 << 22  # float64 elements of the largest activation of one band of rows (32 MiB)
 
 #: Winograd F(2x2, 3x3): ``G' = 2G`` (integers), and which of the 4 transformed rows
 #: (columns) each of the 2 output rows (columns) sums, ``A^T = [[1, 1, 1, 0], [0, 1, -1, -1]]``.
@@ -242,9 +254,74 @@ class IntegerNetwork:
         for layer in self.layers:
             layer.check_exact()
 
+    @property
+    def upscale(self) -> int:
+        """Output rows (and columns) per input row: the product of the pixel shuffles."""
+        return math.prod(layer.upscale for layer in self.layers)
+
+    @property
+    def reach(self) -> int:
+        """Input rows on either side of an input row that its outputs depend on: each 3x3
+        layer reaches one row of its own input, which is finer than the network's input by
+        the shuffles before it; the sum, rounded up."""
+        reach, scale = Fraction(0), 1
+        for layer in self.layers:
+            reach += Fraction(1, scale)
+            scale *= layer.upscale
+        return math.ceil(reach)
+
+    def band_height(self, width: int) -> int:
+        """Input rows per band for inputs ``width`` columns wide: as many as keep the
+        largest activation of a band (a layer's input or its output, before the shuffle)
+        within ``_BAND_BUDGET`` elements per batch item, and at least one."""
+        per_row, scale = 0, 1
+        for layer in self.layers:
+            channels = max(layer.weight.shape[1] // 9, layer.weight.shape[0])
+            per_row = max(per_row, channels * scale * scale * width)
+            scale *= layer.upscale
+        return max(1, _BAND_BUDGET // max(1, per_row))
+
+    def row_bands(self, height: int, width: int) -> Iterator[Tuple[slice, slice, slice]]:
+        """The bands of rows an input of ``height`` x ``width`` is run in.
+
+        Yields ``(window, rows, core)``: the input rows to run (the band and ``reach``
+        rows on either side, clipped to the input), the output rows the band gives, and
+        where they lie in the window's output.
+        """
+        band, reach, upscale = self.band_height(width), self.reach, self.upscale
+        for top in range(0, height, band):
+            bottom = min(height, top + band)
+            window = slice(max(0, top - reach), min(height, bottom + reach))
+            yield (window, slice(top * upscale, bottom * upscale),
+                   slice((top - window.start) * upscale, (bottom - window.start) * upscale))
+
+    def run_bands(
+        self, read: Callable[[slice], Tensor], height: int, width: int
+    ) -> Iterator[Tuple[slice, Tensor]]:
+        """Runs the network on an input of ``height`` x ``width`` that ``read(rows)``
+        gives a band of rows of (integers, ``(B, C, rows, width)``).
+
+        Yields ``(rows, output)``: output rows and their int64 values, bands in order;
+        together exactly :meth:`run` of the whole input.
+        """
+        for window, rows, core in self.row_bands(height, width):
+            yield rows, self._run_window(read(window))[:, :, core]
+
     def run(self, inputs: Tensor) -> Tensor:
+        height, width = inputs.shape[-2:]
+        if height <= self.band_height(width):
+            return self._run_window(inputs)
+        out = None
+        for rows, band in self.run_bands(lambda window: inputs[:, :, window], height, width):
+            if out is None:
+                upscale = self.upscale
+                out = band.new_empty((*band.shape[:2], height * upscale, width * upscale))
+            out[:, :, rows] = band
+        return out
+
+    def _run_window(self, inputs: Tensor) -> Tensor:
         x = inputs.to(torch.float64) * float(1 << ACTIVATION_BITS)
-        x = x.clamp(-ACTIVATION_LIMIT, ACTIVATION_LIMIT)
+        x = x.clamp_(-ACTIVATION_LIMIT, ACTIVATION_LIMIT)
         for layer in self.layers:
             x = layer(x)
         return x.to(torch.int64)
@@ -340,6 +417,31 @@ def integerize_network(network: nn.Sequential) -> List[IntegerConv]:
 def integerize_hyper_synthesis(h_s: nn.Sequential) -> IntegerHyperSynthesis:
     """Exports the float h_s of :class:`ugcodec.models.UGHyperprior` to integers."""
     return IntegerHyperSynthesis(integerize_network(h_s))
+
+
+def hyper_parameters(
+    hyper_synthesis: IntegerHyperSynthesis, z_hat: Tensor, gain: Tensor, thresholds: Tensor
+) -> Tuple[Tensor, Tensor]:
+    """:func:`entropy_parameters` of ``hyper_synthesis(z_hat)``, computed a band of rows
+    at a time (the same numbers, without the whole image's means and scales in memory).
+
+    Args:
+        z_hat: integer ``(B, N, h, w)``; gain, thresholds: as :func:`entropy_parameters`.
+
+    Returns:
+        ``(mu, index)``: float64 and int64 ``(B, M, 4h, 4w)``.
+    """
+    height, width = z_hat.shape[-2:]
+    mu = index = None
+    for rows, out in hyper_synthesis.run_bands(lambda window: z_hat[:, :, window], height, width):
+        band_mu, band_index = entropy_parameters(*out.chunk(2, dim=1), gain, thresholds)
+        if mu is None:
+            upscale = hyper_synthesis.upscale
+            shape = (band_mu.shape[0], band_mu.shape[1], height * upscale, width * upscale)
+            mu, index = band_mu.new_empty(shape), band_index.new_empty(shape)
+        mu[:, :, rows] = band_mu
+        index[:, :, rows] = band_index
+    return mu, index
 
 
 def scale_thresholds(table: Sequence[float]) -> Tensor:

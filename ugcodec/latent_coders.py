@@ -62,13 +62,20 @@ class CodedLatent:
             (``ŷ·gain = symbols + mu``).
         scale_index: int64 coding-table index of every symbol.
         mean_shift: float64 what the coder added to the hyper-prior's means
-            (``mu = mu_hyper + mean_shift``; zero where it adds nothing).
+            (``mu = mu_hyper + mean_shift``; zero where it adds nothing, then possibly
+            one zero broadcast to the latent's shape, a view to compute with, not to
+            write into).
     """
 
     symbols: Tensor
     mu: Tensor
     scale_index: Tensor
     mean_shift: Tensor
+
+
+def _no_shift(mu: Tensor) -> Tensor:
+    """A zero mean shift shaped like ``mu``: one zero, broadcast (no latent-sized tensor)."""
+    return torch.zeros((), dtype=torch.float64, device=mu.device).expand_as(mu)
 
 
 class LatentCoder:
@@ -102,7 +109,7 @@ class LatentCoder:
             residual: float64 ``y·gain − mu`` (integer values are their own rounding).
             mu: float64 exact hyper-prior means; hyper_index: int64 hyper-prior table indexes.
         """
-        return CodedLatent(torch.round(residual).to(torch.int64), mu, hyper_index, torch.zeros_like(mu))
+        return CodedLatent(torch.round(residual).to(torch.int64), mu, hyper_index, _no_shift(mu))
 
     def compress(self, latent: CodedLatent) -> bytes:
         """The y section of a coded latent.
@@ -119,7 +126,7 @@ class LatentCoder:
             FormatError: the section is malformed.
         """
         symbols = torch.from_numpy(decode_symbols(section, hyper_index.numpy(), self.tables))
-        return CodedLatent(symbols, mu, hyper_index, torch.zeros_like(mu))
+        return CodedLatent(symbols, mu, hyper_index, _no_shift(mu))
 
 
 class HyperpriorCoder(LatentCoder):

@@ -1,0 +1,36 @@
+"""benchmarks/speed.py --memory: whole-process peak RSS against the stated bound."""
+import sys
+
+from benchmarks import speed
+
+
+def test_the_bound_is_a_base_plus_bytes_per_pixel():
+    assert speed.memory_bound_mib(0) == speed.MEMORY_BOUND_BASE / 2**20
+    assert speed.memory_bound_mib(2**20) == (speed.MEMORY_BOUND_BASE + speed.MEMORY_BOUND_PER_PIXEL * 2**20) / 2**20
+
+
+def test_a_child_is_measured_alone():
+    """wait4 gives each child's own peak, not the largest of all children so far."""
+    big = speed._run_measured([sys.executable, "-c", "b = bytearray(300 << 20); b[::4096] = b'x' * len(b[::4096])"])
+    small = speed._run_measured([sys.executable, "-c", "pass"])
+    assert big["peak_rss_mib"] >= 300 > small["peak_rss_mib"]
+    failed = speed._run_measured([sys.executable, "-c", "raise SystemExit('no such thing')"])
+    assert failed == {"error": ["no such thing"]}
+
+
+def test_memory_rows_of_whole_processes_with_the_bound_and_a_verdict(tiny_model):
+    args = speed.parse_args(["--memory", "--memory-sizes", "96x64,128x96", "--memory-runs", "1",
+                             "--weights", tiny_model.path, "--threads", "1"])
+    result = speed.bench_process_memory(args)
+    rows = result["rows"]
+    assert [(row["image"], row["operation"]) for row in rows] == [
+        ("96x64", "encode"), ("96x64", "decode"), ("128x96", "encode"), ("128x96", "decode")]
+    for row in rows:
+        assert "error" not in row, row
+        assert row["bound_mib"] == speed.memory_bound_mib(row["pixels"])
+        assert row["met"] == (row["peak_rss_mib"] <= row["bound_mib"])
+        assert "-m ugcodec" in row["command"] and "--max-pixels 0" in row["command"]
+    assert set(result["per_extra_pixel"]) == {"encode", "decode"}
+    report = speed.report({"model": "tiny", "environment": {"torch_threads": 1, "processor": "cpu", "cpu_count": 1},
+                           "runs": 1, "process_memory": result})
+    assert "bytes per pixel" in report and report.count("| met ") + report.count("| NOT MET ") == 4
