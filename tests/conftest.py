@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 
 import numpy as np
@@ -12,6 +13,15 @@ import torch
 from ugcodec.models import ModelConfig, UGHyperprior
 from tools.export import export_weights
 from ugcodec.weights import DEFAULT_WEIGHTS, load_model
+
+
+@pytest.fixture(autouse=True)
+def restore_sigterm_handler():
+    """The CLI run in process installs its SIGTERM handler (files.exit_on_sigterm) for
+    good; restore pytest's, so that a SIGTERM to the suite still stops it cleanly."""
+    handler = signal.getsignal(signal.SIGTERM)
+    yield
+    signal.signal(signal.SIGTERM, handler)
 
 TINY_CONFIG = ModelConfig(N=8, M=16, lambdas=(0.005, 0.02, 0.05), embedding_dim=8)
 
