@@ -465,7 +465,7 @@ class Trainer:
         self.model.train()
         sums: Dict[str, float] = {}
         counts: Dict[str, int] = {}
-        nonfinite = 0
+        nonfinite = skipped = 0
         started = time.time()
         try:
             while self.step < stop:
@@ -488,8 +488,7 @@ class Trainer:
                     nonfinite = 0
                 else:
                     nonfinite += 1
-                    sums["skipped"] = sums.get("skipped", 0.0) + 1.0
-                    counts["skipped"] = 1
+                    skipped += 1
                     if nonfinite >= MAX_NONFINITE_STEPS:
                         raise FloatingPointError(
                             f"loss or gradient not finite for {nonfinite} steps in a row at step {self.step}; "
@@ -505,7 +504,9 @@ class Trainer:
                     # run's first record covers fewer than log_every).
                     record = {"step": self.step, "stage": stage_before, "seconds": round(time.time() - started, 1)}
                     record.update({name: round(total / counts[name], 5) for name, total in sums.items()})
-                    sums, counts = {}, {}
+                    if skipped:
+                        record["skipped"] = skipped
+                    sums, counts, skipped = {}, {}, 0
                     with open(os.path.join(self.run_dir, "log.jsonl"), "a") as handle:
                         handle.write(json.dumps(record) + "\n")
                     if progress:
