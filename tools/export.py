@@ -21,7 +21,7 @@ from ugcodec.files import write_file
 from ugcodec.channel_context import IntegerChannelContext
 from ugcodec.entropy_coding import CodingTable, quantize_pmf
 from ugcodec.integer_net import GAIN_BITS, integerize_hyper_synthesis, scale_thresholds
-from ugcodec.models import UGHyperprior
+from ugcodec.models import ModelConfig, UGHyperprior
 from ugcodec.scales import scale_table
 from ugcodec.latent_coders import ChannelMeansScalesCoder, ChannelScalesCoder, HyperpriorCoder, coder_entries
 from ugcodec.weights import DEFAULT_WEIGHTS, NOT_SHIPPED, WEIGHTS_FORMAT, fingerprint_of, read_bundle
@@ -29,6 +29,7 @@ from ugcodec.weights import DEFAULT_WEIGHTS, NOT_SHIPPED, WEIGHTS_FORMAT, finger
 __all__ = [
     "export_adapted_bundle",
     "export_bundle",
+    "export_synthesis_bundle",
     "export_weights",
     "save_atomically",
     "with_channel_context",
@@ -104,6 +105,29 @@ def export_adapted_bundle(model: UGHyperprior, base: dict) -> dict:
         not torch.equal(float_state[name], base_float[name]) for name in set(float_state) - adapter_names
     ):
         raise ValueError("the model differs from the base weights outside its machine adapters")
+    return {**base, "config": model.config.to_dict(), "float": float_state}
+
+
+def export_synthesis_bundle(model: UGHyperprior, base: dict) -> dict:
+    """A weights bundle that is ``base`` (a loaded weights file) with the synthesis g_s
+    of ``model`` (e.g. one with other residual blocks, distilled from the base's by
+    :mod:`tools.distill_synthesis`): the same coding parts, g_a and h_a, so the same
+    bitstreams, decoded by another g_s.
+
+    Raises:
+        ValueError: ``model`` differs from ``base`` outside g_s, or in its sizes.
+    """
+    float_state = _float_state(model)
+    base_config = ModelConfig.from_dict(base["config"])
+    sizes = ("N", "M", "lambdas", "embedding_dim")
+    if any(getattr(model.config, name) != getattr(base_config, name) for name in sizes):
+        raise ValueError("the model's sizes differ from the base weights'")
+    base_float = base["float"]
+    outside = {name for name in float_state if not name.startswith("g_s.")}
+    if outside != {name for name in base_float if not name.startswith("g_s.")} or any(
+        not torch.equal(float_state[name], base_float[name]) for name in outside
+    ):
+        raise ValueError("the model differs from the base weights outside g_s")
     return {**base, "config": model.config.to_dict(), "float": float_state}
 
 

@@ -138,6 +138,8 @@ class TrainConfig:
         current = getattr(target, field_name)
         if isinstance(current, float) and isinstance(value, int) and not isinstance(value, bool):
             value = float(value)
+        if isinstance(current, tuple) and isinstance(value, list):
+            value = tuple(value)  # model sequences (lambdas, bottlenecks) are tuples
         if current is not None and type(value) is not type(current):
             raise ValueError(f"cannot set {key} to {value!r}: expected {type(current).__name__}")
         if target is self.model:

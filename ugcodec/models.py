@@ -21,7 +21,14 @@ from torch import Tensor, nn
 
 from . import _compressai
 from ._compressai import conv, conv3x3, deconv, subpel_conv3x3
-from .layers import GDN, FourierPreferenceEmbedding, MachineAdapter, ShiftedResidualBlock, straight_through_round
+from .layers import (
+    GDN,
+    BottleneckResidualBlock,
+    FourierPreferenceEmbedding,
+    MachineAdapter,
+    ShiftedResidualBlock,
+    straight_through_round,
+)
 from .scales import scale_table
 
 __all__ = ["ModelConfig", "UGHyperprior"]
@@ -38,6 +45,10 @@ class ModelConfig:
         embedding_dim: width of the preference embedding.
         machine_adapter: g_s has a beta-gated :class:`~ugcodec.layers.MachineAdapter`
             after each residual block (extra capacity for the machine decoding only).
+        bottlenecks: the residual block of each of g_s's three levels (lowest
+            resolution first): 0 for a :class:`~ugcodec.layers.ShiftedResidualBlock`,
+            h > 0 for a :class:`~ugcodec.layers.BottleneckResidualBlock` of h inner
+            channels (cheaper to decode).
     """
 
     N: int = 64
@@ -45,6 +56,13 @@ class ModelConfig:
     lambdas: Sequence[float] = (0.0018, 0.0035, 0.0067, 0.0130, 0.0250, 0.0483)
     embedding_dim: int = 64
     machine_adapter: bool = False
+    bottlenecks: Sequence[int] = (0, 0, 0)
+
+    def __post_init__(self) -> None:
+        bottlenecks = tuple(self.bottlenecks)
+        if len(bottlenecks) != 3 or any(not isinstance(width, int) or width < 0 for width in bottlenecks):
+            raise ValueError(f"bottlenecks needs one non-negative int per level of g_s (3), not {self.bottlenecks!r}")
+        object.__setattr__(self, "bottlenecks", bottlenecks)
 
     @property
     def num_qualities(self) -> int:
@@ -57,6 +75,10 @@ class ModelConfig:
             # Weights without adapters keep the config (and so the fingerprint) they had
             # before the option existed.
             del data["machine_adapter"]
+        if not any(self.bottlenecks):
+            del data["bottlenecks"]  # likewise for weights with the full residual blocks
+        else:
+            data["bottlenecks"] = list(self.bottlenecks)
         return data
 
     @classmethod
@@ -67,18 +89,24 @@ class ModelConfig:
             lambdas=tuple(float(v) for v in data["lambdas"]),
             embedding_dim=int(data["embedding_dim"]),
             machine_adapter=bool(data.get("machine_adapter", False)),
+            bottlenecks=tuple(int(width) for width in data.get("bottlenecks", (0, 0, 0))),
         )
 
 
 class PreferenceConditionalSynthesis(nn.Module):
     """g_s: latent y_hat and preference beta to an image in [0, 1] (unclipped)."""
 
-    def __init__(self, N: int, M: int, embedding_dim: int, machine_adapter: bool = False) -> None:
+    def __init__(
+        self, N: int, M: int, embedding_dim: int, machine_adapter: bool = False, bottlenecks: Sequence[int] = (0, 0, 0)
+    ) -> None:
         super().__init__()
         self.embedding = FourierPreferenceEmbedding(dim=embedding_dim)
         self.up = nn.ModuleList([deconv(M, N), deconv(N, N), deconv(N, N), deconv(N, 3)])
         self.gdn = nn.ModuleList([GDN(N, inverse=True) for _ in range(3)])
-        self.blocks = nn.ModuleList([ShiftedResidualBlock(N, embedding_dim) for _ in range(3)])
+        self.blocks = nn.ModuleList([
+            BottleneckResidualBlock(N, width, embedding_dim) if width else ShiftedResidualBlock(N, embedding_dim)
+            for width in bottlenecks
+        ])
         self.adapters = nn.ModuleList([MachineAdapter(N) for _ in range(3)]) if machine_adapter else None
 
     def forward(self, y_hat: Tensor, beta: Tensor) -> Tensor:
@@ -128,7 +156,9 @@ class UGHyperprior(nn.Module):
                 nn.ReLU(),
                 conv3x3(M * 3 // 2, 2 * M),
             )
-        self.g_s = PreferenceConditionalSynthesis(N, M, config.embedding_dim, config.machine_adapter)
+        self.g_s = PreferenceConditionalSynthesis(
+            N, M, config.embedding_dim, config.machine_adapter, config.bottlenecks
+        )
         if not coding_only:
             self.entropy_bottleneck = _compressai.EntropyBottleneck(N)
             self.gaussian_conditional = _compressai.GaussianConditional(scale_table().tolist())

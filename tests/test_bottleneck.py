@@ -1,0 +1,162 @@
+"""Bottleneck residual blocks in g_s: a cheaper synthesis, distilled from a weights
+file's own, that decodes the same bitstreams."""
+import json
+import os
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from ugcodec import codec
+from ugcodec.container import Container
+from ugcodec.layers import BottleneckResidualBlock
+from ugcodec.models import ModelConfig, UGHyperprior
+from ugcodec.weights import fingerprint_of, load_model, read_bundle
+from tools.distill_synthesis import DistillConfig, Distiller, block_features, load_student, main, student_network
+from tools.export import export_synthesis_bundle, export_weights
+from tools.training import TrainConfig, Trainer
+
+from conftest import TINY_CONFIG, make_photo_like
+from test_training import clip_teacher  # noqa: F401  (fixture)
+
+BOTTLENECK_CONFIG = ModelConfig(**{**TINY_CONFIG.to_dict(), "lambdas": TINY_CONFIG.lambdas, "bottlenecks": (0, 4, 2)})
+
+
+def test_config_records_bottlenecks_only_when_present():
+    assert "bottlenecks" not in TINY_CONFIG.to_dict(), "old weights keep their config and fingerprint"
+    data = BOTTLENECK_CONFIG.to_dict()
+    assert data["bottlenecks"] == [0, 4, 2]
+    assert ModelConfig.from_dict(data) == BOTTLENECK_CONFIG
+    assert ModelConfig.from_dict(json.loads(json.dumps(data))) == BOTTLENECK_CONFIG
+    assert ModelConfig.from_dict(TINY_CONFIG.to_dict()).bottlenecks == (0, 0, 0)
+    assert ModelConfig(bottlenecks=[0, 0, 0]).to_dict() == ModelConfig().to_dict()
+    for bad in ((0, 4), (0, -1, 2), (0, 1.5, 2)):
+        with pytest.raises(ValueError, match="bottlenecks"):
+            ModelConfig(bottlenecks=bad)
+
+
+def test_model_builds_the_configured_blocks():
+    model = UGHyperprior(BOTTLENECK_CONFIG)
+    kinds = [type(block).__name__ for block in model.g_s.blocks]
+    assert kinds == ["ShiftedResidualBlock", "BottleneckResidualBlock", "BottleneckResidualBlock"]
+    assert model.g_s.blocks[1].conv.out_channels == 4 and model.g_s.blocks[2].conv.out_channels == 2
+
+
+def test_bottleneck_block_shapes_and_zero_shifts():
+    torch.manual_seed(0)
+    block = BottleneckResidualBlock(6, 3, embedding_dim=5)
+    x, embedding = torch.randn(2, 6, 7, 9), torch.randn(2, 5)
+    out = block(x, embedding)
+    assert out.shape == x.shape and not torch.allclose(out, x)
+    # Fresh shifts are zero: the embedding (so beta) does not matter yet.
+    assert torch.equal(block(x, torch.randn(2, 5)), out)
+    with torch.no_grad():  # the in-place coding path computes the same
+        torch.testing.assert_close(block(x, embedding), out)
+    with pytest.raises(ValueError):
+        BottleneckResidualBlock(6, 0, embedding_dim=5)
+
+
+def test_fresh_bottleneck_synthesis_decodes_both_preferences_alike():
+    torch.manual_seed(1)
+    model = UGHyperprior(BOTTLENECK_CONFIG).eval()
+    y_hat = torch.randn(1, BOTTLENECK_CONFIG.M, 3, 4)
+    with torch.no_grad():
+        assert torch.equal(model.g_s(y_hat, torch.zeros(1)), model.g_s(y_hat, torch.ones(1)))
+
+
+def test_weights_with_bottlenecks_load_and_decode(tmp_path):
+    torch.manual_seed(2)
+    path = str(tmp_path / "bottleneck.pt")
+    fingerprint = export_weights(UGHyperprior(BOTTLENECK_CONFIG).eval(), path)
+    model = load_model(path)
+    assert model.config == BOTTLENECK_CONFIG and model.fingerprint == fingerprint
+    assert isinstance(model.network.g_s.blocks[2], BottleneckResidualBlock)
+    image = make_photo_like(64, 96, seed=3)
+    data = codec.encode(image, quality=2, model=model)
+    assert np.asarray(codec.decode(data, model=model)).shape == image.shape
+
+
+@pytest.fixture()
+def base_weights(tmp_path):
+    torch.manual_seed(5)
+    path = str(tmp_path / "base.pt")
+    export_weights(UGHyperprior(TINY_CONFIG).eval(), path)
+    return path
+
+
+@pytest.fixture()
+def corpus(tmp_path):
+    folder = tmp_path / "corpus"
+    folder.mkdir()
+    for seed in range(2):
+        Image.fromarray(make_photo_like(96, 120, seed=seed)).save(folder / f"image{seed}.png")
+    return str(folder)
+
+
+def test_student_copies_the_teacher_but_the_replaced_blocks(base_weights):
+    coder = load_model(base_weights)
+    student = student_network(coder, (0, 4, 2))
+    assert student.config == BOTTLENECK_CONFIG
+    teacher_state = coder.network.state_dict()
+    for name, value in student.state_dict().items():
+        if not name.startswith(("g_s.blocks.1.", "g_s.blocks.2.")):
+            assert torch.equal(value, teacher_state[name]), name
+    y_hat = torch.randn(1, TINY_CONFIG.M, 2, 3)
+    with torch.no_grad():
+        features = block_features(coder.network.g_s, y_hat, torch.zeros(1), [1, 2])
+    assert sorted(features) == [1, 2]
+    assert features[2][0].shape == (1, TINY_CONFIG.N, 16, 24)
+
+
+def test_distillation_runs_resumes_and_exports_the_same_bitstream(corpus, base_weights, tmp_path):
+    run = str(tmp_path / "run")
+    config = DistillConfig(
+        bottlenecks=(0, 4, 2), base=base_weights, corpus=corpus, crop=64, pool=3, feature_pool=2,
+        quality_weights=(1, 1, 2), feature_steps=2, feature_batch=2, steps=2, batch=2, log_every=1, checkpoint_every=1,
+    )
+    distiller = Distiller(config, run)
+    distiller.build_pool()
+    distiller.train(max_seconds=0.0)  # stops at once with a checkpoint
+    resumed = Distiller(config, run)
+    assert resumed.phase == "features"
+    resumed.build_pool()
+    resumed.train()
+    assert resumed.phase == "finetune" and resumed.step == 2
+    records = [json.loads(line) for line in open(os.path.join(run, "log.jsonl"))]
+    assert {record["phase"] for record in records} == {"pool", "features", "finetune"}
+
+    out = str(tmp_path / "student.pt")
+    assert main(["--run", run, "--export", out]) == 0
+    base, student = load_model(base_weights), load_model(out)
+    assert student.config.bottlenecks == (0, 4, 2) and student.fingerprint != base.fingerprint
+    image = make_photo_like(64, 64, seed=9)
+    data_base, latents_base = codec.encode_latents(image, quality=2, model=base)
+    data_student, latents_student = codec.encode_latents(image, quality=2, model=student)
+    payload = lambda data: (Container.from_bytes(data).z_stream, Container.from_bytes(data).y_stream)  # noqa: E731
+    assert payload(data_base) == payload(data_student), "only the header's fingerprint differs"
+    pixels = codec.decode_pixels(latents_student, "human", student)
+    assert pixels.shape == image.shape
+    trained, _ = load_student(os.path.join(run, "checkpoint.pt"))
+    assert torch.equal(trained.g_s.blocks[2].conv.weight.half().float(), student.network.g_s.blocks[2].conv.weight)
+
+
+def test_synthesis_export_refuses_other_transforms(base_weights):
+    bundle = read_bundle(base_weights)
+    with pytest.raises(ValueError, match="outside g_s"):
+        export_synthesis_bundle(UGHyperprior(BOTTLENECK_CONFIG).eval(), bundle)  # random g_a
+    student = student_network(load_model(base_weights), (0, 4, 2))
+    exported = export_synthesis_bundle(student, bundle)
+    assert exported["config"]["bottlenecks"] == [0, 4, 2]
+    assert fingerprint_of(exported) != fingerprint_of(bundle)
+
+
+def test_training_trains_a_bottleneck_model(corpus, tmp_path, clip_teacher):  # noqa: F811 (fixture)
+    config = TrainConfig(model=TINY_CONFIG, corpus=corpus, crop=64, batch=2, stage1_steps=1, stage2_steps=1,
+                         log_every=1, checkpoint_every=1)
+    config.override("model.bottlenecks=[0, 4, 2]")
+    assert config.model == BOTTLENECK_CONFIG
+    trainer = Trainer(config, str(tmp_path / "run"), teacher=clip_teacher)
+    before = trainer.model.g_s.blocks[2].conv.weight.clone()
+    trainer.run(progress=False)
+    assert trainer.step == 2 and not torch.equal(before, trainer.model.g_s.blocks[2].conv.weight)
