@@ -84,6 +84,7 @@ class DistillConfig:
         steps: int = 3000,
         batch: int = 8,
         lr: float = 1e-4,
+        block_lr_scale: float = 1.0,
         tune: str = "g_s",
         teacher_weight: float = 1.0,
         crop_detail: float = 14.0,
@@ -104,6 +105,7 @@ class DistillConfig:
         self.steps = steps
         self.batch = batch
         self.lr = lr
+        self.block_lr_scale = block_lr_scale
         if tune not in ("g_s", "blocks"):
             raise ValueError(f"tune must be g_s or blocks, not {tune!r}")
         self.tune = tune
@@ -246,15 +248,19 @@ class Distiller:
 
     def _make_optimizer(self) -> torch.optim.Optimizer:
         self.student.requires_grad_(False)
-        if self.phase == "features" or self.config.tune == "blocks":
-            for level in self.levels:
-                self.student.g_s.blocks[level].requires_grad_(True)
-            parameters = self._new_parameters()
+        for level in self.levels:
+            self.student.g_s.blocks[level].requires_grad_(True)
+        new = self._new_parameters()
+        if self.phase == "features":
+            groups = [{"params": new, "scale": 1.0}]
         else:
-            self.student.g_s.requires_grad_(True)
-            parameters = list(self.student.g_s.parameters())
-        lr = self.config.feature_lr if self.phase == "features" else self.config.lr
-        return torch.optim.Adam(parameters, lr=lr)
+            groups = [{"params": new, "scale": self.config.block_lr_scale}]
+            if self.config.tune == "g_s":
+                self.student.g_s.requires_grad_(True)
+                chosen = {id(p) for p in new}
+                groups.append({"params": [p for p in self.student.g_s.parameters() if id(p) not in chosen], "scale": 1.0})
+        optimizer = torch.optim.Adam(groups, lr=self.config.feature_lr if self.phase == "features" else self.config.lr)
+        return optimizer
 
     def _learning_rate(self) -> float:
         # Cosine from the phase's rate to a tenth of it.
@@ -322,7 +328,7 @@ class Distiller:
                     self._save()
                     return
                 for group in self.optimizer.param_groups:
-                    group["lr"] = self._learning_rate()
+                    group["lr"] = self._learning_rate() * group.get("scale", 1.0)
                 logs = self.feature_loss(pool) if phase == "features" else self.image_loss(pool)
                 self.optimizer.zero_grad(set_to_none=True)
                 logs["loss"].backward()
@@ -375,7 +381,13 @@ class Distiller:
         self.student.g_s.load_state_dict(state["g_s"])
         self.phase, self.step = state["phase"], int(state["step"])
         self.optimizer = self._make_optimizer()
-        self.optimizer.load_state_dict(state["optimizer"])
+        scales = [group["scale"] for group in self.optimizer.param_groups]
+        try:
+            self.optimizer.load_state_dict(state["optimizer"])
+        except ValueError:  # other parameter groups: fresh moments
+            print("optimiser state does not fit: restarting its moments", file=sys.stderr)
+        for group, scale in zip(self.optimizer.param_groups, scales):
+            group["scale"] = scale  # the config's, which a resumed run may change
         self.rng.bit_generator.state = state["rng"]
         print(f"resumed {self.phase} at step {self.step}", file=sys.stderr)
 
@@ -404,6 +416,8 @@ def main(argv=None) -> int:
     parser.add_argument("--steps", type=int, help="finetune steps (default 3000; a resumed run: its own)")
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--lr", type=float, default=1e-4)
+    parser.add_argument("--block-lr-scale", type=float,
+                        help="finetune: the new blocks' learning rate over the rest's (default 1; a resumed run: its own)")
     parser.add_argument("--tune", default="g_s", choices=("g_s", "blocks"))
     parser.add_argument("--threads", type=int, help="torch CPU threads")
     parser.add_argument("--max-minutes", type=float, help="stop (with a checkpoint) after this much training time")
@@ -424,6 +438,7 @@ def main(argv=None) -> int:
         config = DistillConfig.from_dict(torch.load(checkpoint, map_location="cpu", weights_only=False)["config"])
         config.feature_steps = config.feature_steps if args.feature_steps is None else args.feature_steps
         config.steps = config.steps if args.steps is None else args.steps
+        config.block_lr_scale = config.block_lr_scale if args.block_lr_scale is None else args.block_lr_scale
     else:
         if not args.bottlenecks:
             parser.error("a new run needs --bottlenecks")
@@ -439,6 +454,7 @@ def main(argv=None) -> int:
             steps=3000 if args.steps is None else args.steps,
             batch=args.batch,
             lr=args.lr,
+            block_lr_scale=1.0 if args.block_lr_scale is None else args.block_lr_scale,
             tune=args.tune,
         )
     distiller = Distiller(config, args.run)
