@@ -752,10 +752,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     quality = args.quality or (model.num_qualities + 1) // 2
     started = time.perf_counter()
     result = {
-        "benchmark": "speed",
-        "command": common.command_line("speed"),
-        "environment": common.environment(threads),
-        "model": common.ugc_description(model),
+        **common.report_head("speed", threads, model),
         "runs": args.runs,
         "quality": quality,
         "photo": args.photo,
