@@ -300,11 +300,7 @@ def run(args: argparse.Namespace) -> dict:
     curves = aggregate(records, [c.name for c in classifiers], len(photos))
     groups = sorted({group_of(name) for name, _ in photos})
     return {
-        "benchmark": "analytics",
-        "command": common.command_line("analytics"),
-        "environment": common.environment(threads),
-        "model": common.ugc_description(model, args.refine) if model else None,
-        "ugc_refine": args.refine,
+        **common.report_head("analytics", threads, model, args.refine),
         "classifiers": classifier_specs,
         "sanity_check": sanity,
         "teacher": teacher_description,
@@ -501,13 +497,11 @@ def plot(result: dict, path: str) -> None:
             axis.plot(bpp, [p.get("teacher_local") for p in points], "x--", color=colours[codec], label=f"{codec} local", ms=3, alpha=0.7)
         axis.set(xlabel="bpp", ylabel="1 - cosine", title="MobileNetV2 teacher feature distance")
         common.finish_axis(axis, 7)
-    common.save_figure(figure, path, f"{len(result['photos'])} photo(s): {', '.join(p['name'] for p in result['photos'])}")
+    common.save_figure(figure, path, result)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
-    args = parse_args(argv)
-    result = run(args)
-    common.save_results(args.out, "analytics", result, report(result), plot)
+    common.run_and_save("analytics", parse_args(argv), run, report, plot)
 
 
 if __name__ == "__main__":

@@ -25,7 +25,6 @@ import argparse
 import json
 import math
 import os
-import sys
 import time
 from collections import defaultdict
 from typing import Dict, List, Optional, Sequence

@@ -161,6 +161,21 @@ def ugc_roundtrip(
     return len(data), {pref: decode_pixels(latents, pref, model) for pref in preferences}
 
 
+def report_head(benchmark: str, threads: Optional[int], model=None, refine: Optional[int] = None) -> dict:
+    """The entries every report starts with: ``benchmark``, ``command``, ``environment``,
+    ``model`` (:func:`ugc_description`, None without a ugc model) and, where the benchmark
+    can refine, ``ugc_refine``."""
+    head = {
+        "benchmark": benchmark,
+        "command": command_line(benchmark),
+        "environment": environment(threads),
+        "model": ugc_description(model, refine or 0) if model else None,
+    }
+    if refine is not None:
+        head["ugc_refine"] = refine
+    return head
+
+
 def ugc_description(model, refine: int = 0) -> str:
     config = model.config
     return (
@@ -304,9 +319,12 @@ def finish_axis(axis, legend_size: int) -> None:
     axis.legend(fontsize=legend_size)
 
 
-def save_figure(figure, path: str, title: str) -> None:
-    """Titles and lays out a report's plot, writes it as PNG and frees it."""
-    figure.suptitle(title, fontsize=9)
+def save_figure(figure, path: str, result: dict, averaged: bool = False) -> None:
+    """Titles a report's plot with the photos of ``result`` (``averaged``: the curves are
+    their averages), lays it out, writes it as PNG and frees it."""
+    photos = result["photos"]
+    title = f"{len(photos)} photo(s): {', '.join(photo['name'] for photo in photos)}"
+    figure.suptitle("Averaged over " + title if averaged else title, fontsize=9)
     figure.tight_layout()
     figure.savefig(path, dpi=120)
     pyplot().close(figure)
@@ -325,3 +343,11 @@ def save_results(out: str, name: str, result: dict, text: str, plot: Optional[Ca
         plot(result, os.path.join(out, f"{name}.png"))
         written.append(f"{name}.png")
     print(f"\nWrote {', '.join(written)} in {out} ({result['seconds']:.1f} s)")
+
+
+def run_and_save(name: str, args, run: Callable[[object], dict], report: Callable[[dict], str],
+                 plot: Optional[Callable[[dict, str], None]] = None) -> None:
+    """A benchmark's ``main``: ``run(args)`` gives the result, which :func:`save_results`
+    writes as ``name`` under ``args.out`` with ``report(result)`` (and ``plot``)."""
+    result = run(args)
+    save_results(args.out, name, result, report(result), plot)

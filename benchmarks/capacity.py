@@ -132,10 +132,7 @@ def run(args: argparse.Namespace) -> dict:
             "nonzero_fraction": float(nonzero[index].sum() / (positions[index] * model.config.M)),
         })
     return {
-        "benchmark": "capacity",
-        "command": common.command_line("capacity"),
-        "environment": common.environment(threads),
-        "model": common.ugc_description(model),
+        **common.report_head("capacity", threads, model),
         "photo_set": args.photo_set,
         "photos": entries(photos),
         "max_size": args.max_size,
@@ -175,9 +172,7 @@ def report(result: dict) -> str:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
-    args = parse_args(argv)
-    result = run(args)
-    common.save_results(args.out, "capacity", result, report(result))
+    common.run_and_save("capacity", parse_args(argv), run, report)
 
 
 if __name__ == "__main__":

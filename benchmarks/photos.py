@@ -46,6 +46,8 @@ from typing import Callable, List, Optional, Sequence, Tuple, Union
 import numpy as np
 from PIL import Image
 
+from .bench_common import markdown_table
+
 __all__ = [
     "PHOTO_NAMES", "PHOTO_SETS", "DEBIAN_PHOTOS", "load_photos", "fetch_debian_photos", "source_of", "group_of",
     "fit", "parse_size", "Photo",
@@ -332,11 +334,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except (RuntimeError, FileNotFoundError, ValueError) as error:
         print(f"photos: {error}", file=sys.stderr)
         return 1
-    print("| photo | width | height | source |")
-    print("| --- | ---: | ---: | --- |")
-    for name, image in photos:
-        source = source_of(name)
-        print(f"| {name} | {image.shape[1]} | {image.shape[0]} | {source if source.startswith('scikit') else 'Debian ' + source} |")
+    rows = [[name, image.shape[1], image.shape[0], source if source.startswith("scikit") else "Debian " + source]
+            for name, image in photos for source in [source_of(name)]]
+    print(markdown_table(["photo", "width", "height", "source"], rows, align="lrrl"))
     return 0
 
 

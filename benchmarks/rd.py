@@ -174,11 +174,7 @@ def run(args: argparse.Namespace) -> dict:
         notes.append("jpeg not run: no BD-rates")
 
     return {
-        "benchmark": "rd",
-        "command": common.command_line("rd"),
-        "environment": common.environment(threads),
-        "model": common.ugc_description(model, args.refine) if model else None,
-        "ugc_refine": args.refine,
+        **common.report_head("rd", threads, model, args.refine),
         "photo_set": args.photo_set,
         "photos": entries(photos),
         "max_size": args.max_size,
@@ -246,18 +242,15 @@ def plot(result: dict, path: str) -> None:
         bpp = [p["bpp"] for p in points]
         axes[0].plot(bpp, [p["psnr"] for p in points], styles.get(codec, ".-"), label=codec)
         axes[1].plot(bpp, [common.msssim_db(p["ms_ssim"]) for p in points], styles.get(codec, ".-"), label=codec)
-    names = ", ".join(p["name"] for p in result["photos"])
     axes[0].set(xlabel="bpp", ylabel="PSNR (dB, RGB)", title="PSNR vs rate")
     axes[1].set(xlabel="bpp", ylabel="MS-SSIM (dB)", title="MS-SSIM vs rate")
     for axis in axes:
         common.finish_axis(axis, 8)
-    common.save_figure(figure, path, f"Averaged over {len(result['photos'])} photo(s): {names}")
+    common.save_figure(figure, path, result, averaged=True)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
-    args = parse_args(argv)
-    result = run(args)
-    common.save_results(args.out, "rd", result, report(result), plot)
+    common.run_and_save("rd", parse_args(argv), run, report, plot)
 
 
 if __name__ == "__main__":

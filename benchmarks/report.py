@@ -19,6 +19,9 @@ import re
 import sys
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
+from ugcodec.container import shipped_weights_summary, shipping_release
+from ugcodec.errors import UgcError
+
 from .bench_common import markdown_table, psnr_at
 from .photos import group_of, source_of
 from .tasks import METRICS
@@ -113,9 +116,32 @@ def header(rel: str, report: dict, facts: Sequence[str], plots: Sequence[str]) -
     if "seconds" in report:
         facts.append(f"{report['seconds']:,.0f} s")
     links = [f"[{name}]({folder}{name})" for name in [f"{stem}.md", *plots]]
-    return [f"#### `results/{rel}`", "",
-            f"`{report.get('command', '?')}`", "",
-            f"Model: {report.get('model', '?')}. " + "; ".join(facts) + ". Full report: " + ", ".join(links) + ".", ""]
+    lines = [f"#### `results/{rel}`", "",
+             f"`{runnable_command(report.get('command', '?'))}`", "",
+             f"Model: {report.get('model', '?')}. " + "; ".join(facts) + ". Full report: " + ", ".join(links) + ".", ""]
+    shipped = shipped_fingerprint()
+    fingerprint = fingerprint_of(report)
+    if shipped and fingerprint and fingerprint != shipped:
+        release = shipping_release(bytes.fromhex(fingerprint))
+        which = f"the weights that ugcodec {release} shipped" if release else "weights that never shipped"
+        lines += [f"*Not the shipped weights:* these figures are of {which} (`{fingerprint}`); "
+                  f"the shipped ones are `{shipped}`. Run the command again to measure them.", ""]
+    return lines
+
+
+def runnable_command(command: str) -> str:
+    """``command`` as it runs today: reports made when the benchmarks ran as scripts
+    (``python benchmarks/rd.py ...``) name the module form (``python -m benchmarks.rd ...``),
+    which takes the same arguments."""
+    return re.sub(r"\bpython benchmarks/(\w+)\.py\b", r"python -m benchmarks.\1", command)
+
+
+def shipped_fingerprint() -> Optional[str]:
+    """The shipped weights' fingerprint (hex), or None where their summary is unreadable."""
+    try:
+        return shipped_weights_summary().fingerprint.hex()
+    except UgcError:
+        return None
 
 
 # --------------------------------------------------------------------------- rd
@@ -319,11 +345,13 @@ BLOCKS: Dict[str, Tuple[str, Callable[[dict], List[str]], Callable[[dict], List[
 
 
 def block(results: str, name: str) -> List[str]:
-    """The lines that replace ``<!-- report: name -->``."""
+    """The lines that replace ``<!-- report: name -->``: the reports of the shipped weights
+    first, then those of other weights."""
     if name == "photos":
         return photos_block(results)
     report_name, facts, tables = BLOCKS[name]
-    found = find_reports(results, report_name)
+    shipped = shipped_fingerprint()
+    found = sorted(find_reports(results, report_name), key=lambda found: fingerprint_of(found[1]) != shipped)
     if not found:
         return [f"No report yet: run `python -m benchmarks.{report_name if name != 'tasks' else 'analytics_tasks'}`.", ""]
     lines = []

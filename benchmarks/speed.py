@@ -15,7 +15,8 @@ Three parts:
    compressai's rANS through ``GaussianConditional.compress``/``decompress`` (its own
    Gaussian tables for the same 64 scales), on the same symbols: ``--symbols`` values
    ``round(N(0, scale))`` with a scale index drawn uniformly per symbol.
-3. ``--large``: peak resident memory (``ru_maxrss`` of a child process per run) of
+3. ``--large``: peak resident memory (``ru_maxrss`` of a child process per run, started
+   through a small process of its own, as for ``--memory``) of
    encode and of decode of a ``--large-size`` (default 4000x3000) upscaled photo, for ugc
    and compressai, with the child's resident memory after imports and model loading.
    Identical runs differ by up to a few hundred MiB, so each operation runs
@@ -341,7 +342,7 @@ def bench_memory(args: argparse.Namespace) -> dict:
     with tempfile.TemporaryDirectory(prefix="ugc-speed-") as folder:
         np.save(os.path.join(folder, "image.npy"), photo)
         for operation in ("ugc-encode", "ugc-decode", "compressai-encode", "compressai-decode"):
-            command = [sys.executable, os.path.abspath(__file__), "--child", operation, "--child-dir", folder,
+            command = [sys.executable, "-m", "benchmarks.speed", "--child", operation, "--child-dir", folder,
                        "--threads", str(args.threads)]
             if args.weights:
                 command += ["--weights", args.weights]
@@ -349,12 +350,13 @@ def bench_memory(args: argparse.Namespace) -> dict:
                 command += ["--quality", str(args.quality)]
             runs = []
             for _ in range(max(1, args.memory_runs)):
-                completed = subprocess.run(command, capture_output=True, text=True)
-                if completed.returncode != 0:
-                    runs = [{"operation": operation, "error": completed.stderr.strip().splitlines()[-1:]}]
-                    print(f"  {operation}: FAILED\n{completed.stderr}", file=sys.stderr)
+                measured = _run_measured(command, _environment_of_this_checkout())
+                if "error" in measured:
+                    runs = [{"operation": operation, "error": measured["error"]}]
+                    print(f"  {operation}: FAILED {measured['error']}", file=sys.stderr)
                     break
-                runs.append(json.loads(completed.stdout.strip().splitlines()[-1]))
+                # The child's own figures, with its peak as the process alone had it.
+                runs.append({**json.loads(measured["last_line"]), "peak_rss_mib": measured["peak_rss_mib"]})
                 print(f"  {operation}: {runs[-1]['seconds']:.1f} s, peak RSS {runs[-1]['peak_rss_mib']:.0f} MiB")
             if "error" in runs[0]:
                 rows.append(runs[0])
@@ -365,24 +367,27 @@ def bench_memory(args: argparse.Namespace) -> dict:
     return {"image": f"{photo.shape[1]}x{photo.shape[0]}", "megapixels": photo.shape[0] * photo.shape[1] / 1e6, "rows": rows}
 
 
-#: Runs its arguments as a command and prints that process's own seconds and peak RSS.
-#: A small process of its own starts the command: Linux counts in a child's ``ru_maxrss``
-#: the peak of the memory it had before ``exec``, which a child forked (or vforked) straight
-#: from this benchmark shares with this process's own peak.
+#: Runs its arguments as a command and prints that process's own seconds and peak RSS,
+#: and the last line the command printed. A small process of its own starts the command:
+#: Linux counts in a child's ``ru_maxrss`` the peak of the memory it had before ``exec``,
+#: which a child forked (or vforked) straight from this benchmark shares with this
+#: process's own peak.
 _MEASURE = """
 import json, os, subprocess, sys, time
 start = time.perf_counter()
-process = subprocess.Popen(sys.argv[1:], stdout=subprocess.DEVNULL)
+process = subprocess.Popen(sys.argv[1:], stdout=subprocess.PIPE)
+output = process.stdout.read().decode(errors="replace").strip().splitlines()
 _, status, usage = os.wait4(process.pid, 0)
 print(json.dumps({"status": os.waitstatus_to_exitcode(status), "seconds": time.perf_counter() - start,
-                  "peak_kib": usage.ru_maxrss}))
+                  "peak_kib": usage.ru_maxrss, "last_line": output[-1] if output else ""}))
 """
 
 
 def _run_measured(command: Sequence[str], env: Optional[dict] = None) -> dict:
-    """Runs ``command`` to its end; returns its seconds and its own peak RSS in MiB
+    """Runs ``command`` to its end; returns its seconds, its own peak RSS in MiB
     (``ru_maxrss`` from ``os.wait4``: this process alone, unlike ``RUSAGE_CHILDREN``,
-    the largest of every child so far), or ``{"error": [last line of stderr]}``."""
+    the largest of every child so far) and the last line it printed (``last_line``), or
+    ``{"error": [last line of stderr]}``."""
     with tempfile.TemporaryFile() as errors:
         completed = subprocess.run([sys.executable, "-c", _MEASURE, *command], stdout=subprocess.PIPE,
                                    stderr=errors, env=env, text=True)
@@ -392,7 +397,21 @@ def _run_measured(command: Sequence[str], env: Optional[dict] = None) -> dict:
     if measured is None or measured["status"] != 0:
         status = measured["status"] if measured else completed.returncode
         return {"error": message.splitlines()[-1:] or [f"exit status {status}"]}
-    return {"seconds": measured["seconds"], "peak_rss_mib": measured["peak_kib"] / 1024}  # KiB on Linux
+    return {"seconds": measured["seconds"], "peak_rss_mib": measured["peak_kib"] / 1024,  # KiB on Linux
+            "last_line": measured["last_line"]}
+
+
+def _environment_of_this_checkout() -> dict:
+    """This process's environment, with ``PYTHONPATH`` led by the folders that hold the
+    ``benchmarks`` and ``ugcodec`` packages this benchmark imports, so that child
+    processes run the same code whatever is installed."""
+    import ugcodec
+
+    env = dict(os.environ)
+    roots = [os.path.dirname(os.path.dirname(os.path.abspath(module))) for module in (__file__, ugcodec.__file__)]
+    rest = [path for path in env.get("PYTHONPATH", "").split(os.pathsep) if path and path not in roots]
+    env["PYTHONPATH"] = os.pathsep.join(list(dict.fromkeys(roots)) + rest)
+    return env
 
 
 def bench_process_memory(args: argparse.Namespace) -> dict:
@@ -400,12 +419,7 @@ def bench_process_memory(args: argparse.Namespace) -> dict:
     ``--memory-sizes``, the stated bound next to each."""
     from PIL import Image
 
-    import ugcodec
-
-    env = dict(os.environ)
-    # The processes run the ugcodec this benchmark imports, whatever is installed.
-    root = os.path.dirname(os.path.dirname(os.path.abspath(ugcodec.__file__)))
-    env["PYTHONPATH"] = os.pathsep.join([root] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
+    env = _environment_of_this_checkout()
     if args.threads and args.threads > 0:
         env["OMP_NUM_THREADS"] = str(args.threads)
     ugc = [sys.executable, "-m", "ugcodec"]
@@ -738,10 +752,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     quality = args.quality or (model.num_qualities + 1) // 2
     started = time.perf_counter()
     result = {
-        "benchmark": "speed",
-        "command": common.command_line("speed"),
-        "environment": common.environment(threads),
-        "model": common.ugc_description(model),
+        **common.report_head("speed", threads, model),
         "runs": args.runs,
         "quality": quality,
         "photo": args.photo,

@@ -34,10 +34,12 @@ import subprocess
 import sys
 import tarfile
 import tempfile
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
+
+from .bench_common import markdown_table
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 TASK_CACHE = os.path.join(HERE, "photos_cache", "tasks")
@@ -246,12 +248,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except (RuntimeError, FileNotFoundError, ValueError) as error:
         print(f"task_photos: {error}", file=sys.stderr)
         return 1
-    print("| photo | kind | width | height | source |")
-    print("| --- | --- | ---: | ---: | --- |")
-    for name, image in photos:
-        print(f"| {name} | {kind_of(name)} | {image.shape[1]} | {image.shape[0]} | {source_of(name)} |")
-        if args.save:
-            os.makedirs(args.save, exist_ok=True)
+    print(markdown_table(["photo", "kind", "width", "height", "source"],
+                         [[name, kind_of(name), image.shape[1], image.shape[0], source_of(name)] for name, image in photos],
+                         align="llrrl"))
+    if args.save:
+        os.makedirs(args.save, exist_ok=True)
+        for name, image in photos:
             Image.fromarray(image).save(os.path.join(args.save, name + ".png"))
     return 0
 

@@ -42,6 +42,17 @@ def make_photo_like(height: int, width: int, seed: int = 0, channels: int = 3) -
     return image[:, :, 0] if channels == 1 else image
 
 
+def write_photos(folder, count: int, height: int, width: int, stem: str = "photo") -> str:
+    """Makes ``folder`` (a path) with ``count`` PNGs ``{stem}{index}.png`` of
+    :func:`make_photo_like` (seed = index); returns the folder as a string."""
+    from PIL import Image
+
+    os.makedirs(folder, exist_ok=True)
+    for index in range(count):
+        Image.fromarray(make_photo_like(height, width, seed=index)).save(os.path.join(folder, f"{stem}{index}.png"))
+    return str(folder)
+
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 

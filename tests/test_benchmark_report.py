@@ -43,7 +43,7 @@ def test_every_report_is_headed_by_its_command_and_weights():
     for name in ("rd", "analytics", "speed", "tasks", "capacity"):
         for rel, found in report.find_reports(report.RESULTS, name):
             heading = page.index(f"#### `results/{rel}`")
-            assert page.index(f"`{found['command']}`", heading) < page.index("|", heading)
+            assert page.index(f"`{report.runnable_command(found['command'])}`", heading) < page.index("|", heading)
             assert report.fingerprint_of(found) in page[heading: page.index("|", heading)]
 
 
@@ -76,3 +76,26 @@ def test_reports_of_refinement_come_in_order_of_steps(tmp_path):
         (tmp_path / folder / "rd.json").write_text("{}")
     assert [rel for rel, _ in report.find_reports(str(tmp_path), "rd")] == [
         "rd.json", "all/rd.json", "refine5/rd.json", "refine20/rd.json"]
+
+
+def test_commands_of_the_script_era_are_shown_as_modules():
+    assert report.runnable_command("python benchmarks/rd.py --threads 2 --out benchmarks/results/rd.py.d") == (
+        "python -m benchmarks.rd --threads 2 --out benchmarks/results/rd.py.d")
+    assert report.runnable_command("python -m benchmarks.speed --large") == "python -m benchmarks.speed --large"
+
+
+def test_reports_of_other_weights_come_last_and_say_so(tmp_path):
+    results = tmp_path / "results"
+    shutil.copytree(report.RESULTS, results)
+    shipped = report.shipped_fingerprint()
+    rd = json.loads((results / "rd.json").read_text())
+    assert report.fingerprint_of(rd) == shipped
+    other = dict(rd, model=rd["model"].replace(shipped, "0123456789abcdef"), command="python -m benchmarks.rd --other")
+    (results / "aaa").mkdir()
+    (results / "aaa" / "rd.json").write_text(json.dumps(other))  # sorts before the others by name
+    page = report.render(str(results))
+    ours, theirs = page.index("#### `results/rd.json`"), page.index("#### `results/aaa/rd.json`")
+    assert ours < theirs
+    note = "*Not the shipped weights:* these figures are of weights that never shipped (`0123456789abcdef`)"
+    assert page.index(note, theirs) < page.index("|", theirs)
+    assert "*Not the shipped weights:*" not in page[ours: page.index("|", ours)]

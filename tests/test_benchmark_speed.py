@@ -34,3 +34,21 @@ def test_memory_rows_of_whole_processes_with_the_bound_and_a_verdict(tiny_model)
     report = speed.report({"model": "tiny", "environment": {"torch_threads": 1, "processor": "cpu", "cpu_count": 1},
                            "runs": 1, "process_memory": result})
     assert "bytes per pixel" in report and report.count("| met ") + report.count("| NOT MET ") == 4
+
+
+def test_large_image_children_are_measured_apart_from_this_process(tiny_model):
+    """A child started straight from the benchmark would report at least the benchmark's
+    own memory (Linux keeps the peak from before ``exec``); the rows must not."""
+    import resource
+
+    ballast = bytearray(1 << 30)
+    ballast[:: 1 << 12] = b"x" * len(ballast[:: 1 << 12])  # resident, not just reserved
+    own_peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    args = speed.parse_args(["--large", "--large-size", "64x48", "--memory-runs", "1",
+                             "--weights", tiny_model.path, "--threads", "1"])
+    rows = speed.bench_memory(args)["rows"]
+    del ballast
+    assert [row["operation"] for row in rows] == ["ugc-encode", "ugc-decode", "compressai-encode", "compressai-decode"]
+    for row in rows:
+        assert "error" not in row, row
+        assert row["rss_before_mib"] <= row["peak_rss_mib"] < own_peak_mib - 512, (row, own_peak_mib)

@@ -9,10 +9,9 @@ import zlib
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 import reference_parser as ref
-from conftest import make_photo_like
+from conftest import make_photo_like, write_photos
 from tools import model_card as card
 
 import ugcodec
@@ -326,9 +325,7 @@ def test_a_means_context_can_start_from_a_scales_context(tmp_path):
 @BOTH
 def test_training_tool_writes_context_weights_and_resumes(tiny_model, tmp_path, capsys, means):
     corpus = tmp_path / "corpus"
-    corpus.mkdir()
-    for seed in range(2):
-        Image.fromarray(make_photo_like(160, 160, seed=seed)).save(corpus / f"photo{seed}.png")
+    write_photos(corpus, 2, 160, 160)
     out, checkpoint = str(tmp_path / "context.pt"), str(tmp_path / "checkpoint.pt")
     common = ["--corpus", str(corpus), "--weights", tiny_model.path, "--out", out, "--slices", "2",
               "--crops", "3", "--held-out", "2", "--crop", "128", "--batch", "2", "--threads", "1",

@@ -108,6 +108,15 @@ def test_capacity_names_the_levels_below_webp(shipped, results):
     assert f"{report['latent_channels'] - top['channels_in_use']} of {report['latent_channels']} on 7 photos" in line
 
 
+def test_capacity_names_the_lever_by_the_channels_in_use(results):
+    report = json.loads((results / "capacity.json").read_text())
+    fingerprint = re.search(r"fingerprint ([0-9a-f]{16})", report["model"]).group(1)
+    (results / "all" / "capacity.json").unlink()
+    for in_use, lever in ((report["latent_channels"] // 2, "lever is training"), (report["latent_channels"], "Wider")):
+        edit(results / "capacity.json", lambda found: found["levels"][-1].update(channels_in_use=in_use))
+        assert lever in model_card.capacity_line(str(results), fingerprint)
+
+
 def test_log_span_adds_resumed_segments(tmp_path):
     log = tmp_path / "log.jsonl"
     with open(log, "w") as handle:

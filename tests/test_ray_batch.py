@@ -14,7 +14,7 @@ pytest.importorskip("ray.data", reason="Ray Data is missing: pip install 'ugcode
 
 from ugcodec.cli import main  # noqa: E402
 
-from conftest import ROOT, make_photo_like  # noqa: E402
+from conftest import ROOT, make_photo_like, write_photos  # noqa: E402
 
 ICC = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
 
@@ -29,9 +29,7 @@ def local_ray():
 @pytest.fixture()
 def images(tmp_path):
     folder = tmp_path / "images"
-    folder.mkdir()
-    for index in range(3):
-        Image.fromarray(make_photo_like(40, 56, seed=index)).save(folder / f"photo{index}.png")
+    write_photos(folder, 3, 40, 56)
     Image.fromarray(make_photo_like(32, 48, seed=7)).save(folder / "profiled.jpg", quality=95, icc_profile=ICC)
     (folder / "broken.png").write_bytes(b"\x89PNG not really")
     return folder

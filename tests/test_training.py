@@ -17,7 +17,7 @@ from tools.training import (
 from tools.export import export_bundle, export_weights
 from ugcodec.weights import fingerprint_of, load_model
 
-from conftest import make_photo_like
+from conftest import make_photo_like, write_photos
 
 
 @pytest.fixture(scope="module")
@@ -42,11 +42,7 @@ def tiny_config(corpus: str, **settings) -> TrainConfig:
 
 @pytest.fixture()
 def corpus(tmp_path):
-    folder = tmp_path / "corpus"
-    folder.mkdir()
-    for seed in range(3):
-        Image.fromarray(make_photo_like(96, 120, seed=seed)).save(folder / f"image{seed}.png")
-    return str(folder)
+    return write_photos(tmp_path / "corpus", 3, 96, 120, stem="image")
 
 
 def test_teacher_embeds_and_is_frozen(clip_teacher):

@@ -16,7 +16,7 @@ import torch
 import ugcodec
 from torch import Tensor
 
-from ugcodec.container import SHIPPED_SUMMARY
+from ugcodec.container import SHIPPED_SUMMARY, read_shipped_summary
 from ugcodec.files import write_file
 from ugcodec.channel_context import IntegerChannelContext
 from ugcodec.entropy_coding import CodingTable, quantize_pmf
@@ -215,8 +215,7 @@ def write_shipped_summary(bundle: dict, fingerprint: bytes) -> None:
     # Files name their weights by fingerprint: keep which release shipped each earlier set,
     # so that decoding an old file tells the user which release decodes it.
     try:
-        with open(SHIPPED_SUMMARY) as handle:
-            previous = json.load(handle)
+        previous = read_shipped_summary()
     except FileNotFoundError:
         previous = {}
     earlier = dict(previous.get("earlier_releases", {}))

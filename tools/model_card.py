@@ -234,6 +234,11 @@ def speed_target(results: str, fingerprint: str) -> Tuple[str, str, str]:
             verdict(max(ratios) <= TARGETS["decode_ratio"]))
 
 
+#: Below this share of latent channels in use at the top level, the card says that training,
+#: not width, limits the top rates.
+IDLE_CHANNELS = 0.75
+
+
 def capacity_line(results: str, fingerprint: str) -> str:
     """The Limitations line on the transforms' capacity, from the capacity reports of the
     standard and the all-photos set."""
@@ -241,7 +246,7 @@ def capacity_line(results: str, fingerprint: str) -> str:
              if (report := shipped_report(results, rel, fingerprint)[0]) is not None]
     if not found:
         return template_section("capacity_missing")
-    top, short, unused = [], [], []
+    top, short, unused, idle = [], [], [], False
     for report in found:
         photos, level = len(report["photos"]), report["levels"][-1]
         webp = f", WebP {level['webp_psnr']:.1f} dB at that bpp" if level["webp_psnr"] is not None else ""
@@ -250,8 +255,10 @@ def capacity_line(results: str, fingerprint: str) -> str:
                   if entry["webp_psnr"] is not None and entry["unrounded_psnr"] < entry["webp_psnr"]]
         unused.append(f"{report['latent_channels'] - level['channels_in_use']} of {report['latent_channels']} "
                       f"on {photos} photos")
+        idle |= level["channels_in_use"] < IDLE_CHANNELS * report["latent_channels"]
+    lever = template_section("capacity_lever_train" if idle else "capacity_lever_widen").strip()
     return template_section("capacity", capacity_top="; ".join(top), capacity_short=", ".join(short) or "none",
-                            capacity_unused=", ".join(unused))
+                            capacity_unused=", ".join(unused), capacity_lever=lever)
 
 
 # --------------------------------------------------------------------------- card

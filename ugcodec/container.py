@@ -59,6 +59,7 @@ __all__ = [
     "ACCEPTED_FILES",
     "WeightsSummary",
     "check_weights",
+    "read_shipped_summary",
     "shipped_weights_summary",
     "shipping_release",
 ]
@@ -380,11 +381,8 @@ def shipped_weights_summary() -> WeightsSummary:
     Raises:
         UgcError: the summary file is missing or malformed (a broken installation).
     """
-    import json
-
     try:
-        with open(SHIPPED_SUMMARY) as handle:
-            data = json.load(handle)
+        data = read_shipped_summary()
         return WeightsSummary(int(data["model_id"]), bytes.fromhex(data["fingerprint"]), int(data["num_qualities"]))
     except (OSError, ValueError, KeyError, TypeError) as error:
         raise UgcError(f"cannot read the shipped weights' summary {SHIPPED_SUMMARY}: {error}") from None
@@ -394,11 +392,26 @@ def shipping_release(fingerprint: bytes) -> Optional[str]:
     """The ugcodec release whose shipped weights have ``fingerprint``, for weights that
     earlier releases shipped (the summary's ``earlier_releases``), else None. Files keep
     their weights' fingerprint, so this tells a user which release decodes an old file."""
-    import json
-
     try:
-        with open(SHIPPED_SUMMARY) as handle:
-            release = json.load(handle).get("earlier_releases", {}).get(fingerprint.hex())
+        release = read_shipped_summary().get("earlier_releases", {}).get(fingerprint.hex())
     except (OSError, ValueError, AttributeError):
         return None
     return release if isinstance(release, str) else None
+
+
+def read_shipped_summary() -> dict:
+    """The parsed :data:`SHIPPED_SUMMARY`: ``model_id``, ``fingerprint`` (hex),
+    ``num_qualities`` and, if earlier releases shipped other weights,
+    ``earlier_releases`` (fingerprint to release).
+
+    Raises:
+        OSError: the file cannot be read.
+        ValueError: it is not JSON, or holds something other than a JSON object.
+    """
+    import json
+
+    with open(SHIPPED_SUMMARY) as handle:
+        data = json.load(handle)
+    if not isinstance(data, dict):
+        raise ValueError("not a JSON object")
+    return data
