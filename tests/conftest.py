@@ -91,3 +91,12 @@ def shipped_model():
 @pytest.fixture(scope="session")
 def photo():
     return make_photo_like(80, 112, seed=7)
+
+
+@pytest.fixture()
+def base_weights(tmp_path):
+    """A weights file of an untrained tiny model (seed 5), to train or distil from."""
+    torch.manual_seed(5)
+    path = str(tmp_path / "base.pt")
+    export_weights(UGHyperprior(TINY_CONFIG).eval(), path)
+    return path

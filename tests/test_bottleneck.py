@@ -78,14 +78,6 @@ def test_weights_with_bottlenecks_load_and_decode(tmp_path):
 
 
 @pytest.fixture()
-def base_weights(tmp_path):
-    torch.manual_seed(5)
-    path = str(tmp_path / "base.pt")
-    export_weights(UGHyperprior(TINY_CONFIG).eval(), path)
-    return path
-
-
-@pytest.fixture()
 def corpus(tmp_path):
     folder = tmp_path / "corpus"
     folder.mkdir()

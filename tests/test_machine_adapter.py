@@ -73,14 +73,6 @@ def test_coded_synthesis_input_is_what_the_decoder_synthesises_from(tiny_model):
             np.testing.assert_array_equal(pixels, codec.decode_pixels(latents, preference, tiny_model))
 
 
-@pytest.fixture()
-def base_weights(tmp_path):
-    torch.manual_seed(5)
-    path = str(tmp_path / "base.pt")
-    export_weights(UGHyperprior(TINY_CONFIG).eval(), path)
-    return path
-
-
 def _adapter_run_config(corpus: str, base: str, **settings) -> TrainConfig:
     settings = {"stage1_steps": 0, "stage2_steps": 2, "log_every": 1, "checkpoint_every": 2, **settings}
     return TrainConfig(model=ADAPTER_CONFIG, corpus=corpus, crop=64, batch=2, base_weights=base, **settings)

@@ -35,6 +35,7 @@ file (:func:`tools.export.export_synthesis_bundle`: the base file with the new g
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import glob
 import json
 import math
@@ -66,61 +67,50 @@ DEFAULT_QUALITY_WEIGHTS = (1.0, 1.0, 1.0, 1.0, 1.5, 2.0, 2.5, 3.0)
 SHARD = 32
 
 
+@dataclasses.dataclass
 class DistillConfig:
-    """A distillation run's settings (stored in its checkpoint)."""
+    """A distillation run's settings (stored in its checkpoint).
 
-    def __init__(
-        self,
-        bottlenecks: Sequence[int],
-        base: str = DEFAULT_WEIGHTS,
-        corpus: str = "data/corpus_broad",
-        crop: int = 128,
-        pool: int = 1024,
-        feature_pool: int = 384,
-        quality_weights: Optional[Sequence[float]] = None,
-        feature_steps: int = 1500,
-        feature_batch: int = 16,
-        feature_lr: float = 1e-3,
-        steps: int = 3000,
-        batch: int = 8,
-        lr: float = 1e-4,
-        block_lr_scale: float = 1.0,
-        tune: str = "g_s",
-        teacher_weight: float = 1.0,
-        crop_detail: float = 14.0,
-        log_every: int = 25,
-        checkpoint_every: int = 100,
-        seed: int = 0,
-    ) -> None:
-        self.bottlenecks = tuple(int(width) for width in bottlenecks)
-        self.base = base
-        self.corpus = corpus
-        self.crop = crop
-        self.pool = pool
-        self.feature_pool = min(feature_pool, pool)
-        self.quality_weights = None if quality_weights is None else tuple(float(w) for w in quality_weights)
-        self.feature_steps = feature_steps
-        self.feature_batch = feature_batch
-        self.feature_lr = feature_lr
-        self.steps = steps
-        self.batch = batch
-        self.lr = lr
-        self.block_lr_scale = block_lr_scale
-        if tune not in ("g_s", "blocks"):
-            raise ValueError(f"tune must be g_s or blocks, not {tune!r}")
-        self.tune = tune
-        self.teacher_weight = teacher_weight
-        self.crop_detail = crop_detail
-        self.log_every = log_every
-        self.checkpoint_every = checkpoint_every
-        self.seed = seed
-        if crop % 64:
+    Raises:
+        ValueError: (on creation) ``tune`` is neither ``"g_s"`` nor ``"blocks"``, ``crop``
+            is not a multiple of 64, or no level has a positive bottleneck width.
+    """
+
+    bottlenecks: Sequence[int]
+    base: str = DEFAULT_WEIGHTS
+    corpus: str = "data/corpus_broad"
+    crop: int = 128
+    pool: int = 1024
+    feature_pool: int = 384
+    quality_weights: Optional[Sequence[float]] = None
+    feature_steps: int = 1500
+    feature_batch: int = 16
+    feature_lr: float = 1e-3
+    steps: int = 3000
+    batch: int = 8
+    lr: float = 1e-4
+    block_lr_scale: float = 1.0
+    tune: str = "g_s"
+    teacher_weight: float = 1.0
+    crop_detail: float = 14.0
+    log_every: int = 25
+    checkpoint_every: int = 100
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        self.bottlenecks = tuple(int(width) for width in self.bottlenecks)
+        self.feature_pool = min(self.feature_pool, self.pool)
+        if self.quality_weights is not None:
+            self.quality_weights = tuple(float(weight) for weight in self.quality_weights)
+        if self.tune not in ("g_s", "blocks"):
+            raise ValueError(f"tune must be g_s or blocks, not {self.tune!r}")
+        if self.crop % 64:
             raise ValueError("crop must be a multiple of 64")
         if not any(self.bottlenecks):
             raise ValueError("no level to replace: give at least one positive bottleneck width")
 
     def to_dict(self) -> dict:
-        return dict(self.__dict__)
+        return dataclasses.asdict(self)
 
     @classmethod
     def from_dict(cls, data: dict) -> "DistillConfig":

@@ -10,6 +10,7 @@ the decoder without it. Everything else comes from compressai.layers.
 from __future__ import annotations
 
 import math
+from typing import Optional
 
 import torch
 import torch.nn.functional as F
@@ -90,7 +91,37 @@ class FourierPreferenceEmbedding(nn.Module):
         return self.mlp(torch.cat([beta, torch.sin(angles), torch.cos(angles)], dim=1))
 
 
-class ShiftedResidualBlock(nn.Module):
+class _PreferenceShiftedResidual(nn.Module):
+    """``x + last(shift2 + act(second(shift1 + act(first(x)))))``: what both residual
+    blocks of g_s share. ``act`` is a LeakyReLU; the shifts are per-channel and computed
+    from the preference embedding, and their projections start at zero, so that before
+    training both preferences decode alike. Subclasses make their convolutions, then
+    call :meth:`_add_shifts`, and say which are ``first``, ``second`` and ``last``."""
+
+    def _add_shifts(self, channels: int, embedding_dim: int) -> None:
+        self.activation = nn.LeakyReLU(inplace=False)
+        self.shift1 = nn.Linear(embedding_dim, channels)
+        self.shift2 = nn.Linear(embedding_dim, channels)
+        for projection in (self.shift1, self.shift2):
+            nn.init.zeros_(projection.weight)
+            nn.init.zeros_(projection.bias)
+
+    def _stages(self) -> "tuple[nn.Module, nn.Module, Optional[nn.Module]]":
+        raise NotImplementedError
+
+    def forward(self, x: Tensor, embedding: Tensor) -> Tensor:
+        first, second, last = self._stages()
+        if not torch.is_grad_enabled():  # coding: the same operations, in place
+            slope = self.activation.negative_slope
+            out = F.leaky_relu_(first(x), slope).add_(self.shift1(embedding)[:, :, None, None])
+            out = F.leaky_relu_(second(out), slope).add_(self.shift2(embedding)[:, :, None, None])
+            return (out if last is None else last(out)).add_(x)
+        out = self.activation(first(x)) + self.shift1(embedding)[:, :, None, None]
+        out = self.activation(second(out)) + self.shift2(embedding)[:, :, None, None]
+        return x + (out if last is None else last(out))
+
+
+class ShiftedResidualBlock(_PreferenceShiftedResidual):
     """conv3x3 - LeakyReLU - shift - conv3x3 - LeakyReLU - shift, plus the identity.
 
     The shifts are per-channel and computed from the preference embedding. Their
@@ -101,25 +132,13 @@ class ShiftedResidualBlock(nn.Module):
         super().__init__()
         self.conv1 = conv3x3(channels, channels)
         self.conv2 = conv3x3(channels, channels)
-        self.activation = nn.LeakyReLU(inplace=False)
-        self.shift1 = nn.Linear(embedding_dim, channels)
-        self.shift2 = nn.Linear(embedding_dim, channels)
-        for projection in (self.shift1, self.shift2):
-            nn.init.zeros_(projection.weight)
-            nn.init.zeros_(projection.bias)
+        self._add_shifts(channels, embedding_dim)
 
-    def forward(self, x: Tensor, embedding: Tensor) -> Tensor:
-        if not torch.is_grad_enabled():  # coding: the same operations, in place
-            slope = self.activation.negative_slope
-            out = F.leaky_relu_(self.conv1(x), slope).add_(self.shift1(embedding)[:, :, None, None])
-            out = F.leaky_relu_(self.conv2(out), slope).add_(self.shift2(embedding)[:, :, None, None])
-            return out.add_(x)
-        out = self.activation(self.conv1(x)) + self.shift1(embedding)[:, :, None, None]
-        out = self.activation(self.conv2(out)) + self.shift2(embedding)[:, :, None, None]
-        return x + out
+    def _stages(self) -> "tuple[nn.Module, nn.Module, Optional[nn.Module]]":
+        return self.conv1, self.conv2, None
 
 
-class BottleneckResidualBlock(nn.Module):
+class BottleneckResidualBlock(_PreferenceShiftedResidual):
     """conv1x1 (C to h) - LeakyReLU - shift - conv3x3 (h to h) - LeakyReLU - shift -
     conv1x1 (h to C), plus the identity: a cheaper stand-in for
     :class:`ShiftedResidualBlock` with the same interface.
@@ -137,6 +156,9 @@ class BottleneckResidualBlock(nn.Module):
         width: h, the inner channels.
         embedding_dim: width of the preference embedding.
 
+    Raises:
+        ValueError: ``width`` is not positive.
+
     Shape:
         x: ``(B, C, H, W)``; embedding: ``(B, embedding_dim)``; returns ``(B, C, H, W)``.
     """
@@ -148,22 +170,10 @@ class BottleneckResidualBlock(nn.Module):
         self.reduce = nn.Conv2d(channels, width, kernel_size=1)
         self.conv = conv3x3(width, width)
         self.expand = nn.Conv2d(width, channels, kernel_size=1)
-        self.activation = nn.LeakyReLU(inplace=False)
-        self.shift1 = nn.Linear(embedding_dim, width)
-        self.shift2 = nn.Linear(embedding_dim, width)
-        for projection in (self.shift1, self.shift2):
-            nn.init.zeros_(projection.weight)
-            nn.init.zeros_(projection.bias)
+        self._add_shifts(width, embedding_dim)
 
-    def forward(self, x: Tensor, embedding: Tensor) -> Tensor:
-        if not torch.is_grad_enabled():  # coding: the same operations, in place
-            slope = self.activation.negative_slope
-            out = F.leaky_relu_(self.reduce(x), slope).add_(self.shift1(embedding)[:, :, None, None])
-            out = F.leaky_relu_(self.conv(out), slope).add_(self.shift2(embedding)[:, :, None, None])
-            return self.expand(out).add_(x)
-        out = self.activation(self.reduce(x)) + self.shift1(embedding)[:, :, None, None]
-        out = self.activation(self.conv(out)) + self.shift2(embedding)[:, :, None, None]
-        return x + self.expand(out)
+    def _stages(self) -> "tuple[nn.Module, nn.Module, Optional[nn.Module]]":
+        return self.reduce, self.conv, self.expand
 
 
 class MachineAdapter(nn.Module):
