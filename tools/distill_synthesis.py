@@ -78,24 +78,27 @@ class DistillConfig:
 
     bottlenecks: Sequence[int]
     base: str = DEFAULT_WEIGHTS
+    seed: int = 0
+    # The pool of coded crops both phases draw from.
     corpus: str = "data/corpus_broad"
     crop: int = 128
+    crop_detail: float = 14.0
     pool: int = 1024
-    feature_pool: int = 384
     quality_weights: Optional[Sequence[float]] = None
+    # Phase 1: the new blocks learn the old blocks' outputs.
+    feature_pool: int = 384
     feature_steps: int = 1500
     feature_batch: int = 16
     feature_lr: float = 1e-3
+    # Phase 2: g_s (or only the new blocks, tune="blocks") learns the image.
+    tune: str = "g_s"
     steps: int = 3000
     batch: int = 8
     lr: float = 1e-4
     block_lr_scale: float = 1.0
-    tune: str = "g_s"
     teacher_weight: float = 1.0
-    crop_detail: float = 14.0
     log_every: int = 25
     checkpoint_every: int = 100
-    seed: int = 0
 
     def __post_init__(self) -> None:
         self.bottlenecks = tuple(int(width) for width in self.bottlenecks)
