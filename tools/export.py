@@ -12,9 +12,9 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 import torch
+from torch import Tensor
 
 import ugcodec
-from torch import Tensor
 
 from ugcodec.container import SHIPPED_SUMMARY, read_shipped_summary
 from ugcodec.files import write_file
@@ -98,14 +98,7 @@ def export_adapted_bundle(model: UGHyperprior, base: dict) -> dict:
     """
     if not model.config.machine_adapter:
         raise ValueError("the model has no machine adapters to add")
-    float_state = _float_state(model)
-    base_float = base["float"]
-    adapter_names = {name for name in float_state if name.startswith("g_s.adapters.")}
-    if set(float_state) - adapter_names != set(base_float) - adapter_names or any(
-        not torch.equal(float_state[name], base_float[name]) for name in set(float_state) - adapter_names
-    ):
-        raise ValueError("the model differs from the base weights outside its machine adapters")
-    return {**base, "config": model.config.to_dict(), "float": float_state}
+    return _with_part_of(model, base, "g_s.adapters.", "its machine adapters")
 
 
 def export_synthesis_bundle(model: UGHyperprior, base: dict) -> dict:
@@ -117,17 +110,27 @@ def export_synthesis_bundle(model: UGHyperprior, base: dict) -> dict:
     Raises:
         ValueError: ``model`` differs from ``base`` outside g_s, or in its sizes.
     """
-    float_state = _float_state(model)
     base_config = ModelConfig.from_dict(base["config"])
     sizes = ("N", "M", "lambdas", "embedding_dim")
     if any(getattr(model.config, name) != getattr(base_config, name) for name in sizes):
         raise ValueError("the model's sizes differ from the base weights'")
+    return _with_part_of(model, base, "g_s.", "g_s")
+
+
+def _with_part_of(model: UGHyperprior, base: dict, prefix: str, part: str) -> dict:
+    """``base`` with its config and float parameters taken from ``model``, which must
+    equal ``base`` in every parameter whose name does not start with ``prefix``
+    (``part`` names them in the error)."""
+    float_state = _float_state(model)
     base_float = base["float"]
-    outside = {name for name in float_state if not name.startswith("g_s.")}
-    if outside != {name for name in base_float if not name.startswith("g_s.")} or any(
-        not torch.equal(float_state[name], base_float[name]) for name in outside
+
+    def kept(state: Dict[str, Tensor]) -> set:
+        return {name for name in state if not name.startswith(prefix)}
+
+    if kept(float_state) != kept(base_float) or any(
+        not torch.equal(float_state[name], base_float[name]) for name in kept(float_state)
     ):
-        raise ValueError("the model differs from the base weights outside g_s")
+        raise ValueError(f"the model differs from the base weights outside {part}")
     return {**base, "config": model.config.to_dict(), "float": float_state}
 
 
