@@ -18,6 +18,9 @@ from conftest import TINY_CONFIG, make_photo_like
 from test_training import clip_teacher, corpus  # noqa: F401  (fixtures)
 
 ADAPTER_CONFIG = ModelConfig(**{**TINY_CONFIG.to_dict(), "lambdas": TINY_CONFIG.lambdas, "machine_adapter": True})
+#: Bottleneck adapters: 1x1 - 3x3 - 1x1 over 2 inner channels.
+NARROW_CONFIG = ModelConfig(**{**ADAPTER_CONFIG.to_dict(), "lambdas": TINY_CONFIG.lambdas, "adapter_width": 2})
+BOTH_FORMS = pytest.mark.parametrize("config", [ADAPTER_CONFIG, NARROW_CONFIG], ids=["full", "bottleneck"])
 
 
 def _nudge(module: torch.nn.Module, seed: int = 0) -> None:
@@ -27,9 +30,10 @@ def _nudge(module: torch.nn.Module, seed: int = 0) -> None:
             parameter.add_(0.1 * torch.randn(parameter.shape, generator=generator))
 
 
-def test_adapter_is_gated_by_beta_and_starts_as_the_identity():
+@pytest.mark.parametrize("width", [0, 2])
+def test_adapter_is_gated_by_beta_and_starts_as_the_identity(width):
     torch.manual_seed(0)
-    adapter = MachineAdapter(4)
+    adapter = MachineAdapter(4, width)
     x = torch.randn(2, 4, 6, 6)
     assert torch.equal(adapter(x, torch.ones(2)), x), "a new adapter changes nothing"
     _nudge(adapter)
@@ -41,18 +45,38 @@ def test_adapter_is_gated_by_beta_and_starts_as_the_identity():
     assert torch.equal(half[1], x[1]), "the gate is per sample"
 
 
+def test_bottleneck_adapter_is_cheaper_and_has_its_own_parameters():
+    full, narrow = MachineAdapter(16), MachineAdapter(16, 4)
+    assert [name for name, _ in full.named_parameters()] == ["conv1.weight", "conv1.bias", "conv2.weight", "conv2.bias"]
+    assert [name for name, _ in narrow.named_parameters()] == [
+        f"{layer}.{kind}" for layer in ("reduce", "conv", "expand") for kind in ("weight", "bias")
+    ]
+    assert narrow.reduce.weight.shape == (4, 16, 1, 1) and narrow.expand.weight.shape == (16, 4, 1, 1)
+    assert sum(p.numel() for p in narrow.parameters()) < sum(p.numel() for p in full.parameters()) / 4
+    with pytest.raises(ValueError, match="adapter width"):
+        MachineAdapter(16, -1)
+
+
 def test_config_records_the_adapter_only_when_present():
     assert "machine_adapter" not in TINY_CONFIG.to_dict(), "old weights keep their config and fingerprint"
     data = ADAPTER_CONFIG.to_dict()
     assert data["machine_adapter"] is True
+    assert "adapter_width" not in data, "full adapters keep the config they had"
     assert ModelConfig.from_dict(data) == ADAPTER_CONFIG
     assert ModelConfig.from_dict(TINY_CONFIG.to_dict()).machine_adapter is False
+    assert NARROW_CONFIG.to_dict()["adapter_width"] == 2
+    assert ModelConfig.from_dict(NARROW_CONFIG.to_dict()) == NARROW_CONFIG
+    with pytest.raises(ValueError, match="needs machine_adapter"):
+        ModelConfig(adapter_width=8)
+    with pytest.raises(ValueError, match="adapter_width"):
+        ModelConfig(machine_adapter=True, adapter_width=-1)
 
 
-def test_adapters_leave_the_human_decoding_bit_exact():
+@BOTH_FORMS
+def test_adapters_leave_the_human_decoding_bit_exact(config):
     torch.manual_seed(3)
     plain = UGHyperprior(TINY_CONFIG).eval()
-    adapted = UGHyperprior(ADAPTER_CONFIG).eval()
+    adapted = UGHyperprior(config).eval()
     adapted.load_state_dict(plain.state_dict(), strict=False)
     _nudge(adapted.g_s.adapters)
     y_hat = torch.randn(1, TINY_CONFIG.M, 4, 5)
@@ -73,9 +97,9 @@ def test_coded_synthesis_input_is_what_the_decoder_synthesises_from(tiny_model):
             np.testing.assert_array_equal(pixels, codec.decode_pixels(latents, preference, tiny_model))
 
 
-def _adapter_run_config(corpus: str, base: str, **settings) -> TrainConfig:
+def _adapter_run_config(corpus: str, base: str, model: ModelConfig = ADAPTER_CONFIG, **settings) -> TrainConfig:
     settings = {"stage1_steps": 0, "stage2_steps": 2, "log_every": 1, "checkpoint_every": 2, **settings}
-    return TrainConfig(model=ADAPTER_CONFIG, corpus=corpus, crop=64, batch=2, base_weights=base, **settings)
+    return TrainConfig(model=model, corpus=corpus, crop=64, batch=2, base_weights=base, **settings)
 
 
 def _payload(data: bytes) -> "tuple[bytes, bytes]":
@@ -83,11 +107,12 @@ def _payload(data: bytes) -> "tuple[bytes, bytes]":
     return container.z_stream, container.y_stream
 
 
+@BOTH_FORMS
 def test_adapter_fine_tuning_trains_only_the_adapters_and_exports_base_plus_adapters(
-    corpus, base_weights, tmp_path, clip_teacher  # noqa: F811 (fixtures)
+    config, corpus, base_weights, tmp_path, clip_teacher  # noqa: F811 (fixtures)
 ):
     run_dir = str(tmp_path / "run")
-    trainer = Trainer(_adapter_run_config(corpus, base_weights), run_dir, teacher=clip_teacher)
+    trainer = Trainer(_adapter_run_config(corpus, base_weights, config), run_dir, teacher=clip_teacher)
     base = load_model(base_weights)
     assert torch.equal(trainer.model.g_a[0].weight, base.network.g_a[0].weight), "starts from the base weights"
     before = {name: value.clone() for name, value in trainer.model.state_dict().items()}
@@ -100,7 +125,7 @@ def test_adapter_fine_tuning_trains_only_the_adapters_and_exports_base_plus_adap
     fingerprint = export_weights(trained, out, base=base_weights)
     adapted = load_model(out)
     assert adapted.fingerprint == fingerprint != base.fingerprint
-    assert adapted.config.machine_adapter and adapted.model_id == base.model_id
+    assert adapted.config == config and adapted.model_id == base.model_id
     assert torch.equal(adapted.gains, base.gains)
 
     # Same bitstream; same human pixels; other machine pixels.
@@ -140,7 +165,7 @@ def test_adapter_fine_tuning_checks_its_config(corpus, base_weights, tmp_path, c
         Trainer(wrong_size, str(tmp_path / "c"), teacher=clip_teacher)
 
 
-@pytest.mark.parametrize("name", ["adapter.toml", "adapter_objects.toml"])
+@pytest.mark.parametrize("name", ["adapter.toml", "adapter_objects.toml", "adapter_wide.toml"])
 def test_adapter_config_files_parse(name):
     path = os.path.join(os.path.dirname(__file__), "..", "tools", "configs", name)
     config = TrainConfig.from_toml(path)

@@ -45,6 +45,9 @@ class ModelConfig:
         embedding_dim: width of the preference embedding.
         machine_adapter: g_s has a beta-gated :class:`~ugcodec.layers.MachineAdapter`
             after each residual block (extra capacity for the machine decoding only).
+        adapter_width: with ``machine_adapter``, 0 for full adapters (two 3x3
+            convolutions over N channels), h > 0 for bottleneck adapters of h inner
+            channels (cheap to decode).
         bottlenecks: the residual block of each of g_s's three levels (lowest
             resolution first): 0 for a :class:`~ugcodec.layers.ShiftedResidualBlock`,
             h > 0 for a :class:`~ugcodec.layers.BottleneckResidualBlock` of h inner
@@ -56,6 +59,7 @@ class ModelConfig:
     lambdas: Sequence[float] = (0.0018, 0.0035, 0.0067, 0.0130, 0.0250, 0.0483)
     embedding_dim: int = 64
     machine_adapter: bool = False
+    adapter_width: int = 0
     bottlenecks: Sequence[int] = (0, 0, 0)
 
     def __post_init__(self) -> None:
@@ -63,6 +67,10 @@ class ModelConfig:
         if len(bottlenecks) != 3 or any(not isinstance(width, int) or width < 0 for width in bottlenecks):
             raise ValueError(f"bottlenecks needs one non-negative int per level of g_s (3), not {self.bottlenecks!r}")
         object.__setattr__(self, "bottlenecks", bottlenecks)
+        if not isinstance(self.adapter_width, int) or self.adapter_width < 0:
+            raise ValueError(f"adapter_width must be a non-negative int, not {self.adapter_width!r}")
+        if self.adapter_width and not self.machine_adapter:
+            raise ValueError("adapter_width needs machine_adapter = true")
 
     @property
     def num_qualities(self) -> int:
@@ -75,6 +83,8 @@ class ModelConfig:
             # Weights without adapters keep the config (and so the fingerprint) they had
             # before the option existed.
             del data["machine_adapter"]
+        if not self.adapter_width:
+            del data["adapter_width"]  # full adapters keep the config they had
         if not any(self.bottlenecks):
             del data["bottlenecks"]  # likewise for weights with the full residual blocks
         else:
@@ -89,6 +99,7 @@ class ModelConfig:
             lambdas=tuple(float(v) for v in data["lambdas"]),
             embedding_dim=int(data["embedding_dim"]),
             machine_adapter=bool(data.get("machine_adapter", False)),
+            adapter_width=int(data.get("adapter_width", 0)),
             bottlenecks=tuple(int(width) for width in data.get("bottlenecks", (0, 0, 0))),
         )
 
@@ -97,7 +108,13 @@ class PreferenceConditionalSynthesis(nn.Module):
     """g_s: latent y_hat and preference beta to an image in [0, 1] (unclipped)."""
 
     def __init__(
-        self, N: int, M: int, embedding_dim: int, machine_adapter: bool = False, bottlenecks: Sequence[int] = (0, 0, 0)
+        self,
+        N: int,
+        M: int,
+        embedding_dim: int,
+        machine_adapter: bool = False,
+        bottlenecks: Sequence[int] = (0, 0, 0),
+        adapter_width: int = 0,
     ) -> None:
         super().__init__()
         self.embedding = FourierPreferenceEmbedding(dim=embedding_dim)
@@ -107,7 +124,7 @@ class PreferenceConditionalSynthesis(nn.Module):
             BottleneckResidualBlock(N, width, embedding_dim) if width else ShiftedResidualBlock(N, embedding_dim)
             for width in bottlenecks
         ])
-        self.adapters = nn.ModuleList([MachineAdapter(N) for _ in range(3)]) if machine_adapter else None
+        self.adapters = nn.ModuleList([MachineAdapter(N, adapter_width) for _ in range(3)]) if machine_adapter else None
 
     def forward(self, y_hat: Tensor, beta: Tensor) -> Tensor:
         beta = beta.to(y_hat.device)
@@ -157,7 +174,7 @@ class UGHyperprior(nn.Module):
                 conv3x3(M * 3 // 2, 2 * M),
             )
         self.g_s = PreferenceConditionalSynthesis(
-            N, M, config.embedding_dim, config.machine_adapter, config.bottlenecks
+            N, M, config.embedding_dim, config.machine_adapter, config.bottlenecks, config.adapter_width
         )
         if not coding_only:
             self.entropy_bottleneck = _compressai.EntropyBottleneck(N)
