@@ -121,7 +121,12 @@ def header(rel: str, report: dict, facts: Sequence[str], plots: Sequence[str]) -
              f"Model: {report.get('model', '?')}. " + "; ".join(facts) + ". Full report: " + ", ".join(links) + ".", ""]
     shipped = shipped_fingerprint()
     fingerprint = fingerprint_of(report)
-    if shipped and fingerprint and fingerprint != shipped:
+    if shipped and fingerprint and kinship(fingerprint) == SAME_BITSTREAM:
+        lines += [f"*Earlier weights of the same bitstream:* these figures are of `{fingerprint}`, whose files "
+                  f"the shipped weights (`{shipped}`) decode to the same symbols: the two differ in g_s only "
+                  "(the model card says how). Rates are the same; figures of the pixels are of the earlier g_s. "
+                  "Run the command again to measure the shipped weights.", ""]
+    elif shipped and fingerprint and fingerprint != shipped:
         release = shipping_release(bytes.fromhex(fingerprint))
         which = f"the weights that ugcodec {release} shipped" if release else "weights that never shipped"
         lines += [f"*Not the shipped weights:* these figures are of {which} (`{fingerprint}`); "
@@ -142,6 +147,25 @@ def shipped_fingerprint() -> Optional[str]:
         return shipped_weights_summary().fingerprint.hex()
     except UgcError:
         return None
+
+
+#: :func:`kinship` of a report's weights to the shipped ones, in the order the page lists them.
+SHIPPED, SAME_BITSTREAM, OTHER = 0, 1, 2
+
+
+def kinship(fingerprint: Optional[str]) -> int:
+    """Whether weights (hex ``fingerprint``) are the shipped ones (``SHIPPED``), earlier
+    weights whose files the shipped ones also decode (``SAME_BITSTREAM``: the summary's
+    ``also_decodes``), or any other (``OTHER``, also for an unreadable summary)."""
+    try:
+        summary = shipped_weights_summary()
+    except UgcError:
+        return OTHER
+    if fingerprint == summary.fingerprint.hex():
+        return SHIPPED
+    if fingerprint and bytes.fromhex(fingerprint) in summary.also_decodes:
+        return SAME_BITSTREAM
+    return OTHER
 
 
 # --------------------------------------------------------------------------- rd
@@ -346,12 +370,11 @@ BLOCKS: Dict[str, Tuple[str, Callable[[dict], List[str]], Callable[[dict], List[
 
 def block(results: str, name: str) -> List[str]:
     """The lines that replace ``<!-- report: name -->``: the reports of the shipped weights
-    first, then those of other weights."""
+    first, then those of earlier weights of the same bitstream, then those of others."""
     if name == "photos":
         return photos_block(results)
     report_name, facts, tables = BLOCKS[name]
-    shipped = shipped_fingerprint()
-    found = sorted(find_reports(results, report_name), key=lambda found: fingerprint_of(found[1]) != shipped)
+    found = sorted(find_reports(results, report_name), key=lambda found: kinship(fingerprint_of(found[1])))
     if not found:
         return [f"No report yet: run `python -m benchmarks.{report_name if name != 'tasks' else 'analytics_tasks'}`.", ""]
     lines = []

@@ -25,7 +25,7 @@ import os
 import struct
 import zlib
 from dataclasses import dataclass
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, FrozenSet, List, Sequence, Tuple
 
 import numpy as np
 
@@ -236,6 +236,7 @@ class Weights:
     y_tables: Tuple[Table, ...]
     z_tables: Tuple[Table, ...]
     fingerprint: bytes
+    also_decodes: FrozenSet[bytes]
     # model ids 2 and 3 (spec 3.4, 8.3): one integer network per channel slice, and K
     slice_networks: Tuple[Tuple[Layer, ...], ...] = ()
     largest_index: int = 0
@@ -329,6 +330,7 @@ def load_weights(path: str = DEFAULT_WEIGHTS) -> Weights:
         y_tables=tuple(y_tables),
         z_tables=tuple(z_tables),
         fingerprint=fingerprint(bundle),
+        also_decodes=frozenset(bytes.fromhex(value) for value in bundle.get("also_decodes", [])),
         slice_networks=tuple(slice_networks),
         largest_index=largest_index,
     )
@@ -495,7 +497,7 @@ def parse_full(data: bytes, weights_path: str = DEFAULT_WEIGHTS) -> Parsed:
     weights = load_weights(os.path.abspath(weights_path))
     if header.model_id != weights.model_id:
         raise ReferenceFormatError("model id differs from the weights")
-    if header.fingerprint != weights.fingerprint:
+    if header.fingerprint != weights.fingerprint and header.fingerprint not in weights.also_decodes:
         raise ReferenceFormatError("weights fingerprint mismatch")
     if header.quality > weights.levels:
         raise ReferenceFormatError("quality above the model's levels")

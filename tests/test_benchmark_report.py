@@ -1,4 +1,5 @@
 """benchmarks/report.py: the benchmark page and README's results table are the reports'."""
+import dataclasses
 import json
 import os
 import shutil
@@ -99,3 +100,23 @@ def test_reports_of_other_weights_come_last_and_say_so(tmp_path):
     note = "*Not the shipped weights:* these figures are of weights that never shipped (`0123456789abcdef`)"
     assert page.index(note, theirs) < page.index("|", theirs)
     assert "*Not the shipped weights:*" not in page[ours: page.index("|", ours)]
+
+
+def test_reports_of_weights_of_the_same_bitstream_come_second_and_say_so(tmp_path, monkeypatch):
+    results = tmp_path / "results"
+    shutil.copytree(report.RESULTS, results)
+    shipped = report.shipped_fingerprint()
+    rd = json.loads((results / "rd.json").read_text())
+    summary = report.shipped_weights_summary()
+    earlier, other = "0123456789abcdef", "fedcba9876543210"
+    monkeypatch.setattr(report, "shipped_weights_summary",
+                        lambda: dataclasses.replace(summary, also_decodes=frozenset({bytes.fromhex(earlier)})))
+    for folder, fingerprint in (("aaa", other), ("bbb", earlier)):  # named to sort before the shipped one
+        (results / folder).mkdir()
+        (results / folder / "rd.json").write_text(json.dumps(dict(rd, model=rd["model"].replace(shipped, fingerprint))))
+    page = report.render(str(results))
+    order = [page.index(f"#### `results/{rel}`") for rel in ("rd.json", "bbb/rd.json", "aaa/rd.json")]
+    assert order == sorted(order)
+    assert page.index("*Earlier weights of the same bitstream:* these figures are of `0123456789abcdef`", order[1]) < order[2]
+    assert "*Not the shipped weights:*" in page[order[2]:]
+    assert report.kinship(shipped) == report.SHIPPED and report.kinship(None) == report.OTHER

@@ -8,11 +8,12 @@ import torch
 
 from ugcodec import codec
 from ugcodec.container import Container
+from ugcodec.errors import ModelMismatchError, WeightsError
 from ugcodec.layers import MachineAdapter
 from ugcodec.models import ModelConfig, UGHyperprior
 from tools.training import TrainConfig, Trainer, coded_synthesis_input, model_from_checkpoint
 from tools.export import export_adapted_bundle, export_weights
-from ugcodec.weights import fingerprint_of, load_model, read_bundle
+from ugcodec.weights import fingerprint_of, load_model, model_from_bundle, read_bundle
 
 from conftest import TINY_CONFIG, make_photo_like
 from test_training import clip_teacher, corpus  # noqa: F401  (fixtures)
@@ -133,6 +134,14 @@ def test_adapter_fine_tuning_trains_only_the_adapters_and_exports_base_plus_adap
     data_base, latents_base = codec.encode_latents(image, quality=2, model=base)
     data_adapted, latents_adapted = codec.encode_latents(image, quality=2, model=adapted)
     assert _payload(data_base) == _payload(data_adapted), "only the header's fingerprint differs"
+
+    # The adapted weights decode the base's files (also_decodes); not the other way round.
+    assert adapted.also_decodes == {base.fingerprint}
+    np.testing.assert_array_equal(
+        np.asarray(codec.decode(data_base, "human", model=adapted)), np.asarray(codec.decode(data_base, "human", model=base))
+    )
+    with pytest.raises(ModelMismatchError):
+        codec.decode(data_adapted, "human", model=base)
     np.testing.assert_array_equal(
         codec.decode_pixels(latents_adapted, "human", adapted), codec.decode_pixels(latents_base, "human", base)
     )
@@ -170,3 +179,20 @@ def test_adapter_config_files_parse(name):
     path = os.path.join(os.path.dirname(__file__), "..", "tools", "configs", name)
     config = TrainConfig.from_toml(path)
     assert config.model.machine_adapter and config.stage1_steps == 0 and config.base_weights
+
+
+def test_also_decodes_lists_the_base_and_its_own_list(base_weights):
+    bundle = read_bundle(base_weights)
+    model = UGHyperprior(ADAPTER_CONFIG).eval()
+    model.load_state_dict(load_model(base_weights).network.state_dict(), strict=False)
+    first = export_adapted_bundle(model, bundle)
+    assert first["also_decodes"] == [fingerprint_of(bundle).hex()]
+    second = export_adapted_bundle(model, first)
+    assert second["also_decodes"] == sorted({fingerprint_of(bundle).hex(), fingerprint_of(first).hex()})
+
+
+@pytest.mark.parametrize("bad", ["fd4f61abcaf2c752", ["fd4f61"], [12], ["zz" * 8]])
+def test_weights_with_a_malformed_also_decodes_are_refused(base_weights, bad):
+    bundle = {**read_bundle(base_weights), "also_decodes": bad}
+    with pytest.raises(WeightsError, match="malformed"):
+        model_from_bundle(bundle, "bad.pt")

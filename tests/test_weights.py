@@ -81,3 +81,29 @@ def test_new_shipped_weights_remember_which_release_shipped_the_old(tmp_path, mo
         container.check_weights(header, weights)
     with pytest.raises(ModelMismatchError, match="the weights that made it"):
         container.check_weights(replace(header, fingerprint=bytes(8)), weights)
+
+
+def test_shipped_summary_keeps_also_decodes_and_the_check_honours_it(tmp_path, monkeypatch):
+    import json
+    from dataclasses import replace
+
+    import tools.export as export
+    import ugcodec.container as container
+    from ugcodec.errors import ModelMismatchError, UgcError
+
+    summary_path = tmp_path / "summary.json"
+    monkeypatch.setattr(export, "SHIPPED_SUMMARY", str(summary_path))
+    monkeypatch.setattr(container, "SHIPPED_SUMMARY", str(summary_path))
+    bundle = {"model_id": 1, "config": {"lambdas": [0.1] * 8}, "also_decodes": ["11" * 8]}
+    export.write_shipped_summary(bundle, bytes.fromhex("22" * 8))
+    summary = container.shipped_weights_summary()
+    assert summary.also_decodes == {bytes.fromhex("11" * 8)}
+
+    header = container.Header(model_id=1, color_mode=0, quality=1, width=8, height=8,
+                              fingerprint=bytes.fromhex("11" * 8), z_length=1, y_length=1)
+    container.check_weights(header, summary)  # a file of the weights it also decodes
+    with pytest.raises(ModelMismatchError, match="the weights that made it"):
+        container.check_weights(replace(header, fingerprint=bytes.fromhex("33" * 8)), summary)
+    summary_path.write_text(json.dumps({"model_id": 1, "fingerprint": "22" * 8, "num_qualities": 8, "also_decodes": "11"}))
+    with pytest.raises(UgcError, match="also_decodes"):
+        container.shipped_weights_summary()

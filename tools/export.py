@@ -120,7 +120,9 @@ def export_synthesis_bundle(model: UGHyperprior, base: dict) -> dict:
 def _with_part_of(model: UGHyperprior, base: dict, prefix: str, part: str) -> dict:
     """``base`` with its config and float parameters taken from ``model``, which must
     equal ``base`` in every parameter whose name does not start with ``prefix``
-    (``part`` names them in the error)."""
+    (``part`` names them in the error). The coding parts stay the base's, so the new
+    weights parse the base's files to the same symbols: its ``also_decodes`` lists the
+    base's fingerprint (and those the base lists)."""
     float_state = _float_state(model)
     base_float = base["float"]
 
@@ -131,7 +133,8 @@ def _with_part_of(model: UGHyperprior, base: dict, prefix: str, part: str) -> di
         not torch.equal(float_state[name], base_float[name]) for name in kept(float_state)
     ):
         raise ValueError(f"the model differs from the base weights outside {part}")
-    return {**base, "config": model.config.to_dict(), "float": float_state}
+    also_decodes = sorted({*base.get("also_decodes", []), fingerprint_of(base).hex()})
+    return {**base, "config": model.config.to_dict(), "float": float_state, "also_decodes": also_decodes}
 
 
 @torch.no_grad()
@@ -226,6 +229,8 @@ def write_shipped_summary(bundle: dict, fingerprint: bytes) -> None:
         earlier[previous["fingerprint"]] = ugcodec.__version__
     if earlier:
         summary["earlier_releases"] = earlier
+    if bundle.get("also_decodes"):
+        summary["also_decodes"] = list(bundle["also_decodes"])
     write_file(SHIPPED_SUMMARY, (json.dumps(summary, indent=2) + "\n").encode(), overwrite=True)
 
 

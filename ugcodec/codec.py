@@ -16,7 +16,7 @@ import torch
 from PIL import Image
 from torch import Tensor
 
-from .container import COLOR_MODES, MAX_PIXELS, Container, Header, WeightsSummary, check_weights, read_container
+from .container import COLOR_MODES, MAX_PIXELS, Container, Header, check_weights, read_container
 from .entropy_coding import SymbolRangeError, decode_symbols, encode_symbols
 from .errors import ImageError
 from .image_io import ImageSource, array_to_image, load_image
@@ -406,7 +406,7 @@ def check_model(model: CodecModel, header: Header) -> None:
         ModelMismatchError: another model id or other weights (fingerprint).
         FormatError: a quality level the weights do not have.
     """
-    check_weights(header, WeightsSummary(model.model_id, model.fingerprint, model.num_qualities))
+    check_weights(header, model.summary)
 
 
 @torch.inference_mode()

@@ -36,7 +36,7 @@ import os
 import struct
 import zlib
 from dataclasses import dataclass, field, replace
-from typing import BinaryIO, Dict, Optional, Union
+from typing import BinaryIO, Dict, FrozenSet, Iterable, Optional, Union
 
 from .errors import FormatError, TooManyPixelsError, UgcError
 from .files import read_at_most
@@ -336,11 +336,17 @@ def read_container(
 
 @dataclass(frozen=True)
 class WeightsSummary:
-    """What a reader needs to know of weights to tell whether they decode a file."""
+    """What a reader needs to know of weights to tell whether they decode a file.
+
+    ``also_decodes``: fingerprints of earlier weights whose files these weights parse to
+    the same symbols (weights that differ from them only in g_s, such as added machine
+    adapters), so that such files still decode.
+    """
 
     model_id: int
     fingerprint: bytes
     num_qualities: int
+    also_decodes: FrozenSet[bytes] = frozenset()
 
 
 def check_weights(header: Header, weights: WeightsSummary) -> None:
@@ -354,7 +360,7 @@ def check_weights(header: Header, weights: WeightsSummary) -> None:
 
     if header.model_id != weights.model_id:
         raise ModelMismatchError(f"file needs model id {header.model_id}; the loaded weights are model {weights.model_id}")
-    if header.fingerprint != weights.fingerprint:
+    if header.fingerprint != weights.fingerprint and header.fingerprint not in weights.also_decodes:
         release = shipping_release(header.fingerprint)
         remedy = (
             f"they shipped with ugcodec {release}: decode it with that release "
@@ -383,9 +389,31 @@ def shipped_weights_summary() -> WeightsSummary:
     """
     try:
         data = read_shipped_summary()
-        return WeightsSummary(int(data["model_id"]), bytes.fromhex(data["fingerprint"]), int(data["num_qualities"]))
+        return WeightsSummary(
+            int(data["model_id"]),
+            bytes.fromhex(data["fingerprint"]),
+            int(data["num_qualities"]),
+            parse_fingerprints(data.get("also_decodes", [])),
+        )
     except (OSError, ValueError, KeyError, TypeError) as error:
         raise UgcError(f"cannot read the shipped weights' summary {SHIPPED_SUMMARY}: {error}") from None
+
+
+def parse_fingerprints(values: Iterable[object]) -> FrozenSet[bytes]:
+    """Fingerprints written as 16 hex digits each (a weights file's or the shipped
+    summary's ``also_decodes``), as bytes.
+
+    Raises:
+        ValueError: ``values`` is not a list, or an entry is not 16 hex digits.
+    """
+    if not isinstance(values, list):
+        raise ValueError("also_decodes must be a list of fingerprints")
+    fingerprints = []
+    for value in values:
+        if not isinstance(value, str) or len(value) != 16:
+            raise ValueError(f"not a fingerprint (16 hex digits): {value!r}")
+        fingerprints.append(bytes.fromhex(value))
+    return frozenset(fingerprints)
 
 
 def shipping_release(fingerprint: bytes) -> Optional[str]:
@@ -401,8 +429,9 @@ def shipping_release(fingerprint: bytes) -> Optional[str]:
 
 def read_shipped_summary() -> dict:
     """The parsed :data:`SHIPPED_SUMMARY`: ``model_id``, ``fingerprint`` (hex),
-    ``num_qualities`` and, if earlier releases shipped other weights,
-    ``earlier_releases`` (fingerprint to release).
+    ``num_qualities``, if earlier releases shipped other weights ``earlier_releases``
+    (fingerprint to release), and if the weights decode files of others
+    ``also_decodes`` (hex fingerprints; :class:`WeightsSummary`).
 
     Raises:
         OSError: the file cannot be read.

@@ -23,13 +23,14 @@ import functools
 import hashlib
 import os
 from dataclasses import dataclass
-from typing import Dict, List, Optional
+from typing import Dict, FrozenSet, List, Optional
 
 import numpy as np
 import torch
 from torch import Tensor
 
 from .channel_context import IntegerChannelContext
+from .container import WeightsSummary, parse_fingerprints
 from .entropy_coding import CodingTable
 from .errors import UgcError, WeightsError
 from .integer_net import IntegerHyperSynthesis, entropy_parameters
@@ -112,6 +113,8 @@ class CodecModel:
         fingerprint: 8 bytes; path: where it came from.
         latent_coder: the coder of the y section (:mod:`ugcodec.latent_coders`), whose
             class is the model id's.
+        also_decodes: fingerprints of other weights whose files these decode (the
+            bundle's ``also_decodes``, bitstream_spec.md §3).
     """
 
     network: UGHyperprior
@@ -124,11 +127,17 @@ class CodecModel:
     fingerprint: bytes
     path: str
     latent_coder: LatentCoder
+    also_decodes: FrozenSet[bytes] = frozenset()
 
     @property
     def model_id(self) -> int:
         """The container model id."""
         return self.latent_coder.model_id
+
+    @property
+    def summary(self) -> WeightsSummary:
+        """What :func:`ugcodec.container.check_weights` needs of these weights."""
+        return WeightsSummary(self.model_id, self.fingerprint, self.num_qualities, self.also_decodes)
 
     @property
     def channel_context(self) -> Optional[IntegerChannelContext]:
@@ -268,6 +277,7 @@ def _model_from_bundle(bundle: dict, path: str) -> CodecModel:
         fingerprint=fingerprint_of(bundle),
         path=path,
         latent_coder=latent_coder,
+        also_decodes=parse_fingerprints(bundle.get("also_decodes", [])),
     )
 
 
