@@ -148,20 +148,14 @@ def student_network(coder: CodecModel, bottlenecks: Sequence[int], seed: int = 0
 def block_features(g_s: PreferenceConditionalSynthesis, y_hat: Tensor, beta: Tensor, levels: Sequence[int]) -> Dict[int, "tuple[Tensor, Tensor]"]:
     """The input and output of g_s's residual block at each of ``levels`` (as g_s runs
     on ``y_hat`` with preference ``beta``)."""
-    embedding = g_s.embedding(beta.to(y_hat.device))
-    if embedding.shape[0] == 1 and y_hat.shape[0] > 1:
-        embedding = embedding.expand(y_hat.shape[0], -1)
+    beta = beta.to(y_hat.device)
+    embedding = g_s.preference_embedding(beta, y_hat.shape[0])
     features = {}
     x = y_hat
-    for index, (up, gdn, block) in enumerate(zip(g_s.up[:3], g_s.gdn, g_s.blocks)):
-        inner = gdn(up(x))
-        x = block(inner, embedding)
+    for index in range(max(levels) + 1):
+        inner, block_output, x = g_s.level(index, x, embedding, beta)
         if index in levels:
-            features[index] = (inner, x)
-        if g_s.adapters is not None:
-            x = g_s.adapters[index](x, beta)
-        if index >= max(levels):
-            break
+            features[index] = (inner, block_output)
     return features
 
 

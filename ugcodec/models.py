@@ -128,15 +128,27 @@ class PreferenceConditionalSynthesis(nn.Module):
 
     def forward(self, y_hat: Tensor, beta: Tensor) -> Tensor:
         beta = beta.to(y_hat.device)
-        embedding = self.embedding(beta)
-        if embedding.shape[0] == 1 and y_hat.shape[0] > 1:
-            embedding = embedding.expand(y_hat.shape[0], -1)
+        embedding = self.preference_embedding(beta, y_hat.shape[0])
         x = y_hat
-        for index, (up, gdn, block) in enumerate(zip(self.up[:3], self.gdn, self.blocks)):
-            x = block(gdn(up(x)), embedding)
-            if self.adapters is not None:
-                x = self.adapters[index](x, beta)
+        for index in range(len(self.blocks)):
+            x = self.level(index, x, embedding, beta)[2]
         return self.up[3](x)
+
+    def preference_embedding(self, beta: Tensor, batch: int) -> Tensor:
+        """The embedding of ``beta`` (``(B,)`` or ``(1,)``), one row per sample of a batch of ``batch``."""
+        embedding = self.embedding(beta)
+        if embedding.shape[0] == 1 and batch > 1:
+            embedding = embedding.expand(batch, -1)
+        return embedding
+
+    def level(self, index: int, x: Tensor, embedding: Tensor, beta: Tensor) -> "tuple[Tensor, Tensor, Tensor]":
+        """Level ``index`` of g_s (0: lowest resolution) on ``x``: upsampling and inverse
+        GDN, the residual block, then (with adapters) the machine adapter. Returns the
+        block's input, the block's output and the level's output."""
+        inner = self.gdn[index](self.up[index](x))
+        block_output = self.blocks[index](inner, embedding)
+        output = block_output if self.adapters is None else self.adapters[index](block_output, beta)
+        return inner, block_output, output
 
 
 class UGHyperprior(nn.Module):
