@@ -19,7 +19,7 @@ import re
 import sys
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
-from ugcodec.container import shipped_weights_summary, shipping_release
+from ugcodec.container import read_shipped_summary, shipped_weights_summary, shipping_release
 from ugcodec.errors import UgcError
 
 from .bench_common import markdown_table, psnr_at
@@ -121,7 +121,12 @@ def header(rel: str, report: dict, facts: Sequence[str], plots: Sequence[str]) -
              f"Model: {report.get('model', '?')}. " + "; ".join(facts) + ". Full report: " + ", ".join(links) + ".", ""]
     shipped = shipped_fingerprint()
     fingerprint = fingerprint_of(report)
-    if shipped and fingerprint and kinship(fingerprint) == SAME_BITSTREAM:
+    if shipped and fingerprint and kinship(fingerprint) == SAME_HUMAN_DECODING:
+        lines += [f"*The shipped weights before their machine adapters:* these figures are of `{fingerprint}`; "
+                  f"the shipped weights (`{shipped}`) add machine adapters to them, so the files and the human "
+                  "decoding are the same, and figures of the machine decoding are of the weights before. "
+                  "Run the command again to measure the shipped weights.", ""]
+    elif shipped and fingerprint and kinship(fingerprint) == SAME_BITSTREAM:
         lines += [f"*Earlier weights of the same bitstream:* these figures are of `{fingerprint}`, whose files "
                   f"the shipped weights (`{shipped}`) decode to the same symbols: the two differ in g_s only "
                   "(the model card says how). Rates are the same; figures of the pixels are of the earlier g_s. "
@@ -150,19 +155,24 @@ def shipped_fingerprint() -> Optional[str]:
 
 
 #: :func:`kinship` of a report's weights to the shipped ones, in the order the page lists them.
-SHIPPED, SAME_BITSTREAM, OTHER = 0, 1, 2
+SHIPPED, SAME_HUMAN_DECODING, SAME_BITSTREAM, OTHER = 0, 1, 2, 3
 
 
 def kinship(fingerprint: Optional[str]) -> int:
-    """Whether weights (hex ``fingerprint``) are the shipped ones (``SHIPPED``), earlier
-    weights whose files the shipped ones also decode (``SAME_BITSTREAM``: the summary's
-    ``also_decodes``), or any other (``OTHER``, also for an unreadable summary)."""
+    """Whether weights (hex ``fingerprint``) are the shipped ones (``SHIPPED``), the
+    shipped ones before their machine adapters (``SAME_HUMAN_DECODING``: the summary's
+    ``same_human_decoding_as``), earlier weights whose files the shipped ones also decode
+    (``SAME_BITSTREAM``: its ``also_decodes``), or any other (``OTHER``, also for an
+    unreadable summary)."""
     try:
         summary = shipped_weights_summary()
-    except UgcError:
+        same_human = read_shipped_summary().get("same_human_decoding_as")
+    except (UgcError, OSError, ValueError):
         return OTHER
     if fingerprint == summary.fingerprint.hex():
         return SHIPPED
+    if fingerprint and fingerprint == same_human:
+        return SAME_HUMAN_DECODING
     if fingerprint and bytes.fromhex(fingerprint) in summary.also_decodes:
         return SAME_BITSTREAM
     return OTHER
@@ -370,7 +380,7 @@ BLOCKS: Dict[str, Tuple[str, Callable[[dict], List[str]], Callable[[dict], List[
 
 def block(results: str, name: str) -> List[str]:
     """The lines that replace ``<!-- report: name -->``: the reports of the shipped weights
-    first, then those of earlier weights of the same bitstream, then those of others."""
+    first, then those of related weights (:func:`kinship`), then those of others."""
     if name == "photos":
         return photos_block(results)
     report_name, facts, tables = BLOCKS[name]

@@ -102,21 +102,24 @@ def test_reports_of_other_weights_come_last_and_say_so(tmp_path):
     assert "*Not the shipped weights:*" not in page[ours: page.index("|", ours)]
 
 
-def test_reports_of_weights_of_the_same_bitstream_come_second_and_say_so(tmp_path, monkeypatch):
+def test_reports_of_related_weights_come_after_the_shipped_ones_and_say_so(tmp_path, monkeypatch):
     results = tmp_path / "results"
     shutil.copytree(report.RESULTS, results)
     shipped = report.shipped_fingerprint()
     rd = json.loads((results / "rd.json").read_text())
     summary = report.shipped_weights_summary()
-    earlier, other = "0123456789abcdef", "fedcba9876543210"
+    before, earlier, other = "00112233445566ff", "0123456789abcdef", "fedcba9876543210"
     monkeypatch.setattr(report, "shipped_weights_summary",
                         lambda: dataclasses.replace(summary, also_decodes=frozenset({bytes.fromhex(earlier)})))
-    for folder, fingerprint in (("aaa", other), ("bbb", earlier)):  # named to sort before the shipped one
+    monkeypatch.setattr(report, "read_shipped_summary", lambda: {"same_human_decoding_as": before})
+    for folder, fingerprint in (("aaa", other), ("bbb", earlier), ("ccc", before)):  # sort before the shipped one
         (results / folder).mkdir()
         (results / folder / "rd.json").write_text(json.dumps(dict(rd, model=rd["model"].replace(shipped, fingerprint))))
     page = report.render(str(results))
-    order = [page.index(f"#### `results/{rel}`") for rel in ("rd.json", "bbb/rd.json", "aaa/rd.json")]
+    order = [page.index(f"#### `results/{rel}`") for rel in ("rd.json", "ccc/rd.json", "bbb/rd.json", "aaa/rd.json")]
     assert order == sorted(order)
-    assert page.index("*Earlier weights of the same bitstream:* these figures are of `0123456789abcdef`", order[1]) < order[2]
-    assert "*Not the shipped weights:*" in page[order[2]:]
+    assert page.index(f"*The shipped weights before their machine adapters:* these figures are of `{before}`",
+                      order[1]) < order[2]
+    assert page.index(f"*Earlier weights of the same bitstream:* these figures are of `{earlier}`", order[2]) < order[3]
+    assert "*Not the shipped weights:*" in page[order[3]:]
     assert report.kinship(shipped) == report.SHIPPED and report.kinship(None) == report.OTHER

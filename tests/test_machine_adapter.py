@@ -12,7 +12,7 @@ from ugcodec.errors import ModelMismatchError, WeightsError
 from ugcodec.layers import MachineAdapter
 from ugcodec.models import ModelConfig, UGHyperprior
 from tools.training import TrainConfig, Trainer, coded_synthesis_input, model_from_checkpoint
-from tools.export import export_adapted_bundle, export_weights
+from tools.export import export_adapted_bundle, export_weights, without_machine_adapters
 from ugcodec.weights import fingerprint_of, load_model, model_from_bundle, read_bundle
 
 from conftest import TINY_CONFIG, make_photo_like
@@ -189,6 +189,11 @@ def test_also_decodes_lists_the_base_and_its_own_list(base_weights):
     assert first["also_decodes"] == [fingerprint_of(bundle).hex()]
     second = export_adapted_bundle(model, first)
     assert second["also_decodes"] == sorted({fingerprint_of(bundle).hex(), fingerprint_of(first).hex()})
+    # The bundle before the adapters, found again from the adapted one alone.
+    assert fingerprint_of(without_machine_adapters(first)) == fingerprint_of(bundle)
+    assert fingerprint_of(without_machine_adapters(second)) == fingerprint_of(bundle), "adapters trained again"
+    assert without_machine_adapters(bundle) is None
+    assert without_machine_adapters({**first, "also_decodes": ["00" * 8]}) is None, "not adapters on a listed base"
 
 
 @pytest.mark.parametrize("bad", ["fd4f61abcaf2c752", ["fd4f61"], [12], ["zz" * 8]])

@@ -159,3 +159,52 @@ def test_corpus_counts_photos_not_downscales(tmp_path):
               for factor in (2, 3, 4)]
     (tmp_path / "manifest.json").write_text(json.dumps({"images": images}))
     assert model_card.corpus_counts(str(tmp_path)) == {"lomiri-wallpapers-16.04": 1, "mate-backgrounds": 2}
+
+
+@pytest.fixture(scope="module")
+def adapted(tmp_path_factory):
+    """The shipped weights (before any machine adapters of theirs) with adapters added,
+    and their facts: what the card of such weights is made from."""
+    import torch
+
+    from tools.export import export_adapted_bundle, without_machine_adapters, write_bundle
+    from ugcodec.models import ModelConfig, UGHyperprior
+    from ugcodec.weights import fingerprint_of, load_model, read_bundle
+
+    shipped_bundle = read_bundle(model_card.CARD.replace("MODEL_CARD.md", "ugc-hyperprior-pcdm.pt"))
+    base = without_machine_adapters(shipped_bundle) or shipped_bundle
+    config = ModelConfig.from_dict({**base["config"], "machine_adapter": True, "adapter_width": 4})
+    network = UGHyperprior(config, coding_only=True)
+    network.load_state_dict({name: value.float() for name, value in base["float"].items()}, strict=False)
+    with torch.no_grad():
+        network.g_s.adapters[0].expand.weight.fill_(0.01)
+    path = str(tmp_path_factory.mktemp("adapted") / "adapted.pt")
+    write_bundle(export_adapted_bundle(network, base), path)
+    model = load_model(path)
+    with open(model_card.FACTS) as handle:
+        facts = json.load(handle)
+    facts["machine_adapters"] = {
+        "weights": model.fingerprint.hex(), "before": fingerprint_of(base).hex(), "run": "runs/x", "width": 4,
+        "steps": 1000, "corpus": {"gcompris-qt-data": 3}, "crop": 128, "batch": 8, "lr": 2e-4,
+        "lambda_machine_mse": 0.5, "lambda_semantic": 300.0, "teacher": "MobileNetV2", "hardware": "2 CPUs",
+        "wall_clock_hours": 1.5}
+    return model, facts, fingerprint_of(base).hex()
+
+
+def test_weights_with_adapters_keep_the_human_figures_of_the_weights_before(adapted, results, tmp_path):
+    model, facts, before = adapted
+    assert model_card.transforms_fingerprint(model).hex() == facts["transforms"]
+    assert model_card.fingerprint_before_adapters(model) == before
+    for rel in ("rd.json", "all/analytics.json", "speed.json"):
+        edit(results / rel, lambda report: report.update(
+            model=re.sub(r"fingerprint [0-9a-f]{16}", f"fingerprint {before}", report["model"])))
+    card = model_card.render(model, facts, str(results))
+    assert f"`rd.json` (of `{before}`: the same human decoding)" in card  # BD-rate and best PSNR: still valid
+    assert f"`all/analytics.json` measured `{before}`" in card  # the machine decoding: not measured
+    assert f"`speed.json` measured `{before}`" in card
+    assert f"- Machine adapters, added to the finished weights (`{before}`): after each level of g_s, a bottleneck of 4 channels" in card
+
+    path = tmp_path / "facts.json"
+    path.write_text(json.dumps({key: value for key, value in facts.items() if key != "machine_adapters"}))
+    with pytest.raises(ValueError, match="--adapters-run"):
+        model_card.read_facts(str(path), model)

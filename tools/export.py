@@ -137,6 +137,29 @@ def _with_part_of(model: UGHyperprior, base: dict, prefix: str, part: str) -> di
     return {**base, "config": model.config.to_dict(), "float": float_state, "also_decodes": also_decodes}
 
 
+def without_machine_adapters(bundle: dict) -> Optional[dict]:
+    """The weights bundle that ``bundle`` added machine adapters to
+    (:func:`export_adapted_bundle`), which encodes the same files and decodes them for
+    humans to the same pixels; None if ``bundle`` has no adapters or is not such a bundle
+    (its base's fingerprint must be one of its ``also_decodes``)."""
+    config = dict(bundle["config"])
+    if not config.pop("machine_adapter", False):
+        return None
+    config.pop("adapter_width", None)
+    stripped = {**bundle, "config": config,
+                "float": {name: value for name, value in bundle["float"].items() if not name.startswith("g_s.adapters.")}}
+    listed = list(bundle.get("also_decodes", []))
+    for candidate in listed:
+        # The base listed the others (adapters on weights that decode older files), or
+        # none (adapters trained again on weights that already had some).
+        for others in (sorted(set(listed) - {candidate}), []):
+            base = {**stripped, "also_decodes": others} if others else {
+                key: value for key, value in stripped.items() if key != "also_decodes"}
+            if fingerprint_of(base).hex() == candidate:
+                return base
+    return None
+
+
 @torch.no_grad()
 def export_bundle(model: UGHyperprior, model_id: int = HyperpriorCoder.model_id) -> dict:
     """What a weights file holds for a trained model (fp16 parameters, integer
@@ -231,6 +254,9 @@ def write_shipped_summary(bundle: dict, fingerprint: bytes) -> None:
         summary["earlier_releases"] = earlier
     if bundle.get("also_decodes"):
         summary["also_decodes"] = list(bundle["also_decodes"])
+    base = without_machine_adapters(bundle)
+    if base is not None:
+        summary["same_human_decoding_as"] = fingerprint_of(base).hex()
     write_file(SHIPPED_SUMMARY, (json.dumps(summary, indent=2) + "\n").encode(), overwrite=True)
 
 

@@ -10,6 +10,9 @@ the benchmark reports in ``benchmarks/results/``; each target's verdict is compu
 the reports against :data:`TARGETS`. A report of other weights counts as not measured, so
 a card never credits one set of weights with another's figures.
 
+``--adapters-run`` records the facts of a machine-adapter run the same way (after
+tools/export_weights.py has shipped base + adapters).
+
 ``--run`` reads the training facts from a run folder (its checkpoint's config and steps,
 its log's time span) and rewrites the facts file before rendering. Run it right after
 tools/export_weights.py: it refuses a run whose checkpoint is no longer the shipped
@@ -30,6 +33,8 @@ import ugcodec
 from benchmarks.report import fingerprint_of, load_report, paired
 from ugcodec.latent_coders import HyperpriorCoder, coder_entries
 from ugcodec.weights import CodecModel, fingerprint_of as bundle_fingerprint, read_bundle
+
+from .export import export_adapted_bundle, without_machine_adapters
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RESULTS = os.path.join(ROOT, "benchmarks", "results")
@@ -60,15 +65,27 @@ def template_section(name: str, **values) -> str:
 
 
 def transforms_fingerprint(model: CodecModel) -> bytes:
-    """The fingerprint of a model's plain-hyperprior weights: its own for model id 1; for
-    model ids 2 and 3, that of the weights its channel context was trained on (the
-    context is added after training, ``tools/train_channel_context.py``)."""
-    if model.channel_context is None:
+    """The fingerprint of a model's plain-hyperprior weights without machine adapters:
+    its own for model id 1; for model ids 2 and 3, that of the weights its channel context
+    was trained on; for weights with machine adapters, that of the weights they were added
+    to. Both the context and the adapters are added after training
+    (``tools/train_channel_context.py``, ``tools/configs/adapter_wide.toml``)."""
+    if model.channel_context is None and not model.config.machine_adapter:
         return model.fingerprint
     bundle = read_bundle(model.path)
+    bundle = without_machine_adapters(bundle) or bundle
     for key in coder_entries():
         bundle.pop(key, None)
     return bundle_fingerprint({**bundle, "model_id": HyperpriorCoder.model_id})
+
+
+def fingerprint_before_adapters(model: CodecModel) -> Optional[str]:
+    """For weights with machine adapters, the fingerprint of the weights they were added
+    to (the same files and human decoding), else None."""
+    if not model.config.machine_adapter:
+        return None
+    base = without_machine_adapters(read_bundle(model.path))
+    return None if base is None else bundle_fingerprint(base).hex()
 
 
 def context_lines(model: CodecModel) -> List[str]:
@@ -93,6 +110,10 @@ def read_facts(path: str, model: CodecModel) -> dict:
     if facts.get("transforms") != transforms_fingerprint(model).hex():
         raise ValueError(f"{os.path.relpath(path, ROOT)} describes the transforms {facts.get('transforms')}, not "
                          f"those of the weights {model.fingerprint.hex()}: record them with --run RUN")
+    adapters = facts.get("machine_adapters", {}).get("weights")
+    if model.config.machine_adapter and adapters != model.fingerprint.hex():
+        raise ValueError(f"{os.path.relpath(path, ROOT)} describes the machine adapters of {adapters}, not those of "
+                         f"the weights {model.fingerprint.hex()}: record them with --adapters-run RUN")
     return facts
 
 
@@ -162,14 +183,64 @@ def run_facts(run: str, model: CodecModel, hardware: str) -> dict:
     }
 
 
+def adapter_facts(run: str, model: CodecModel, hardware: str) -> dict:
+    """The training facts of a machine-adapter run folder (``tools/configs/adapter_wide.toml``).
+
+    Raises:
+        ValueError: the weights have no adapters, or the run's adapters added to the
+            weights before them do not make these weights.
+    """
+    import torch
+
+    from tools.training import model_from_checkpoint
+
+    base = without_machine_adapters(read_bundle(model.path)) if model.config.machine_adapter else None
+    if base is None:
+        raise ValueError(f"the weights {model.fingerprint.hex()} have no machine adapters")
+    state = torch.load(os.path.join(run, "checkpoint.pt"), map_location="cpu", weights_only=False)
+    config = state["config"]
+    exported = bundle_fingerprint(export_adapted_bundle(model_from_checkpoint(state), base))
+    if exported != model.fingerprint:
+        raise ValueError(f"the run's checkpoint (step {state['step']}) adds other adapters ({exported.hex()}) "
+                         f"than those of {model.fingerprint.hex()}")
+    hours, _, _ = log_span(os.path.join(run, "log.jsonl"))
+    return {
+        "weights": model.fingerprint.hex(), "before": bundle_fingerprint(base).hex(),
+        "run": os.path.relpath(run, ROOT), "width": config["model"].get("adapter_width", 0),
+        "steps": state["step"] - config["stage1_steps"], "corpus": corpus_counts(config["corpus"]),
+        "crop": config["crop"], "batch": config["batch"], "lr": config["stage2_lr"],
+        "lambda_machine_mse": config["lambda_machine_mse"], "lambda_semantic": config["lambda_semantic"],
+        "teacher": state.get("teacher", config["teacher"]), "hardware": hardware, "wall_clock_hours": hours,
+    }
+
+
+def adapters_line(facts: dict) -> str:
+    """The recipe's line on the machine adapters (the facts' ``machine_adapters``), else nothing."""
+    adapters = facts.get("machine_adapters")
+    if not adapters:
+        return ""
+    form = f"a bottleneck of {adapters['width']} channels" if adapters["width"] else "two 3×3 convolutions"
+    return "\n" + template_section(
+        "machine_adapters", form=form, steps=adapters["steps"], corpus_photos=sum(adapters["corpus"].values()),
+        corpus=corpus_phrase(adapters["corpus"]),
+        crop=adapters["crop"], batch=adapters["batch"], lr=adapters["lr"],
+        lambda_machine_mse=adapters["lambda_machine_mse"], lambda_semantic=adapters["lambda_semantic"],
+        teacher=adapters["teacher"], hardware=adapters["hardware"], hours=adapters["wall_clock_hours"],
+        before=adapters["before"])
+
+
 # --------------------------------------------------------------------------- targets
-def shipped_report(results: str, rel: str, fingerprint: str) -> Tuple[Optional[dict], str]:
+def shipped_report(results: str, rel: str, fingerprint: str, same_human: Optional[str] = None) -> Tuple[Optional[dict], str]:
     """``(report, cell)``: the report at ``results/rel`` if it measured ``fingerprint``
-    (else None), and the card's report cell saying which it is."""
+    or, for a target of the human decoding only, ``same_human`` (the weights before
+    machine adapters were added: :func:`fingerprint_before_adapters`); else None. And the
+    card's report cell saying which it is."""
     report = load_report(results, rel)
     if report is None:
         return None, f"no `{rel}`"
     measured = fingerprint_of(report)
+    if same_human is not None and measured == same_human:
+        return report, f"`{rel}` (of `{measured}`: the same human decoding)"
     if measured not in (None, fingerprint):
         return None, f"`{rel}` measured `{measured}`"
     return report, f"`{rel}`"
@@ -179,18 +250,18 @@ def verdict(met: Optional[bool]) -> str:
     return "not measured" if met is None else ("met" if met else "**not met**")
 
 
-def bd_target(results: str, rel: str, fingerprint: str) -> Tuple[str, str, str]:
+def bd_target(results: str, rel: str, fingerprint: str, same_human: Optional[str] = None) -> Tuple[str, str, str]:
     """(measured, report, verdict) of the human decoding's BD-rate in ``rel``."""
-    report, cell = shipped_report(results, rel, fingerprint)
+    report, cell = shipped_report(results, rel, fingerprint, same_human)
     bd = (report or {}).get("bd_rate", {}).get("ugc-human", {}).get("psnr", {}).get("bd_rate")
     if bd is None:
         return "–", cell, verdict(None)
     return f"{bd:+.1f} % on {len(report['photos'])} photos", cell, verdict(bd <= TARGETS["bd_rate"])
 
 
-def best_psnr_target(results: str, fingerprint: str) -> Tuple[str, str, str]:
+def best_psnr_target(results: str, fingerprint: str, same_human: Optional[str] = None) -> Tuple[str, str, str]:
     """(measured, report, verdict) of the best quality's PSNR, human decoding."""
-    report, cell = shipped_report(results, "rd.json", fingerprint)
+    report, cell = shipped_report(results, "rd.json", fingerprint, same_human)
     curve = (report or {}).get("curves", {}).get("ugc-human")
     if not curve:
         return "–", cell, verdict(None)
@@ -239,11 +310,11 @@ def speed_target(results: str, fingerprint: str) -> Tuple[str, str, str]:
 IDLE_CHANNELS = 0.75
 
 
-def capacity_line(results: str, fingerprint: str) -> str:
+def capacity_line(results: str, fingerprint: str, same_human: Optional[str] = None) -> str:
     """The Limitations line on the transforms' capacity, from the capacity reports of the
     standard and the all-photos set."""
     found = [report for rel in ("capacity.json", "all/capacity.json")
-             if (report := shipped_report(results, rel, fingerprint)[0]) is not None]
+             if (report := shipped_report(results, rel, fingerprint, same_human)[0]) is not None]
     if not found:
         return template_section("capacity_missing")
     top, short, unused, idle = [], [], [], False
@@ -282,6 +353,7 @@ def render(model: CodecModel, facts: dict, results: str = RESULTS) -> str:
     """The card of ``model``: the template filled from ``facts`` (its training) and the
     reports in ``results``."""
     fingerprint, config = model.fingerprint.hex(), model.config
+    before = fingerprint_before_adapters(model)
     weights_mb = os.path.getsize(model.path) / 1e6
     stage2 = facts.get("stage2_lambda_semantic")
     values = dict(
@@ -304,12 +376,13 @@ def render(model: CodecModel, facts: dict, results: str = RESULTS) -> str:
         bd_goal=f"{TARGETS['bd_rate']:+.0f}", psnr_goal=f"{TARGETS['best_psnr']:.0f}",
         speed_goal=f"{TARGETS['decode_ratio']:.1f}", size_goal=f"{TARGETS['weights_mb']:.0f}",
         weights_mb=f"{weights_mb:.1f}", weights_verdict=verdict(weights_mb < TARGETS["weights_mb"]),
-        capacity=capacity_line(results, fingerprint), **lite0_targets(results, fingerprint),
+        adapters=adapters_line(facts),
+        capacity=capacity_line(results, fingerprint, before), **lite0_targets(results, fingerprint),
     )
     for key, (measured, cell, met) in {
-        "bd_standard": bd_target(results, "rd.json", fingerprint),
-        "bd_all": bd_target(results, "all/rd.json", fingerprint),
-        "best_psnr": best_psnr_target(results, fingerprint),
+        "bd_standard": bd_target(results, "rd.json", fingerprint, before),
+        "bd_all": bd_target(results, "all/rd.json", fingerprint, before),
+        "best_psnr": best_psnr_target(results, fingerprint, before),
         "decode_ratio": speed_target(results, fingerprint),
     }.items():
         values.update({key: measured, f"{key}_report": cell, f"{key}_verdict": met})
@@ -319,6 +392,7 @@ def render(model: CodecModel, facts: dict, results: str = RESULTS) -> str:
 def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--run", help="record the training facts of this run folder (checkpoint.pt, log.jsonl) first")
+    parser.add_argument("--adapters-run", help="record the training facts of the machine adapters' run folder first")
     parser.add_argument("--hardware", default=f"{platform.processor() or platform.machine()} CPU, "
                         f"{os.cpu_count()} cores, no GPU", help="with --run: what the model was trained on")
     parser.add_argument("--facts", default=FACTS, help="the training facts (default tools/model_card_training.json)")
@@ -329,6 +403,13 @@ def main(argv: Optional[List[str]] = None) -> int:
     try:
         if args.run:
             facts = run_facts(args.run, model, args.hardware)
+            with open(args.facts, "w") as handle:
+                json.dump(facts, handle, indent=1, ensure_ascii=False)
+                handle.write("\n")
+        if args.adapters_run:
+            with open(args.facts) as handle:
+                facts = json.load(handle)
+            facts["machine_adapters"] = adapter_facts(args.adapters_run, model, args.hardware)
             with open(args.facts, "w") as handle:
                 json.dump(facts, handle, indent=1, ensure_ascii=False)
                 handle.write("\n")

@@ -430,8 +430,10 @@ def shipping_release(fingerprint: bytes) -> Optional[str]:
 def read_shipped_summary() -> dict:
     """The parsed :data:`SHIPPED_SUMMARY`: ``model_id``, ``fingerprint`` (hex),
     ``num_qualities``, if earlier releases shipped other weights ``earlier_releases``
-    (fingerprint to release), and if the weights decode files of others
-    ``also_decodes`` (hex fingerprints; :class:`WeightsSummary`).
+    (fingerprint to release), if the weights decode files of others ``also_decodes``
+    (hex fingerprints; :class:`WeightsSummary`), and if they are earlier weights with
+    machine adapters added ``same_human_decoding_as`` (those weights' fingerprint: same
+    files, same human decoding).
 
     Raises:
         OSError: the file cannot be read.
