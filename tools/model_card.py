@@ -222,7 +222,7 @@ def adapters_line(facts: dict) -> str:
     form = f"a bottleneck of {adapters['width']} channels" if adapters["width"] else "two 3×3 convolutions"
     return "\n" + template_section(
         "machine_adapters", form=form, steps=adapters["steps"], corpus_photos=sum(adapters["corpus"].values()),
-        corpus=corpus_phrase(adapters["corpus"]),
+        corpus_packages=len(adapters["corpus"]),
         crop=adapters["crop"], batch=adapters["batch"], lr=adapters["lr"],
         lambda_machine_mse=adapters["lambda_machine_mse"], lambda_semantic=adapters["lambda_semantic"],
         teacher=adapters["teacher"], hardware=adapters["hardware"], hours=adapters["wall_clock_hours"],
