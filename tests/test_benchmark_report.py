@@ -86,13 +86,20 @@ def test_commands_of_the_script_era_are_shown_as_modules():
     assert report.runnable_command("python -m benchmarks.speed --large") == "python -m benchmarks.speed --large"
 
 
-def test_reports_of_other_weights_come_last_and_say_so(tmp_path):
+def results_with_shipped_rd(tmp_path):
+    """A copy of the committed reports whose rd.json is one of the shipped weights:
+    ``(folder, shipped fingerprint, that report)``."""
     results = tmp_path / "results"
     shutil.copytree(report.RESULTS, results)
     shipped = report.shipped_fingerprint()
     rd = json.loads((results / "rd.json").read_text())
-    rd["model"] = re.sub(r"fingerprint [0-9a-f]{16}", f"fingerprint {shipped}", rd["model"])  # of the shipped weights
+    rd["model"] = re.sub(r"fingerprint [0-9a-f]{16}", f"fingerprint {shipped}", rd["model"])
     (results / "rd.json").write_text(json.dumps(rd))
+    return results, shipped, rd
+
+
+def test_reports_of_other_weights_come_last_and_say_so(tmp_path):
+    results, shipped, rd = results_with_shipped_rd(tmp_path)
     other = dict(rd, model=rd["model"].replace(shipped, "0123456789abcdef"), command="python -m benchmarks.rd --other")
     (results / "aaa").mkdir()
     (results / "aaa" / "rd.json").write_text(json.dumps(other))  # sorts before the others by name
@@ -105,12 +112,7 @@ def test_reports_of_other_weights_come_last_and_say_so(tmp_path):
 
 
 def test_reports_of_related_weights_come_after_the_shipped_ones_and_say_so(tmp_path, monkeypatch):
-    results = tmp_path / "results"
-    shutil.copytree(report.RESULTS, results)
-    shipped = report.shipped_fingerprint()
-    rd = json.loads((results / "rd.json").read_text())
-    rd["model"] = re.sub(r"fingerprint [0-9a-f]{16}", f"fingerprint {shipped}", rd["model"])  # of the shipped weights
-    (results / "rd.json").write_text(json.dumps(rd))
+    results, shipped, rd = results_with_shipped_rd(tmp_path)
     summary = report.shipped_weights_summary()
     before, earlier, other = "00112233445566ff", "0123456789abcdef", "fedcba9876543210"
     monkeypatch.setattr(report, "shipped_weights_summary",
