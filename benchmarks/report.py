@@ -121,17 +121,18 @@ def header(rel: str, report: dict, facts: Sequence[str], plots: Sequence[str]) -
              f"Model: {report.get('model', '?')}. " + "; ".join(facts) + ". Full report: " + ", ".join(links) + ".", ""]
     shipped = shipped_fingerprint()
     fingerprint = fingerprint_of(report)
-    if shipped and fingerprint and kinship(fingerprint) == SAME_HUMAN_DECODING:
+    relation = kinship(fingerprint)
+    if shipped and fingerprint and relation == SAME_HUMAN_DECODING:
         lines += [f"*The shipped weights before their machine adapters:* these figures are of `{fingerprint}`; "
                   f"the shipped weights (`{shipped}`) add machine adapters to them, so the files and the human "
                   "decoding are the same, and figures of the machine decoding are of the weights before. "
                   "Run the command again to measure the shipped weights.", ""]
-    elif shipped and fingerprint and kinship(fingerprint) == SAME_BITSTREAM:
+    elif shipped and fingerprint and relation == SAME_BITSTREAM:
         lines += [f"*Earlier weights of the same bitstream:* these figures are of `{fingerprint}`, whose files "
                   f"the shipped weights (`{shipped}`) decode to the same symbols: the two differ in g_s only "
                   "(the model card says how). Rates are the same; figures of the pixels are of the earlier g_s. "
                   "Run the command again to measure the shipped weights.", ""]
-    elif shipped and fingerprint and fingerprint != shipped:
+    elif shipped and fingerprint and relation == OTHER:
         release = shipping_release(bytes.fromhex(fingerprint))
         which = f"the weights that ugcodec {release} shipped" if release else "weights that never shipped"
         lines += [f"*Not the shipped weights:* these figures are of {which} (`{fingerprint}`); "

@@ -389,6 +389,13 @@ def render(model: CodecModel, facts: dict, results: str = RESULTS) -> str:
     return template_section("card", **values) + "\n"
 
 
+def write_facts(path: str, facts: dict) -> None:
+    """Writes the training facts file (``--run``, ``--adapters-run``)."""
+    with open(path, "w") as handle:
+        json.dump(facts, handle, indent=1, ensure_ascii=False)
+        handle.write("\n")
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--run", help="record the training facts of this run folder (checkpoint.pt, log.jsonl) first")
@@ -403,16 +410,12 @@ def main(argv: Optional[List[str]] = None) -> int:
     try:
         if args.run:
             facts = run_facts(args.run, model, args.hardware)
-            with open(args.facts, "w") as handle:
-                json.dump(facts, handle, indent=1, ensure_ascii=False)
-                handle.write("\n")
+            write_facts(args.facts, facts)
         if args.adapters_run:
             with open(args.facts) as handle:
                 facts = json.load(handle)
             facts["machine_adapters"] = adapter_facts(args.adapters_run, model, args.hardware)
-            with open(args.facts, "w") as handle:
-                json.dump(facts, handle, indent=1, ensure_ascii=False)
-                handle.write("\n")
+            write_facts(args.facts, facts)
         facts = read_facts(args.facts, model)
     except (OSError, ValueError, KeyError) as error:
         parser.error(str(error))

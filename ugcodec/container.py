@@ -36,7 +36,7 @@ import os
 import struct
 import zlib
 from dataclasses import dataclass, field, replace
-from typing import BinaryIO, Dict, FrozenSet, Iterable, Optional, Union
+from typing import BinaryIO, Dict, FrozenSet, Optional, Union
 
 from .errors import FormatError, TooManyPixelsError, UgcError
 from .files import read_at_most
@@ -399,7 +399,7 @@ def shipped_weights_summary() -> WeightsSummary:
         raise UgcError(f"cannot read the shipped weights' summary {SHIPPED_SUMMARY}: {error}") from None
 
 
-def parse_fingerprints(values: Iterable[object]) -> FrozenSet[bytes]:
+def parse_fingerprints(values: object) -> FrozenSet[bytes]:
     """Fingerprints written as 16 hex digits each (a weights file's or the shipped
     summary's ``also_decodes``), as bytes.
 

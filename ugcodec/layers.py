@@ -211,21 +211,21 @@ class MachineAdapter(nn.Module):
             self.reduce = nn.Conv2d(channels, width, kernel_size=1)
             self.conv = conv3x3(width, width)
             self.expand = nn.Conv2d(width, channels, kernel_size=1)
-            stages = [self.reduce, self.conv, self.expand]
+            layers = [self.reduce, self.conv, self.expand]
         else:
             self.conv1 = conv3x3(channels, channels)
             self.conv2 = conv3x3(channels, channels)
-            stages = [self.conv1, self.conv2]
-        self._stages = stages
-        nn.init.zeros_(stages[-1].weight)
-        nn.init.zeros_(stages[-1].bias)
+            layers = [self.conv1, self.conv2]
+        self._layers = layers  # the registered convolutions above, in order
+        nn.init.zeros_(layers[-1].weight)
+        nn.init.zeros_(layers[-1].bias)
 
     def forward(self, x: Tensor, gate: Tensor) -> Tensor:
         gate = gate.reshape(-1).to(x.dtype)
         if not bool(torch.any(gate != 0)):
             return x
         residual = x
-        for stage in self._stages[:-1]:
-            residual = self.activation(stage(residual))
-        residual = self._stages[-1](residual)
+        for layer in self._layers[:-1]:
+            residual = self.activation(layer(residual))
+        residual = self._layers[-1](residual)
         return x + gate[:, None, None, None] * residual
