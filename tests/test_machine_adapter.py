@@ -46,6 +46,22 @@ def test_adapter_is_gated_by_beta_and_starts_as_the_identity(width):
     assert torch.equal(half[1], x[1]), "the gate is per sample"
 
 
+@pytest.mark.parametrize("width", [0, 2])
+def test_adapter_codes_in_place_what_it_trains_out_of_place(width):
+    torch.manual_seed(0)
+    adapter = MachineAdapter(4, width)
+    _nudge(adapter)
+    x = torch.randn(2, 4, 6, 6)
+    gate = torch.tensor([1.0, 0.3])
+    training = adapter(x, gate)
+    assert training.requires_grad
+    kept = x.clone()
+    with torch.no_grad():
+        coding = adapter(x, gate)
+    assert torch.equal(coding, training.detach())
+    assert torch.equal(x, kept), "the coding path leaves its input alone"
+
+
 def test_bottleneck_adapter_is_cheaper_and_has_its_own_parameters():
     full, narrow = MachineAdapter(16), MachineAdapter(16, 4)
     assert [name for name, _ in full.named_parameters()] == ["conv1.weight", "conv1.bias", "conv2.weight", "conv2.bias"]

@@ -224,8 +224,13 @@ class MachineAdapter(nn.Module):
         gate = gate.reshape(-1).to(x.dtype)
         if not bool(torch.any(gate != 0)):
             return x
+        gate = gate[:, None, None, None]
+        if not torch.is_grad_enabled():  # coding: the same operations, in place
+            residual = x
+            for layer in self._layers[:-1]:
+                residual = F.leaky_relu_(layer(residual), self.activation.negative_slope)
+            return self._layers[-1](residual).mul_(gate).add_(x)
         residual = x
         for layer in self._layers[:-1]:
             residual = self.activation(layer(residual))
-        residual = self._layers[-1](residual)
-        return x + gate[:, None, None, None] * residual
+        return x + gate * self._layers[-1](residual)
