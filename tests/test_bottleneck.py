@@ -133,6 +133,16 @@ def test_distillation_runs_resumes_and_exports_the_same_bitstream(corpus, base_w
     assert torch.equal(trained.g_s.blocks[2].conv.weight.half().float(), student.network.g_s.blocks[2].conv.weight)
 
 
+def test_command_line_sets_the_run_config(corpus, base_weights, tmp_path):
+    run = str(tmp_path / "run")
+    assert main(["--run", run, "--bottlenecks", "0,4,2", "--base", base_weights, "--corpus", corpus, "--crop", "64",
+                 "--pool", "2", "--feature-pool", "1", "--feature-steps", "1", "--steps", "1", "--batch", "2",
+                 "--teacher-weight", "0.25", "--tune", "blocks", "--max-minutes", "0"]) == 0
+    saved = torch.load(os.path.join(run, "checkpoint.pt"), map_location="cpu", weights_only=False)["config"]
+    config = DistillConfig.from_dict(saved)
+    assert (config.teacher_weight, config.tune, list(config.bottlenecks)) == (0.25, "blocks", [0, 4, 2])
+
+
 def test_synthesis_export_refuses_other_transforms(base_weights):
     bundle = read_bundle(base_weights)
     with pytest.raises(ValueError, match="outside g_s"):

@@ -406,6 +406,8 @@ def main(argv=None) -> int:
     parser.add_argument("--block-lr-scale", type=float,
                         help="finetune: the new blocks' learning rate over the rest's (default 1; a resumed run: its own)")
     parser.add_argument("--tune", default="g_s", choices=("g_s", "blocks"))
+    parser.add_argument("--teacher-weight", type=float, default=1.0,
+                        help="finetune, beta = 0: weight of the distance to the teacher's decoding against the image's")
     parser.add_argument("--threads", type=int, help="torch CPU threads")
     parser.add_argument("--max-minutes", type=float, help="stop (with a checkpoint) after this much training time")
     parser.add_argument("--export", metavar="PATH", help="write the run's student as a weights file and stop")
@@ -443,6 +445,7 @@ def main(argv=None) -> int:
             lr=args.lr,
             block_lr_scale=1.0 if args.block_lr_scale is None else args.block_lr_scale,
             tune=args.tune,
+            teacher_weight=args.teacher_weight,
         )
     distiller = Distiller(config, args.run)
     distiller.build_pool()
