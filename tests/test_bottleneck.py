@@ -133,6 +133,33 @@ def test_distillation_runs_resumes_and_exports_the_same_bitstream(corpus, base_w
     assert torch.equal(trained.g_s.blocks[2].conv.weight.half().float(), student.network.g_s.blocks[2].conv.weight)
 
 
+def test_without_replaced_blocks_the_finetune_trains_the_teachers_own_g_s(corpus, base_weights, tmp_path):
+    with pytest.raises(ValueError, match="no level is replaced"):
+        DistillConfig(bottlenecks=(0, 0, 0), base=base_weights, corpus=corpus, tune="blocks")
+    config = DistillConfig(
+        bottlenecks=(0, 0, 0), base=base_weights, corpus=corpus, crop=64, pool=3, feature_pool=2,
+        quality_weights=(1, 1, 2), steps=2, batch=2, log_every=1, checkpoint_every=1, teacher_weight=0.0,
+    )
+    distiller = Distiller(config, str(tmp_path / "run"))
+    teacher = load_model(base_weights)
+    assert distiller.phase == "finetune", "no new blocks: nothing to match first"
+    for name, value in distiller.student.g_s.state_dict().items():
+        assert torch.equal(value, teacher.network.g_s.state_dict()[name]), name
+    distiller.build_pool()
+    assert not any(key.startswith("in") for key in distiller._load_pool())
+    distiller.train()
+    assert distiller.step == 2
+    changed = [name for name, value in distiller.student.g_s.state_dict().items()
+               if not torch.equal(value, teacher.network.g_s.state_dict()[name])]
+    assert any(name.startswith("g_s.up.") or name.startswith("up.") for name in changed), changed
+
+    out = str(tmp_path / "student.pt")
+    assert main(["--run", str(tmp_path / "run"), "--export", out]) == 0
+    student = load_model(out)
+    assert student.config == teacher.config and student.fingerprint != teacher.fingerprint
+    assert teacher.fingerprint in student.also_decodes, "it decodes the files of the weights it started from"
+
+
 def test_command_line_sets_the_run_config(corpus, base_weights, tmp_path):
     run = str(tmp_path / "run")
     assert main(["--run", run, "--bottlenecks", "0,4,2", "--base", base_weights, "--corpus", corpus, "--crop", "64",

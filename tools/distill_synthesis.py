@@ -4,11 +4,15 @@
     python -m tools.distill_synthesis --run runs/fastgs --bottlenecks 0,64,48 \\
         --corpus data/corpus_broad --threads 1
     python -m tools.distill_synthesis --run runs/fastgs --export runs/fastgs/candidate.pt
+    python -m tools.distill_synthesis --run runs/gsft --bottlenecks 0,0,0 --teacher-weight 0 \
+        --lr 2e-5    # no block replaced: train the shipped g_s on for the same bitstream
 
 The student is the teacher (``--base``, default: the shipped weights) with the residual
 block of each level whose ``--bottlenecks`` entry is not 0 replaced by a
 :class:`ugcodec.layers.BottleneckResidualBlock` of that width
-(:attr:`ugcodec.models.ModelConfig.bottlenecks`). g_a, h_a and every coding part stay
+(:attr:`ugcodec.models.ModelConfig.bottlenecks`); with every entry 0 (and ``--tune
+g_s``) the student is the teacher itself, and the finetune below trains its g_s further
+for the same latents. g_a, h_a and every coding part stay
 the teacher's, so the bitstream (and the rate) is exactly the same; only the pixels that
 g_s makes of it change. Three phases, each resumable (re-run the same command):
 
@@ -109,8 +113,8 @@ class DistillConfig:
             raise ValueError(f"tune must be g_s or blocks, not {self.tune!r}")
         if self.crop % 64:
             raise ValueError("crop must be a multiple of 64")
-        if not any(self.bottlenecks):
-            raise ValueError("no level to replace: give at least one positive bottleneck width")
+        if not any(self.bottlenecks) and self.tune != "g_s":
+            raise ValueError("no level is replaced, so there are no new blocks to tune: use tune g_s")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -170,7 +174,7 @@ class Distiller:
         self.teacher = self.coder.network
         self.levels = [level for level, width in enumerate(config.bottlenecks) if width]
         self.student = student_network(self.coder, config.bottlenecks, config.seed)
-        self.phase = "features"
+        self.phase = "features" if self.levels else "finetune"  # no new blocks: nothing to match
         self.step = 0
         self.checkpoint_path = os.path.join(run_dir, "checkpoint.pt")
         self.rng = np.random.default_rng(config.seed)
@@ -211,7 +215,7 @@ class Distiller:
                 "machine": teacher[1].half(),
             }
             first = shard * SHARD
-            features = max(0, min(count, config.feature_pool - first))
+            features = max(0, min(count, config.feature_pool - first)) if self.levels else 0
             if features:
                 beta = (torch.rand(features, generator=generator) < 0.5).float()
                 found = block_features(self.teacher.g_s, y_hat[:features], beta, self.levels)
@@ -246,8 +250,8 @@ class Distiller:
                 self.student.g_s.requires_grad_(True)
                 chosen = {id(p) for p in new}
                 groups.append({"params": [p for p in self.student.g_s.parameters() if id(p) not in chosen], "scale": 1.0})
-        optimizer = torch.optim.Adam(groups, lr=self.config.feature_lr if self.phase == "features" else self.config.lr)
-        return optimizer
+        groups = [group for group in groups if group["params"]]
+        return torch.optim.Adam(groups, lr=self.config.feature_lr if self.phase == "features" else self.config.lr)
 
     def _learning_rate(self) -> float:
         # Cosine from the phase's rate to a tenth of it.
