@@ -1,4 +1,5 @@
 """tools/model_card.py: the card is the template filled from the facts and the reports."""
+import dataclasses
 import json
 import re
 import shutil
@@ -209,3 +210,66 @@ def test_weights_with_adapters_keep_the_human_figures_of_the_weights_before(adap
     path.write_text(json.dumps({key: value for key, value in facts.items() if key != "machine_adapters"}))
     with pytest.raises(ValueError, match="--adapters-run"):
         model_card.read_facts(str(path), model)
+
+
+@pytest.fixture(scope="module")
+def fine_tuned(tmp_path_factory):
+    """The shipped weights with their g_s trained on (a ``tools/distill_synthesis`` run
+    that replaced no block), the run folder, and the committed facts."""
+    import torch
+
+    from tools.distill_synthesis import DistillConfig, student_network
+    from tools.export import export_synthesis_bundle, write_bundle
+    from ugcodec.weights import load_model, read_bundle
+
+    folder = tmp_path_factory.mktemp("fine_tuned")
+    shipped = load_model()
+    student = student_network(shipped, (0, 0, 0))
+    with torch.no_grad():
+        student.g_s.up[3].bias.add_(0.01)
+    path = str(folder / "fine_tuned.pt")
+    write_bundle(export_synthesis_bundle(student, read_bundle(shipped.path)), path)
+    corpus = folder / "corpus"
+    corpus.mkdir()
+    (corpus / "manifest.json").write_text(json.dumps({"images": [{"source": "kphotoalbum:a.jpg"}]}))
+    run = folder / "run"
+    run.mkdir()
+    config = DistillConfig(bottlenecks=(0, 0, 0), base=shipped.path, corpus=str(corpus), steps=40, teacher_weight=0.0)
+    torch.save({"config": config.to_dict(), "g_s": student.g_s.state_dict(), "step": 40}, run / "checkpoint.pt")
+    records = [{"phase": "pool", "shard": 1, "of": 1, "seconds": 360.0},
+               {"phase": "finetune", "step": 20, "seconds": 1800.0}, {"phase": "finetune", "step": 40, "seconds": 3600.0}]
+    (run / "log.jsonl").write_text("".join(json.dumps(record) + "\n" for record in records))
+    with open(model_card.FACTS) as handle:
+        facts = json.load(handle)
+    return load_model(path), str(run), facts
+
+
+def test_a_synthesis_fine_tune_is_recorded_and_described(fine_tuned, shipped, results, tmp_path):
+    model, run, facts = fine_tuned
+    before = shipped[0].fingerprint.hex()
+    recorded = model_card.synthesis_facts(run, model, facts, "2 CPUs")
+    assert (recorded["weights"], recorded["before"], recorded["steps"], recorded["corpus"]) == (
+        model.fingerprint.hex(), before, 40, {"kphotoalbum": 1})
+    assert recorded["wall_clock_hours"] == 1.1  # one hour of steps and six minutes of pool
+    facts = {**facts, "synthesis_finetune": recorded}
+    path = tmp_path / "facts.json"
+    path.write_text(json.dumps(facts))
+    assert model_card.read_facts(str(path), model) == facts
+    with pytest.raises(ValueError, match="--synthesis-run"):
+        model_card.read_facts(str(path), shipped[0])
+
+    for rel in ("rd.json", "all/rd.json"):
+        of_shipped(results / rel, shipped[0])
+    card = model_card.render(model, facts, str(results))
+    assert f"- g_s trained on for the files of `{before}`" in card
+    assert "40 steps on a pool of 1024 crops" in card and "human decoding: MSE to the photograph;" in card
+    assert f"`rd.json` measured `{before}`" in card, "another g_s: the human figures of the weights before do not count"
+
+
+def test_a_synthesis_fine_tune_must_be_the_shipped_g_s(fine_tuned, shipped):
+    model, run, facts = fine_tuned
+    with pytest.raises(ValueError, match="another g_s"):
+        # the weights before, as if they decoded the same files: their g_s is not the run's
+        model_card.synthesis_facts(run, dataclasses.replace(shipped[0], also_decodes=model.also_decodes), facts, "x")
+    with pytest.raises(ValueError, match="do not decode the files"):
+        model_card.synthesis_facts(run, shipped[0], {**facts, "synthesis_finetune": {"weights": "00" * 8}}, "x")

@@ -11,7 +11,9 @@ the reports against :data:`TARGETS`. A report of other weights counts as not mea
 a card never credits one set of weights with another's figures.
 
 ``--adapters-run`` records the facts of a machine-adapter run the same way (after
-tools/export_weights.py has shipped base + adapters).
+tools/export_weights.py has shipped base + adapters), and ``--synthesis-run`` those of a
+``tools/distill_synthesis`` run whose g_s the shipped weights carry (trained on from the
+weights the facts described until then, whose files they decode).
 
 ``--run`` reads the training facts from a run folder (its checkpoint's config and steps,
 its log's time span) and rewrites the facts file before rendering. Run it right after
@@ -107,6 +109,12 @@ def read_facts(path: str, model: CodecModel) -> dict:
     """
     with open(path) as handle:
         facts = json.load(handle)
+    finetune = facts.get("synthesis_finetune")
+    if finetune:
+        if finetune["weights"] != model.fingerprint.hex():
+            raise ValueError(f"{os.path.relpath(path, ROOT)} describes the synthesis fine-tune of {finetune['weights']}, "
+                             f"not the weights {model.fingerprint.hex()}: record it with --synthesis-run RUN")
+        return facts  # the weights before it were checked against the facts when it was recorded
     if facts.get("transforms") != transforms_fingerprint(model).hex():
         raise ValueError(f"{os.path.relpath(path, ROOT)} describes the transforms {facts.get('transforms')}, not "
                          f"those of the weights {model.fingerprint.hex()}: record them with --run RUN")
@@ -124,15 +132,19 @@ def log_span(log_path: str) -> Tuple[float, int, int]:
     one's starts a new segment. A run folder started with ``--init-from`` logs only its own
     steps, so the span says which steps the hours cover.
     """
-    total, segment_last, first, last = 0.0, 0.0, None, 0
     with open(log_path) as handle:
-        for line in handle:
-            record = json.loads(line)
-            if record["seconds"] < segment_last:
-                total += segment_last
-            segment_last = record["seconds"]
-            first = record["step"] if first is None else first
-            last = record["step"]
+        return records_span([json.loads(line) for line in handle])
+
+
+def records_span(records: List[dict]) -> Tuple[float, int, int]:
+    """:func:`log_span` of log records already read (each with ``seconds`` and ``step``)."""
+    total, segment_last, first, last = 0.0, 0.0, None, 0
+    for record in records:
+        if record["seconds"] < segment_last:
+            total += segment_last
+        segment_last = record["seconds"]
+        first = record["step"] if first is None else first
+        last = record["step"]
     return round((total + segment_last) / 3600, 2), first or 0, last
 
 
@@ -227,6 +239,72 @@ def adapters_line(facts: dict) -> str:
         lambda_machine_mse=adapters["lambda_machine_mse"], lambda_semantic=adapters["lambda_semantic"],
         teacher=adapters["teacher"], hardware=adapters["hardware"], hours=adapters["wall_clock_hours"],
         before=adapters["before"])
+
+
+def described_weights(facts: dict) -> str:
+    """The fingerprint of the weights that ``facts`` describe as a whole: the last step
+    recorded (a synthesis fine-tune, machine adapters, else the trained transforms)."""
+    for step in ("synthesis_finetune", "machine_adapters"):
+        if facts.get(step):
+            return facts[step]["weights"]
+    return facts["transforms"]
+
+
+def synthesis_facts(run: str, model: CodecModel, facts: dict, hardware: str) -> dict:
+    """The facts of a ``tools/distill_synthesis`` run whose g_s the weights carry, trained
+    from the weights that ``facts`` describe.
+
+    Raises:
+        ValueError: the run's g_s is not the weights' (fp16 as exported), or the weights
+            do not decode the files of the weights ``facts`` describe.
+    """
+    import torch
+
+    from tools.distill_synthesis import DEFAULT_QUALITY_WEIGHTS, DistillConfig
+
+    before = described_weights(facts)
+    if bytes.fromhex(before) not in model.also_decodes:
+        raise ValueError(f"the weights {model.fingerprint.hex()} do not decode the files of {before}, which "
+                         f"{os.path.relpath(FACTS, ROOT)} describes")
+    state = torch.load(os.path.join(run, "checkpoint.pt"), map_location="cpu", weights_only=False)
+    shipped = model.network.g_s.state_dict()
+    if set(state["g_s"]) != set(shipped) or any(
+            not torch.equal(value.half().float(), shipped[name].float()) for name, value in state["g_s"].items()):
+        raise ValueError(f"the run's checkpoint (step {state['step']}) holds another g_s than the weights "
+                         f"{model.fingerprint.hex()}")
+    config = DistillConfig.from_dict(state["config"])
+    with open(os.path.join(run, "log.jsonl")) as handle:
+        records = [json.loads(line) for line in handle]
+    pool_seconds = sum(record["seconds"] for record in records if record["phase"] == "pool")
+    hours, _, _ = records_span([record for record in records if "step" in record])
+    return {
+        "weights": model.fingerprint.hex(), "before": before, "run": os.path.relpath(run, ROOT),
+        "bottlenecks": list(config.bottlenecks), "steps": state["step"], "pool": config.pool, "crop": config.crop,
+        "quality_weights": list(config.quality_weights or DEFAULT_QUALITY_WEIGHTS[: model.num_qualities]),
+        "corpus": corpus_counts(config.corpus), "batch": config.batch, "lr": config.lr,
+        "teacher_weight": config.teacher_weight, "hardware": hardware,
+        "wall_clock_hours": round(hours + pool_seconds / 3600, 2),
+    }
+
+
+def synthesis_line(facts: dict) -> str:
+    """The recipe's line on a synthesis fine-tune (the facts' ``synthesis_finetune``), else nothing."""
+    finetune = facts.get("synthesis_finetune")
+    if not finetune:
+        return ""
+    if any(finetune["bottlenecks"]):
+        widths = ", ".join(f"level {level}: {width}" for level, width in enumerate(finetune["bottlenecks"]) if width)
+        blocks = template_section("synthesis_bottlenecks", widths=widths) + " "
+    else:
+        blocks = ""
+    human = "MSE to the photograph" + (
+        f" + {finetune['teacher_weight']} × MSE to `{finetune['before']}`'s human decoding" if finetune["teacher_weight"] else "")
+    return "\n" + template_section(
+        "synthesis_finetune", before=finetune["before"], blocks=blocks, steps=finetune["steps"],
+        pool=finetune["pool"], crop=finetune["crop"], corpus_photos=sum(finetune["corpus"].values()),
+        corpus_packages=len(finetune["corpus"]), quality_weights=":".join(f"{w:g}" for w in finetune["quality_weights"]),
+        batch=finetune["batch"], lr=finetune["lr"], human=human, hardware=finetune["hardware"],
+        hours=finetune["wall_clock_hours"])
 
 
 # --------------------------------------------------------------------------- targets
@@ -376,7 +454,7 @@ def render(model: CodecModel, facts: dict, results: str = RESULTS) -> str:
         bd_goal=f"{TARGETS['bd_rate']:+.0f}", psnr_goal=f"{TARGETS['best_psnr']:.0f}",
         speed_goal=f"{TARGETS['decode_ratio']:.1f}", size_goal=f"{TARGETS['weights_mb']:.0f}",
         weights_mb=f"{weights_mb:.1f}", weights_verdict=verdict(weights_mb < TARGETS["weights_mb"]),
-        adapters=adapters_line(facts),
+        adapters=adapters_line(facts), synthesis=synthesis_line(facts),
         capacity=capacity_line(results, fingerprint, before), **lite0_targets(results, fingerprint),
     )
     for key, (measured, cell, met) in {
@@ -390,7 +468,7 @@ def render(model: CodecModel, facts: dict, results: str = RESULTS) -> str:
 
 
 def write_facts(path: str, facts: dict) -> None:
-    """Writes the training facts file (``--run``, ``--adapters-run``)."""
+    """Writes the training facts file (``--run``, ``--adapters-run``, ``--synthesis-run``)."""
     with open(path, "w") as handle:
         json.dump(facts, handle, indent=1, ensure_ascii=False)
         handle.write("\n")
@@ -400,6 +478,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--run", help="record the training facts of this run folder (checkpoint.pt, log.jsonl) first")
     parser.add_argument("--adapters-run", help="record the training facts of the machine adapters' run folder first")
+    parser.add_argument("--synthesis-run", help="record the facts of the tools/distill_synthesis run whose g_s the "
+                        "weights carry first (trained from the weights the facts describe)")
     parser.add_argument("--hardware", default=f"{platform.processor() or platform.machine()} CPU, "
                         f"{os.cpu_count()} cores, no GPU", help="with --run: what the model was trained on")
     parser.add_argument("--facts", default=FACTS, help="the training facts (default tools/model_card_training.json)")
@@ -415,6 +495,11 @@ def main(argv: Optional[List[str]] = None) -> int:
             with open(args.facts) as handle:
                 facts = json.load(handle)
             facts["machine_adapters"] = adapter_facts(args.adapters_run, model, args.hardware)
+            write_facts(args.facts, facts)
+        if args.synthesis_run:
+            with open(args.facts) as handle:
+                facts = json.load(handle)
+            facts["synthesis_finetune"] = synthesis_facts(args.synthesis_run, model, facts, args.hardware)
             write_facts(args.facts, facts)
         facts = read_facts(args.facts, model)
     except (OSError, ValueError, KeyError) as error:
