@@ -1,10 +1,10 @@
 #!/usr/bin/env python3
-"""Distil a weights file's synthesis g_s into one with cheaper residual blocks.
+"""Distil a weights file's synthesis g_s into one with cheaper residual blocks, or train it on.
 
     python -m tools.distill_synthesis --run runs/fastgs --bottlenecks 0,64,48 \\
         --corpus data/corpus_broad --threads 1
     python -m tools.distill_synthesis --run runs/fastgs --export runs/fastgs/candidate.pt
-    python -m tools.distill_synthesis --run runs/gsft --bottlenecks 0,0,0 --teacher-weight 0 \
+    python -m tools.distill_synthesis --run runs/gsft --bottlenecks 0,0,0 --teacher-weight 0 \\
         --lr 2e-5    # no block replaced: train the shipped g_s on for the same bitstream
 
 The student is the teacher (``--base``, default: the shipped weights) with the residual

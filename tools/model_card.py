@@ -491,16 +491,15 @@ def main(argv: Optional[List[str]] = None) -> int:
         if args.run:
             facts = run_facts(args.run, model, args.hardware)
             write_facts(args.facts, facts)
-        if args.adapters_run:
-            with open(args.facts) as handle:
-                facts = json.load(handle)
-            facts["machine_adapters"] = adapter_facts(args.adapters_run, model, args.hardware)
-            write_facts(args.facts, facts)
-        if args.synthesis_run:
-            with open(args.facts) as handle:
-                facts = json.load(handle)
-            facts["synthesis_finetune"] = synthesis_facts(args.synthesis_run, model, facts, args.hardware)
-            write_facts(args.facts, facts)
+        for key, run, record in (
+            ("machine_adapters", args.adapters_run, lambda run, facts: adapter_facts(run, model, args.hardware)),
+            ("synthesis_finetune", args.synthesis_run, lambda run, facts: synthesis_facts(run, model, facts, args.hardware)),
+        ):
+            if run:
+                with open(args.facts) as handle:
+                    facts = json.load(handle)
+                facts[key] = record(run, facts)
+                write_facts(args.facts, facts)
         facts = read_facts(args.facts, model)
     except (OSError, ValueError, KeyError) as error:
         parser.error(str(error))
