@@ -2,6 +2,7 @@
 file's own, that decodes the same bitstreams."""
 import json
 import os
+import shutil
 
 import numpy as np
 import pytest
@@ -158,6 +159,26 @@ def test_without_replaced_blocks_the_finetune_trains_the_teachers_own_g_s(corpus
     student = load_model(out)
     assert student.config == teacher.config and student.fingerprint != teacher.fingerprint
     assert teacher.fingerprint in student.also_decodes, "it decodes the files of the weights it started from"
+
+
+def test_a_compact_checkpoint_resumes_the_run_elsewhere(corpus, base_weights, tmp_path):
+    common = ["--corpus", corpus, "--crop", "64", "--pool", "2", "--batch", "2", "--teacher-weight", "0"]
+    first = str(tmp_path / "first")
+    assert main(["--run", first, "--bottlenecks", "0,0,0", "--base", base_weights, "--steps", "2"] + common) == 0
+    compact = str(tmp_path / "compact.pt")
+    assert main(["--run", first, "--save-compact", compact]) == 0
+    state = torch.load(compact, weights_only=False)
+    assert "optimizer" not in state and state["step"] == 2
+    assert all(value.dtype == torch.float16 for value in state["g_s"].values() if value.is_floating_point())
+
+    moved = str(tmp_path / "base_elsewhere.pt")
+    shutil.copy(base_weights, moved)
+    second = str(tmp_path / "second")
+    assert main(["--run", second, "--init-from", compact, "--base", moved, "--steps", "3"]) == 0
+    resumed = torch.load(os.path.join(second, "checkpoint.pt"), weights_only=False)
+    assert resumed["step"] == 3 and resumed["config"]["base"] == moved
+    records = [json.loads(line) for line in open(os.path.join(second, "log.jsonl"))]
+    assert [record["step"] for record in records if "step" in record] == [3], "it went on from step 2"
 
 
 def test_command_line_sets_the_run_config(corpus, base_weights, tmp_path):

@@ -33,7 +33,9 @@ g_s makes of it change. Three phases, each resumable (re-run the same command):
    its relative (dB) change rather than by its absolute error.
 
 ``RUN/checkpoint.pt`` holds the student, optimiser, phase and step; ``RUN/log.jsonl`` a
-record every ``--log-every`` steps. ``--export PATH`` writes the student as a weights
+record every ``--log-every`` steps. ``--save-compact PATH`` writes a compact copy (g_s in
+fp16, no optimiser state) for another machine, where ``--init-from PATH`` resumes from it
+(the pool is built again: the same crops, from the same seed and corpus). ``--export PATH`` writes the student as a weights
 file (:func:`tools.export.export_synthesis_bundle`: the base file with the new g_s).
 """
 from __future__ import annotations
@@ -350,8 +352,8 @@ class Distiller:
             handle.write(json.dumps(record) + "\n")
         print(json.dumps(record), flush=True)
 
-    def _save(self) -> None:
-        state = {
+    def _state(self) -> dict:
+        return {
             "config": self.config.to_dict(),
             "model_config": self.student.config.to_dict(),
             "g_s": self.student.g_s.state_dict(),
@@ -360,6 +362,17 @@ class Distiller:
             "step": self.step,
             "rng": self.rng.bit_generator.state,
         }
+
+    def save_compact(self, path: str) -> None:
+        """Writes a compact resume checkpoint (g_s in fp16, no optimiser state) to
+        ``path``, for a new machine: ``--init-from PATH`` resumes from it."""
+        state = self._state()
+        del state["optimizer"]
+        state["g_s"] = {name: value.half() if value.is_floating_point() else value for name, value in state["g_s"].items()}
+        save_atomically(state, path)
+
+    def _save(self) -> None:
+        state = self._state()
         save_atomically(state, self.checkpoint_path)
         if self.phase == "finetune" and self.step:
             # Keep the step in the name of a milestone copy, so a later step that is worse
@@ -368,13 +381,16 @@ class Distiller:
                 save_atomically(state, os.path.join(self.run_dir, f"checkpoint_{self.step}.pt"))
 
     def _load(self, path: Optional[str] = None) -> None:
+        """Resumes from ``path`` (default: the run's own checkpoint); a compact one
+        (:meth:`save_compact`) restarts the optimiser's moments."""
         state = torch.load(path or self.checkpoint_path, map_location="cpu", weights_only=False)
         self.student.g_s.load_state_dict(state["g_s"])
         self.phase, self.step = state["phase"], int(state["step"])
         self.optimizer = self._make_optimizer()
         scales = [group["scale"] for group in self.optimizer.param_groups]
         try:
-            self.optimizer.load_state_dict(state["optimizer"])
+            if "optimizer" in state:
+                self.optimizer.load_state_dict(state["optimizer"])
         except ValueError:  # other parameter groups: fresh moments
             print("optimiser state does not fit: restarting its moments", file=sys.stderr)
         for group, scale in zip(self.optimizer.param_groups, scales):
@@ -397,7 +413,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--run", required=True, help="folder for the pool, checkpoint.pt and log.jsonl")
     parser.add_argument("--bottlenecks", help="width per level of g_s, 0 = keep (e.g. 0,64,48); a new run needs it")
-    parser.add_argument("--base", default=DEFAULT_WEIGHTS, help="teacher weights file (default: the shipped one)")
+    parser.add_argument("--base", help="teacher weights file (default: the shipped one; a resumed run: its own)")
     parser.add_argument("--corpus", default="data/corpus_broad", help="training images")
     parser.add_argument("--crop", type=int, default=128)
     parser.add_argument("--pool", type=int, default=1024, help="crops in the pool")
@@ -416,6 +432,8 @@ def main(argv=None) -> int:
     parser.add_argument("--max-minutes", type=float, help="stop (with a checkpoint) after this much training time")
     parser.add_argument("--export", metavar="PATH", help="write the run's student as a weights file and stop")
     parser.add_argument("--checkpoint", help="with --export: this checkpoint instead of RUN/checkpoint.pt")
+    parser.add_argument("--save-compact", metavar="PATH", help="write the run's compact resume checkpoint and stop")
+    parser.add_argument("--init-from", metavar="PATH", help="compact checkpoint to resume from when RUN has none")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -427,17 +445,19 @@ def main(argv=None) -> int:
         print(f"{args.export}: fingerprint {fingerprint.hex()}")
         return 0
     checkpoint = os.path.join(args.run, "checkpoint.pt")
-    if os.path.exists(checkpoint):
-        config = DistillConfig.from_dict(torch.load(checkpoint, map_location="cpu", weights_only=False)["config"])
+    resume_from = checkpoint if os.path.exists(checkpoint) else args.init_from
+    if resume_from:
+        config = DistillConfig.from_dict(torch.load(resume_from, map_location="cpu", weights_only=False)["config"])
         config.feature_steps = config.feature_steps if args.feature_steps is None else args.feature_steps
         config.steps = config.steps if args.steps is None else args.steps
         config.block_lr_scale = config.block_lr_scale if args.block_lr_scale is None else args.block_lr_scale
+        config.base = config.base if args.base is None else args.base  # e.g. another machine's checkout
     else:
         if not args.bottlenecks:
             parser.error("a new run needs --bottlenecks")
         config = DistillConfig(
             bottlenecks=[int(v) for v in args.bottlenecks.split(",")],
-            base=args.base,
+            base=args.base or DEFAULT_WEIGHTS,
             corpus=args.corpus,
             crop=args.crop,
             pool=args.pool,
@@ -452,6 +472,12 @@ def main(argv=None) -> int:
             teacher_weight=args.teacher_weight,
         )
     distiller = Distiller(config, args.run)
+    if resume_from != checkpoint and resume_from:
+        distiller._load(resume_from)
+    if args.save_compact:
+        distiller.save_compact(args.save_compact)
+        print(f"{distiller.phase} step {distiller.step} -> {args.save_compact}")
+        return 0
     distiller.build_pool()
     distiller.train(None if args.max_minutes is None else 60.0 * args.max_minutes)
     return 0
