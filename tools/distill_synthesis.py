@@ -368,7 +368,8 @@ class Distiller:
         ``path``, for a new machine: ``--init-from PATH`` resumes from it."""
         state = self._state()
         del state["optimizer"]
-        state["g_s"] = {name: value.half() if value.is_floating_point() else value for name, value in state["g_s"].items()}
+        parameters = {name for name, _ in self.student.g_s.named_parameters()}  # buffers stay exact
+        state["g_s"] = {name: value.half() if name in parameters else value for name, value in state["g_s"].items()}
         save_atomically(state, path)
 
     def _save(self) -> None:
@@ -399,14 +400,16 @@ class Distiller:
         print(f"resumed {self.phase} at step {self.step}", file=sys.stderr)
 
 
-def load_student(checkpoint: str) -> "tuple[UGHyperprior, str]":
-    """The student network of a distillation checkpoint and the base weights it was
-    distilled from."""
+def load_student(checkpoint: str, base: Optional[str] = None) -> "tuple[UGHyperprior, str]":
+    """The student network of a distillation checkpoint (full or compact) and the base
+    weights it was distilled from: ``base`` if given (the same weights elsewhere), else
+    the path its run recorded."""
     state = torch.load(checkpoint, map_location="cpu", weights_only=False)
     config = DistillConfig.from_dict(state["config"])
-    student = student_network(load_model(config.base), config.bottlenecks)
+    base = base or config.base
+    student = student_network(load_model(base), config.bottlenecks)
     student.g_s.load_state_dict(state["g_s"])
-    return student.eval(), config.base
+    return student.eval(), base
 
 
 def main(argv=None) -> int:
@@ -431,14 +434,14 @@ def main(argv=None) -> int:
     parser.add_argument("--threads", type=int, help="torch CPU threads")
     parser.add_argument("--max-minutes", type=float, help="stop (with a checkpoint) after this much training time")
     parser.add_argument("--export", metavar="PATH", help="write the run's student as a weights file and stop")
-    parser.add_argument("--checkpoint", help="with --export: this checkpoint instead of RUN/checkpoint.pt")
+    parser.add_argument("--checkpoint", help="with --export: this checkpoint (or a compact one) instead of RUN/checkpoint.pt")
     parser.add_argument("--save-compact", metavar="PATH", help="write the run's compact resume checkpoint and stop")
     parser.add_argument("--init-from", metavar="PATH", help="compact checkpoint to resume from when RUN has none")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.export:
-        student, base = load_student(args.checkpoint or os.path.join(args.run, "checkpoint.pt"))
+        student, base = load_student(args.checkpoint or os.path.join(args.run, "checkpoint.pt"), args.base)
         from ugcodec.weights import read_bundle
 
         fingerprint = write_bundle(export_synthesis_bundle(student, read_bundle(base)), args.export)
