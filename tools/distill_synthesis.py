@@ -35,8 +35,9 @@ g_s makes of it change. Three phases, each resumable (re-run the same command):
 ``RUN/checkpoint.pt`` holds the student, optimiser, phase and step; ``RUN/log.jsonl`` a
 record every ``--log-every`` steps. ``--save-compact PATH`` writes a compact copy (g_s in
 fp16, no optimiser state) for another machine, where ``--init-from PATH`` resumes from it
-(the pool is built again: the same crops, from the same seed and corpus). ``--export PATH`` writes the student as a weights
-file (:func:`tools.export.export_synthesis_bundle`: the base file with the new g_s).
+(the pool is built again: the same crops, from the same seed and corpus). ``--export
+PATH`` writes the student as a weights file (:func:`tools.export.export_synthesis_bundle`:
+the base file with the new g_s).
 """
 from __future__ import annotations
 
@@ -182,7 +183,7 @@ class Distiller:
         self.rng = np.random.default_rng(config.seed)
         self.optimizer = self._make_optimizer()
         if os.path.exists(self.checkpoint_path):
-            self._load()
+            self.load()
 
     # -- pool ------------------------------------------------------------------------
     def _shard_paths(self) -> List[str]:
@@ -381,7 +382,7 @@ class Distiller:
             if self.step % (10 * self.config.checkpoint_every) == 0:
                 save_atomically(state, os.path.join(self.run_dir, f"checkpoint_{self.step}.pt"))
 
-    def _load(self, path: Optional[str] = None) -> None:
+    def load(self, path: Optional[str] = None) -> None:
         """Resumes from ``path`` (default: the run's own checkpoint); a compact one
         (:meth:`save_compact`) restarts the optimiser's moments."""
         state = torch.load(path or self.checkpoint_path, map_location="cpu", weights_only=False)
@@ -475,8 +476,8 @@ def main(argv=None) -> int:
             teacher_weight=args.teacher_weight,
         )
     distiller = Distiller(config, args.run)
-    if resume_from != checkpoint and resume_from:
-        distiller._load(resume_from)
+    if resume_from and resume_from != checkpoint:
+        distiller.load(resume_from)
     if args.save_compact:
         distiller.save_compact(args.save_compact)
         print(f"{distiller.phase} step {distiller.step} -> {args.save_compact}")
