@@ -4,8 +4,12 @@
     python -m tools.make_golden
 
 Writes golden.ugc (a 96x80 crop of examples/astronaut.png, quality 3), golden.json
-(SHA-256 of its z and y symbols, table indexes and exact means, the fingerprint) and the reference human and machine
-decodings as PNG. Run it after every change of the shipped weights, and only then.
+(SHA-256 of its z and y symbols, table indexes and exact means, the fingerprint) and the
+reference human and machine decodings as PNG. Run it after every change of the shipped
+weights, and only then. Vectors of weights that an earlier release shipped (the shipped
+summary's ``earlier_releases``) are kept as ``earlier/<release>.ugc`` and ``.json``: the
+tests check that the shipped weights decode them to the same symbols or refuse them
+naming that release.
 """
 from __future__ import annotations
 
@@ -13,14 +17,15 @@ import argparse
 import hashlib
 import json
 import os
+import shutil
 import sys
-
 
 import numpy as np
 from PIL import Image
 
 import ugcodec
 from ugcodec.codec import encode_latents
+from ugcodec.container import shipping_release
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -38,10 +43,28 @@ def mean_digest(tensor) -> str:
     return hashlib.sha256(np.ascontiguousarray(tensor.numpy().astype("<f8")).tobytes()).hexdigest()
 
 
+def keep_earlier_release() -> None:
+    """Copies the current golden file and record to ``earlier/<release>.*`` if an earlier
+    release shipped the weights that made them."""
+    try:
+        with open(os.path.join(GOLDEN, "golden.json")) as handle:
+            fingerprint = json.load(handle)["fingerprint"]
+    except FileNotFoundError:
+        return
+    release = shipping_release(bytes.fromhex(fingerprint))
+    if release is None:
+        return
+    earlier = os.path.join(GOLDEN, "earlier")
+    os.makedirs(earlier, exist_ok=True)
+    for suffix in ("ugc", "json"):
+        shutil.copyfile(os.path.join(GOLDEN, f"golden.{suffix}"), os.path.join(earlier, f"{release}.{suffix}"))
+
+
 def main(argv=None) -> int:
     # No options: the parser is there so that --help explains instead of overwriting the vectors.
     argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter).parse_args(argv)
     os.makedirs(GOLDEN, exist_ok=True)
+    keep_earlier_release()
     source = Image.open(os.path.join(ROOT, "examples", "astronaut.png")).convert("RGB").crop(CROP)
     source.save(os.path.join(GOLDEN, "source.png"))
     data, latents = encode_latents(source, QUALITY)

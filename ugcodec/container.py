@@ -358,9 +358,8 @@ def check_weights(header: Header, weights: WeightsSummary) -> None:
     """
     from .errors import ModelMismatchError
 
-    if header.model_id != weights.model_id:
-        raise ModelMismatchError(f"file needs model id {header.model_id}; the loaded weights are model {weights.model_id}")
-    if header.fingerprint != weights.fingerprint and header.fingerprint not in weights.also_decodes:
+    other_model = header.model_id != weights.model_id
+    if other_model or (header.fingerprint != weights.fingerprint and header.fingerprint not in weights.also_decodes):
         release = shipping_release(header.fingerprint)
         remedy = (
             f"they shipped with ugcodec {release}: decode it with that release "
@@ -368,10 +367,13 @@ def check_weights(header: Header, weights: WeightsSummary) -> None:
             if release
             else "decode it with the weights that made it"
         )
-        raise ModelMismatchError(
-            f"file was made with weights {header.fingerprint.hex()}, but the loaded weights are "
-            f"{weights.fingerprint.hex()}; {remedy}"
+        mismatch = (
+            f"file needs model id {header.model_id}; the loaded weights are model {weights.model_id}"
+            if other_model
+            else f"file was made with weights {header.fingerprint.hex()}, but the loaded weights are "
+            f"{weights.fingerprint.hex()}"
         )
+        raise ModelMismatchError(f"{mismatch}; {remedy}")
     if header.quality > weights.num_qualities:
         raise FormatError(f"quality {header.quality} is not a level of this model")
 
