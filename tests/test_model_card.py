@@ -168,17 +168,15 @@ def adapted(tmp_path_factory):
     and their facts: what the card of such weights is made from."""
     import torch
 
-    from tools.export import export_adapted_bundle, without_machine_adapters, write_bundle
+    from tools.export import export_adapted_bundle, strip_machine_adapters, without_machine_adapters, write_bundle
     from ugcodec.models import ModelConfig, UGHyperprior
     from ugcodec.weights import fingerprint_of, load_model, read_bundle
 
     shipped_bundle = read_bundle(model_card.CARD.replace("MODEL_CARD.md", "ugc-hyperprior-pcdm.pt"))
-    base = without_machine_adapters(shipped_bundle)
-    if base is None:  # the shipped g_s trained on after its adapters came: drop them by hand
-        base = {key: value for key, value in shipped_bundle.items() if key != "also_decodes"}
-        base["config"] = {key: value for key, value in base["config"].items()
-                          if key not in ("machine_adapter", "adapter_width")}
-        base["float"] = {name: value for name, value in base["float"].items() if not name.startswith("g_s.adapters.")}
+    # Without adapters: the weights they were added to, or (g_s trained on after they
+    # came) the shipped weights stripped of them.
+    base = without_machine_adapters(shipped_bundle) or {
+        key: value for key, value in strip_machine_adapters(shipped_bundle).items() if key != "also_decodes"}
     config = ModelConfig.from_dict({**base["config"], "machine_adapter": True, "adapter_width": 4})
     network = UGHyperprior(config, coding_only=True)
     network.load_state_dict({name: value.float() for name, value in base["float"].items()}, strict=False)

@@ -137,17 +137,22 @@ def _with_part_of(model: UGHyperprior, base: dict, prefix: str, part: str) -> di
     return {**base, "config": model.config.to_dict(), "float": float_state, "also_decodes": also_decodes}
 
 
+def strip_machine_adapters(bundle: dict) -> dict:
+    """``bundle`` without its machine adapters: neither their config entries nor their
+    parameters; every other entry (``also_decodes`` too) as it is."""
+    config = {key: value for key, value in bundle["config"].items() if key not in ("machine_adapter", "adapter_width")}
+    return {**bundle, "config": config,
+            "float": {name: value for name, value in bundle["float"].items() if not name.startswith("g_s.adapters.")}}
+
+
 def without_machine_adapters(bundle: dict) -> Optional[dict]:
     """The weights bundle that ``bundle`` added machine adapters to
     (:func:`export_adapted_bundle`), which encodes the same files and decodes them for
     humans to the same pixels; None if ``bundle`` has no adapters or is not such a bundle
     (its base's fingerprint must be one of its ``also_decodes``)."""
-    config = dict(bundle["config"])
-    if not config.pop("machine_adapter", False):
+    if not bundle["config"].get("machine_adapter", False):
         return None
-    config.pop("adapter_width", None)
-    stripped = {**bundle, "config": config,
-                "float": {name: value for name, value in bundle["float"].items() if not name.startswith("g_s.adapters.")}}
+    stripped = strip_machine_adapters(bundle)
     listed = list(bundle.get("also_decodes", []))
     for candidate in listed:
         # The base listed the others (adapters on weights that decode older files), or
