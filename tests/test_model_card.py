@@ -274,8 +274,26 @@ def test_a_synthesis_fine_tune_is_recorded_and_described(fine_tuned, shipped, re
 
 def test_a_synthesis_fine_tune_must_be_the_shipped_g_s(fine_tuned, shipped):
     model, run, facts = fine_tuned
-    with pytest.raises(ValueError, match="another g_s"):
+    with pytest.raises(ValueError, match="trained another g_s"):
         # the weights before, as if they decoded the same files: their g_s is not the run's
         model_card.synthesis_facts(run, dataclasses.replace(shipped[0], also_decodes=model.also_decodes), facts, "x")
     with pytest.raises(ValueError, match="do not decode the files"):
         model_card.synthesis_facts(run, shipped[0], {**facts, "synthesis_finetune": {"weights": "00" * 8}}, "x")
+
+
+def test_a_synthesis_run_that_went_on_is_recorded_at_the_shipped_step(fine_tuned, tmp_path):
+    import shutil
+
+    import torch
+
+    model, run, facts = fine_tuned
+    went_on = tmp_path / "run"
+    shutil.copytree(run, went_on)
+    shipped_step = torch.load(went_on / "checkpoint.pt", weights_only=False)
+    (went_on / "checkpoint.pt").rename(went_on / "checkpoint_40.pt")
+    later = {**shipped_step, "step": 60, "g_s": {name: value + 0.01 for name, value in shipped_step["g_s"].items()}}
+    torch.save(later, went_on / "checkpoint.pt")
+    with open(went_on / "log.jsonl", "a") as handle:
+        handle.write(json.dumps({"phase": "finetune", "step": 60, "seconds": 5400.0}) + "\n")
+    recorded = model_card.synthesis_facts(str(went_on), model, facts, "2 CPUs")
+    assert (recorded["steps"], recorded["wall_clock_hours"]) == (40, 1.1)  # step 60's half hour not counted

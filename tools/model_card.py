@@ -24,6 +24,7 @@ added later (tools/train_channel_context.py) keeps the facts: they name the tran
 from __future__ import annotations
 
 import argparse
+import glob
 import json
 import os
 import platform
@@ -254,9 +255,12 @@ def synthesis_facts(run: str, model: CodecModel, facts: dict, hardware: str) -> 
     """The facts of a ``tools/distill_synthesis`` run whose g_s the weights carry, trained
     from the weights that ``facts`` describe.
 
+    The run's ``checkpoint.pt`` or one of its milestone copies (``checkpoint_STEP.pt``)
+    must hold the weights' g_s; the facts count the steps and log up to that one.
+
     Raises:
-        ValueError: the run's g_s is not the weights' (fp16 as exported), or the weights
-            do not decode the files of the weights ``facts`` describe.
+        ValueError: no checkpoint of the run holds the weights' g_s (fp16 as exported),
+            or the weights do not decode the files of the weights ``facts`` describe.
     """
     import torch
 
@@ -266,15 +270,23 @@ def synthesis_facts(run: str, model: CodecModel, facts: dict, hardware: str) -> 
     if bytes.fromhex(before) not in model.also_decodes:
         raise ValueError(f"the weights {model.fingerprint.hex()} do not decode the files of {before}, which "
                          f"{os.path.relpath(FACTS, ROOT)} describes")
-    state = torch.load(os.path.join(run, "checkpoint.pt"), map_location="cpu", weights_only=False)
     shipped = model.network.g_s.state_dict()
-    if set(state["g_s"]) != set(shipped) or any(
-            not torch.equal(value.half().float(), shipped[name].float()) for name, value in state["g_s"].items()):
-        raise ValueError(f"the run's checkpoint (step {state['step']}) holds another g_s than the weights "
-                         f"{model.fingerprint.hex()}")
+
+    def holds_shipped(state: dict) -> bool:
+        return set(state["g_s"]) == set(shipped) and all(
+            torch.equal(value.half().float(), shipped[name].float()) for name, value in state["g_s"].items())
+
+    # The run may have gone on after the exported step: its milestone copy is the one.
+    paths = [os.path.join(run, "checkpoint.pt")] + sorted(glob.glob(os.path.join(run, "checkpoint_*.pt")))
+    states = (torch.load(path, map_location="cpu", weights_only=False) for path in paths if os.path.exists(path))
+    state = next((state for state in states if holds_shipped(state)), None)
+    if state is None:
+        raise ValueError(f"no checkpoint of the run {run} holds the g_s of the weights {model.fingerprint.hex()}: "
+                         "it trained another g_s")
     config = DistillConfig.from_dict(state["config"])
     with open(os.path.join(run, "log.jsonl")) as handle:
-        records = [json.loads(line) for line in handle]
+        # Steps after the shipped one trained a g_s these weights do not carry.
+        records = [record for record in map(json.loads, handle) if record.get("step", 0) <= state["step"]]
     pool_seconds = sum(record["seconds"] for record in records if record["phase"] == "pool")
     hours, _, _ = records_span([record for record in records if "step" in record])
     return {
