@@ -110,15 +110,23 @@ class _PreferenceShiftedResidual(nn.Module):
         raise NotImplementedError
 
     def forward(self, x: Tensor, embedding: Tensor) -> Tensor:
+        if not torch.is_grad_enabled():  # coding: the branch's own output takes the sum
+            return self.branch(x, embedding).add_(x)
+        return x + self.branch(x, embedding)
+
+    def branch(self, x: Tensor, embedding: Tensor) -> Tensor:
+        """The residual alone, without the identity: in ``x``'s dtype, so that a copy of
+        the block in another precision can run it and add it to a wider ``x`` (see
+        :mod:`ugcodec.synthesis`)."""
         first, second, last = self._stages()
         if not torch.is_grad_enabled():  # coding: the same operations, in place
             slope = self.activation.negative_slope
             out = F.leaky_relu_(first(x), slope).add_(self.shift1(embedding)[:, :, None, None])
             out = F.leaky_relu_(second(out), slope).add_(self.shift2(embedding)[:, :, None, None])
-            return (out if last is None else last(out)).add_(x)
+            return out if last is None else last(out)
         out = self.activation(first(x)) + self.shift1(embedding)[:, :, None, None]
         out = self.activation(second(out)) + self.shift2(embedding)[:, :, None, None]
-        return x + (out if last is None else last(out))
+        return out if last is None else last(out)
 
 
 class ShiftedResidualBlock(_PreferenceShiftedResidual):
@@ -226,11 +234,15 @@ class MachineAdapter(nn.Module):
             return x
         gate = gate[:, None, None, None]
         if not torch.is_grad_enabled():  # coding: the same operations, in place
-            residual = x
-            for layer in self._layers[:-1]:
-                residual = F.leaky_relu_(layer(residual), self.activation.negative_slope)
-            return self._layers[-1](residual).mul_(gate).add_(x)
+            return self.residual(x).mul_(gate).add_(x)
+        return x + gate * self.residual(x)
+
+    def residual(self, x: Tensor) -> Tensor:
+        """The residual before the gate, in ``x``'s dtype (see :meth:`_PreferenceShiftedResidual.branch`)."""
         residual = x
         for layer in self._layers[:-1]:
-            residual = self.activation(layer(residual))
-        return x + gate * self._layers[-1](residual)
+            if torch.is_grad_enabled():
+                residual = self.activation(layer(residual))
+            else:  # coding: in place
+                residual = F.leaky_relu_(layer(residual), self.activation.negative_slope)
+        return self._layers[-1](residual)
