@@ -87,7 +87,7 @@ def coded_roundtrip(model, image: np.ndarray, quality: int) -> "tuple[int, np.nd
 
     data, latents = encode_latents(image, quality, model)
     nonzero = (latents.y[0] != 0).flatten(1).sum(dim=1).numpy()
-    return len(data), decode_pixels(latents, "human", model), nonzero, latents.y[0, 0].numel()
+    return len(data), decode_pixels(latents, "human", model, precision="float32"), nonzero, latents.y[0, 0].numel()
 
 
 def run(args: argparse.Namespace) -> dict:

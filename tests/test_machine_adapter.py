@@ -111,7 +111,7 @@ def test_coded_synthesis_input_is_what_the_decoder_synthesises_from(tiny_model):
         for preference in (0.0, 1.0):
             pixels = tiny_model.network.g_s(y_hat, torch.tensor([preference]))
             pixels = pixels.clamp(0, 1).mul(255).round().to(torch.uint8)[0].permute(1, 2, 0).numpy()
-            np.testing.assert_array_equal(pixels, codec.decode_pixels(latents, preference, tiny_model))
+            np.testing.assert_array_equal(pixels, codec.decode_pixels(latents, preference, tiny_model, precision="float32"))
 
 
 def _adapter_run_config(corpus: str, base: str, model: ModelConfig = ADAPTER_CONFIG, **settings) -> TrainConfig:

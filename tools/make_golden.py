@@ -73,7 +73,8 @@ def main(argv=None) -> int:
     parsed = ugcodec.parse_latents(data)
     assert symbol_digest(parsed.y) == symbol_digest(latents.y)
     for preference in ("human", "machine"):
-        ugcodec.decode(data, preference).save(os.path.join(GOLDEN, f"golden.{preference}.png"))
+        # The reference decoder of bitstream_spec.md §11: g_s entirely in float32.
+        ugcodec.decode(data, preference, precision="float32").save(os.path.join(GOLDEN, f"golden.{preference}.png"))
     record = {
         "quality": QUALITY,
         "size": list(source.size),

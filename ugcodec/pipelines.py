@@ -37,8 +37,9 @@ import torch
 from torch import Tensor
 
 from .codec import Latents, Preference, decode_pixels, parse_latents, synthesis_input
-from .errors import FormatError
 from .codec import preference_to_beta
+from .errors import FormatError
+from .synthesis import DEFAULT_PRECISION, resolve_precision
 from .tiling import synthesis_tiles
 from .weights import CodecModel, load_model
 
@@ -85,6 +86,7 @@ def decode_tensor(
     dtype: torch.dtype = torch.float32,
     mode: Optional[str] = None,
     model: Optional[CodecModel] = None,
+    precision: str = DEFAULT_PRECISION,
 ) -> Tensor:
     """Decodes one .ugc file to a ``(C, H, W)`` tensor.
 
@@ -95,19 +97,21 @@ def decode_tensor(
         dtype: ``torch.uint8`` (0..255) or a float type (0..1, ``uint8 / 255``).
         mode: ``None`` (as stored), ``"RGB"`` or ``"L"`` (see the module docstring).
         model: weights (default: the shipped ones).
+        precision: g_s's precision, as for :func:`ugcodec.decode`.
 
     Returns:
         the tensor; its pixels are those of :func:`ugcodec.decode`.
 
     Raises:
         FormatError: malformed file; ModelMismatchError: made by other weights;
-        ValueError: unknown preference, mode or dtype.
+        ValueError: unknown preference, mode, dtype or precision.
     """
     preference_to_beta(preference)
     _check(dtype, mode)
+    resolve_precision(precision)
     model = model or load_model()
     latents = parse_latents(data, model)
-    pixels = decode_pixels(latents, preference, model)
+    pixels = decode_pixels(latents, preference, model, precision=precision)
     return _to_tensor(pixels, latents.header.mode, mode, dtype, device)
 
 
@@ -129,6 +133,7 @@ def decode_tensors(
     mode: Optional[str] = None,
     model: Optional[CodecModel] = None,
     batch_size: int = 16,
+    precision: str = DEFAULT_PRECISION,
 ) -> List[Tensor]:
     """Decodes many .ugc files made by one model, running the synthesis transform on
     batches of files whose latents have the same shape (images the decoder synthesises in
@@ -137,7 +142,7 @@ def decode_tensors(
     Args:
         files: the files' bytes.
         batch_size: most files per synthesis call.
-        preference, device, dtype, mode, model: as for :func:`decode_tensor`.
+        preference, device, dtype, mode, model, precision: as for :func:`decode_tensor`.
 
     Returns:
         one tensor per file, in order (stack them with ``torch.stack`` when their sizes agree).
@@ -146,10 +151,11 @@ def decode_tensors(
 
     Raises:
         FormatError: a malformed file (the message names its index); ModelMismatchError;
-        ValueError: bad preference, mode, dtype or batch size.
+        ValueError: bad preference, mode, dtype, batch size or precision.
     """
     beta = preference_to_beta(preference)
     _check(dtype, mode)
+    resolve_precision(precision)
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, not {batch_size}")
     model = model or load_model()
@@ -165,14 +171,15 @@ def decode_tensors(
         if _single_tile(latents):
             groups.setdefault(tuple(latents.y.shape), []).append(index)
         else:
-            pixels = decode_pixels(latents, beta, model)
+            pixels = decode_pixels(latents, beta, model, precision=precision)
             results[index] = _to_tensor(pixels, latents.header.mode, mode, dtype, device)
     beta_tensor = torch.tensor([beta])
+    g_s = model.synthesis(precision)
     for indexes in groups.values():
         for start in range(0, len(indexes), batch_size):
             chunk = indexes[start : start + batch_size]
             y_hat = torch.cat([synthesis_input(model, parsed[i].y, parsed[i].mu, parsed[i].header.quality) for i in chunk])
-            x_hat = model.network.g_s(y_hat, beta_tensor)
+            x_hat = g_s(y_hat, beta_tensor)
             batch = x_hat.clamp_(0.0, 1.0).mul_(255.0).round_().to(torch.uint8).permute(0, 2, 3, 1)
             for row, index in enumerate(chunk):
                 header = parsed[index].header

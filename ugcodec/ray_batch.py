@@ -38,6 +38,8 @@ from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from .settings import DEFAULT_PRECISION
+
 __all__ = ["BatchReport", "run_on_ray", "encode_cli", "decode_cli"]
 
 #: Blocks per actor: enough that a slow file does not hold the others back.
@@ -85,7 +87,7 @@ class _Coder:
                           metadata=not self.options["strip"])
         from .image_io import image_file_bytes
 
-        image = decode(data, self.options["preference"], model=self.model)
+        image = decode(data, self.options["preference"], model=self.model, precision=self.options["precision"])
         return image_file_bytes(image, self.options["image_format"], self.options["output_quality"])
 
     def __call__(self, batch: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
@@ -127,6 +129,7 @@ def run_on_ray(
     preference: str = "human",
     image_format: str = "PNG",
     output_quality: Optional[int] = None,
+    precision: str = DEFAULT_PRECISION,
     progress: bool = True,
 ) -> BatchReport:
     """Encodes or decodes ``(source, target)`` pairs on Ray; the driver writes the targets.
@@ -140,8 +143,9 @@ def run_on_ray(
         workers: most actors (one CPU each; default: the cluster's CPUs).
         weights: weights file, at the same path on every node (default: the shipped model).
         quality, refine, strip: encoding options (:func:`ugcodec.encode`).
-        preference, image_format, output_quality: decoding options (the quality of JPEG
-            and WebP outputs: :func:`ugcodec.image_io.image_file_bytes`).
+        preference, image_format, output_quality, precision: decoding options (the
+            quality of JPEG and WebP outputs: :func:`ugcodec.image_io.image_file_bytes`;
+            ``"auto"`` precision is decided on each node).
         progress: a progress bar on stderr.
 
     Returns:
@@ -175,7 +179,7 @@ def run_on_ray(
         cpus = int(ray.cluster_resources().get("CPU", 1))
         pool = max(1, min(workers or cpus, cpus, len(jobs)))
         options = {"quality": quality, "refine": refine, "strip": strip, "preference": preference,
-                   "image_format": image_format, "output_quality": output_quality}
+                   "image_format": image_format, "output_quality": output_quality, "precision": precision}
         items = [{"index": index, "source": source} for index, (source, _) in enumerate(jobs)]
         dataset = ray.data.from_items(items, override_num_blocks=min(len(items), pool * _BLOCKS_PER_WORKER))
         coded = dataset.map_batches(
@@ -257,7 +261,7 @@ def encode_cli(paths: List[str], folder: str, *, quality: int, refine: int, forc
 
 def decode_cli(sources: List[str], folder: Optional[str], *, preference: str, force: bool,
                workers: Optional[int], weights: Optional[str], address: Optional[str], image_format: str = "PNG",
-               output_quality: Optional[int] = None) -> None:
+               output_quality: Optional[int] = None, precision: str = DEFAULT_PRECISION) -> None:
     """``ugc decode ... --ray``: the .ugc files of ``sources`` (files, folders, patterns)
     into ``folder`` (default: next to each file) as ``NAME.human.png`` (or ``.machine``,
     and the extension of ``image_format``)."""
@@ -287,6 +291,6 @@ def decode_cli(sources: List[str], folder: Optional[str], *, preference: str, fo
                           lambda _: os.path.basename(target), force, report)
         result = run_on_ray("decode", jobs, address=address, workers=workers, weights=weights,
                             preference=preference, image_format=image_format, output_quality=output_quality,
-                            progress=_shows_progress())
+                            precision=precision, progress=_shows_progress())
     result.failures += report.failures
     _finish(result, len(paths), "decoded", folder)

@@ -3,10 +3,19 @@ them in its options, and ``ugc --version`` or ``ugc info`` must not pay for torc
 
 import os
 
-__all__ = ["DEFAULT_QUALITY", "MAX_REFINE_STEPS", "DEFAULT_OUTPUT_QUALITY", "available_cores"]
+__all__ = [
+    "DEFAULT_PRECISION", "DEFAULT_QUALITY", "MAX_REFINE_STEPS", "DEFAULT_OUTPUT_QUALITY", "PRECISIONS", "available_cores"
+]
 
 #: The quality level used when none is given (levels run from 1 to the weights' count).
 DEFAULT_QUALITY = 3
+
+#: What a decoder's ``precision`` accepts (:mod:`ugcodec.synthesis`): ``"auto"`` is
+#: ``"bfloat16"`` on CPUs with AMX and ``"float32"`` elsewhere.
+PRECISIONS = ("auto", "float32", "bfloat16")
+
+#: The precision of g_s used when none is given.
+DEFAULT_PRECISION = "auto"
 
 #: The most encoder-refinement steps :func:`ugcodec.encode` accepts per tile.
 MAX_REFINE_STEPS = 1000

@@ -22,12 +22,12 @@ from __future__ import annotations
 import functools
 import hashlib
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Dict, FrozenSet, List, Optional
 
 import numpy as np
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from .channel_context import IntegerChannelContext
 from .container import WeightsSummary, parse_fingerprints
@@ -36,6 +36,7 @@ from .errors import UgcError, WeightsError
 from .integer_net import IntegerHyperSynthesis, entropy_parameters
 from .latent_coders import LATENT_CODERS, LatentCoder, coder_entries
 from .models import ModelConfig, UGHyperprior
+from .synthesis import DEFAULT_PRECISION, bfloat16_branches, resolve_precision
 
 __all__ = [
     "CodecModel",
@@ -128,6 +129,22 @@ class CodecModel:
     path: str
     latent_coder: LatentCoder
     also_decodes: FrozenSet[bytes] = frozenset()
+    _reduced_synthesis: Dict[str, nn.Module] = field(default_factory=dict, init=False, repr=False, compare=False)
+
+    def synthesis(self, precision: str = DEFAULT_PRECISION) -> nn.Module:
+        """g_s as the decoder runs it in ``precision`` (:mod:`ugcodec.synthesis`):
+        ``network.g_s`` itself for float32, a copy with bfloat16 branches (built once)
+        for bfloat16.
+
+        Raises:
+            ValueError: unknown precision.
+        """
+        resolved = resolve_precision(precision)
+        if resolved == "float32":
+            return self.network.g_s
+        if resolved not in self._reduced_synthesis:
+            self._reduced_synthesis[resolved] = bfloat16_branches(self.network.g_s)
+        return self._reduced_synthesis[resolved]
 
     @property
     def model_id(self) -> int:

@@ -1,0 +1,123 @@
+"""g_s in float32 or with its residual branches in bfloat16 (ugcodec.synthesis): same
+symbols, pixels within bitstream_spec.md §11's tolerance, float32 left untouched."""
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+from PIL import Image
+
+import ugcodec
+from ugcodec import synthesis
+from ugcodec.cli import main
+from ugcodec.codec import decode_pixels, encode_latents, parse_latents
+from ugcodec.layers import BottleneckResidualBlock, MachineAdapter, ShiftedResidualBlock
+from ugcodec.synthesis import bfloat16_branches, resolve_precision
+
+from conftest import make_photo_like
+from pixels import assert_pixels_close
+
+
+def _nudge(module: torch.nn.Module, seed: int = 0) -> None:
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for parameter in module.parameters():
+            parameter.add_(0.1 * torch.randn(parameter.shape, generator=generator))
+
+
+@pytest.mark.parametrize("block", [ShiftedResidualBlock(6, 4), BottleneckResidualBlock(6, 2, 4)], ids=["full", "bottleneck"])
+def test_a_residual_block_is_its_branch_plus_the_identity(block):
+    _nudge(block)
+    x, embedding = torch.randn(2, 6, 5, 7), torch.randn(2, 4)
+    with torch.no_grad():
+        branch = block.branch(x, embedding)
+        coded = block(x.clone(), embedding)
+    assert torch.equal(coded, branch + x)
+    trained = block(x, embedding)
+    assert trained.requires_grad and torch.equal(trained.detach(), coded)
+
+
+@pytest.mark.parametrize("width", [0, 2])
+def test_a_machine_adapter_is_its_gated_residual_plus_the_identity(width):
+    adapter = MachineAdapter(4, width)
+    _nudge(adapter)
+    x, gate = torch.randn(2, 4, 6, 6), torch.tensor([1.0, 0.25])
+    with torch.no_grad():
+        expected = adapter.residual(x) * gate[:, None, None, None] + x
+        coded = adapter(x.clone(), gate)
+    assert torch.equal(coded, expected)
+
+
+def test_precision_names():
+    assert resolve_precision("float32") == "float32"
+    assert resolve_precision("bfloat16") == "bfloat16"
+    with pytest.raises(ValueError, match="precision must be one of"):
+        resolve_precision("float16")
+
+
+@pytest.mark.parametrize("native, expected", [(True, "bfloat16"), (False, "float32")])
+def test_auto_picks_bfloat16_only_where_the_cpu_has_amx(monkeypatch, native, expected):
+    monkeypatch.setattr(synthesis, "native_bfloat16", lambda: native)
+    assert resolve_precision("auto") == expected
+
+
+def test_bfloat16_copy_leaves_the_float32_synthesis_alone(tiny_model):
+    g_s = tiny_model.network.g_s
+    before = {name: value.clone() for name, value in g_s.state_dict().items()}
+    fast = bfloat16_branches(g_s)
+    assert fast is not g_s
+    assert all(value.dtype == before[name].dtype and torch.equal(value, before[name])
+               for name, value in g_s.state_dict().items())
+    assert tiny_model.synthesis("float32") is g_s
+    assert tiny_model.synthesis("bfloat16") is tiny_model.synthesis("bfloat16"), "built once"
+    with pytest.raises(ValueError):
+        tiny_model.synthesis("half")
+
+
+@pytest.mark.parametrize("beta", [0.0, 1.0])
+def test_bfloat16_branches_stay_close_to_float32(tiny_model, beta):
+    g_s = tiny_model.network.g_s
+    y_hat = 4 * torch.randn(1, tiny_model.config.M, 5, 6, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        exact = g_s(y_hat, torch.tensor([beta]))
+        approximate = bfloat16_branches(g_s)(y_hat, torch.tensor([beta]))
+    assert approximate.dtype == torch.float32 and approximate.shape == exact.shape
+    assert not torch.equal(approximate, exact), "the branches really ran in bfloat16"
+    torch.testing.assert_close(approximate, exact, atol=0.02, rtol=0)
+
+
+def test_shipped_model_in_bfloat16_same_symbols_pixels_within_tolerance(shipped_model):
+    """The end-to-end contract of ``precision``: parsing never changes; each preference's
+    pixels stay within the spec's tolerance of the float32 reference decoder's."""
+    image = make_photo_like(96, 160, seed=4)
+    data, _ = encode_latents(image, 4, shipped_model)
+    latents = parse_latents(data, shipped_model)
+    for preference in ("human", "machine"):
+        reference = np.asarray(ugcodec.decode(data, preference, model=shipped_model, precision="float32"))
+        fast = np.asarray(ugcodec.decode(data, preference, model=shipped_model, precision="bfloat16"))
+        assert_pixels_close(fast, reference)
+        assert np.array_equal(decode_pixels(latents, preference, shipped_model, precision="float32"), reference)
+
+
+def test_unknown_precision_fails_before_any_work(tiny_model):
+    data, latents = encode_latents(make_photo_like(16, 16), 1, tiny_model)
+    with pytest.raises(ValueError, match="precision"):
+        ugcodec.decode(b"not a ugc file", model=tiny_model, precision="fp16")
+    with pytest.raises(ValueError, match="precision"):
+        decode_pixels(latents, "human", tiny_model, precision="fp16")
+
+
+def test_cli_precision_option(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    Image.fromarray(make_photo_like(40, 56)).save("photo.png")
+    runner = CliRunner()
+    assert runner.invoke(main, ["encode", "photo.png", "photo.ugc", "-q", "2"]).exit_code == 0
+    outputs = {}
+    for precision in ("float32", "bfloat16", "auto"):
+        result = runner.invoke(main, ["decode", "photo.ugc", f"{precision}.png", "--precision", precision])
+        assert result.exit_code == 0, result.output
+        outputs[precision] = np.asarray(Image.open(f"{precision}.png"))
+    assert_pixels_close(outputs["bfloat16"], outputs["float32"])
+    expected = outputs[resolve_precision("auto")]
+    assert np.array_equal(outputs["auto"], expected)
+    refused = runner.invoke(main, ["decode", "photo.ugc", "x.png", "--precision", "half"])
+    assert refused.exit_code == 2 and "half" in refused.output

@@ -1,0 +1,101 @@
+"""g_s as the decoder runs it: in float32, or with its residual branches in bfloat16.
+
+Most of a decode's time goes to the residual branches of g_s (the preference-shifted
+residual blocks and the machine adapters), convolutions over N channels at up to half the
+image's resolution. CPUs with AMX tiles multiply bfloat16 matrices several times faster
+than float32 ones, so on such CPUs the decoder computes those branches in bfloat16. Only
+the branches: the identity path they add to, the transposed convolutions, the GDNs and
+the last layer stay float32, so the rounding of bfloat16 enters only as a small change to
+each residual, and the pixels stay within bitstream_spec.md §11's tolerance of the float32
+decoder's. The symbols never depend on this: parsing is integer-exact either way.
+
+    >>> import torch
+    >>> from ugcodec.models import PreferenceConditionalSynthesis
+    >>> g_s = PreferenceConditionalSynthesis(N=8, M=12, embedding_dim=8).eval()
+    >>> fast = bfloat16_branches(g_s)
+    >>> y_hat, beta = torch.randn(1, 12, 2, 3), torch.tensor([0.0])
+    >>> with torch.no_grad():
+    ...     exact, approximate = g_s(y_hat, beta), fast(y_hat, beta)
+    >>> approximate.dtype, approximate.shape == exact.shape
+    (torch.float32, True)
+    >>> bool((approximate - exact).abs().max() < 0.05)
+    True
+"""
+from __future__ import annotations
+
+import copy
+import torch
+from torch import Tensor, nn
+
+from .layers import MachineAdapter
+from .settings import DEFAULT_PRECISION, PRECISIONS
+
+__all__ = ["PRECISIONS", "DEFAULT_PRECISION", "bfloat16_branches", "native_bfloat16", "resolve_precision"]
+
+def native_bfloat16() -> bool:
+    """Whether this CPU multiplies bfloat16 matrices in hardware tiles (Intel AMX), where
+    the bfloat16 branches are faster than float32. Elsewhere bfloat16 is emulated and
+    slower, so ``"auto"`` keeps float32."""
+    probe = getattr(torch.cpu, "_is_amx_tile_supported", None)  # private in torch 2.x
+    try:
+        return bool(probe()) if probe is not None else False
+    except RuntimeError:
+        return False
+
+
+def resolve_precision(precision: str) -> str:
+    """``"float32"`` or ``"bfloat16"``: ``precision`` with ``"auto"`` decided for this CPU.
+
+    Raises:
+        ValueError: ``precision`` is not one of :data:`PRECISIONS`.
+    """
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
+    if precision == "auto":
+        return "bfloat16" if native_bfloat16() else "float32"
+    return precision
+
+
+class _BFloat16Residual(nn.Module):
+    """A residual block whose branch runs on a bfloat16 copy; the sum stays float32."""
+
+    def __init__(self, block: nn.Module) -> None:
+        super().__init__()
+        self.copy = copy.deepcopy(block).to(torch.bfloat16)
+
+    def forward(self, x: Tensor, embedding: Tensor) -> Tensor:
+        branch = self.copy.branch(x.to(torch.bfloat16), embedding.to(torch.bfloat16))
+        return branch.to(torch.float32).add_(x)
+
+
+class _BFloat16Adapter(nn.Module):
+    """A machine adapter whose residual runs on a bfloat16 copy; gate and sum stay float32."""
+
+    def __init__(self, adapter: MachineAdapter) -> None:
+        super().__init__()
+        self.copy = copy.deepcopy(adapter).to(torch.bfloat16)
+
+    def forward(self, x: Tensor, gate: Tensor) -> Tensor:
+        gate = gate.reshape(-1).to(x.dtype)
+        if not bool(torch.any(gate != 0)):
+            return x
+        residual = self.copy.residual(x.to(torch.bfloat16)).to(torch.float32)
+        return residual.mul_(gate[:, None, None, None]).add_(x)
+
+
+def bfloat16_branches(g_s: nn.Module) -> nn.Module:
+    """A copy of ``g_s`` (a :class:`~ugcodec.models.PreferenceConditionalSynthesis`) whose
+    residual blocks and machine adapters compute their branches in bfloat16; inputs,
+    outputs and everything else stay float32. For inference only (no gradients).
+
+    Args:
+        g_s: the float32 synthesis; left unchanged.
+
+    Returns:
+        a module with ``g_s``'s call signature, ``(y_hat, beta) -> image``.
+    """
+    fast = copy.deepcopy(g_s)
+    fast.blocks = nn.ModuleList([_BFloat16Residual(block) for block in g_s.blocks])
+    if g_s.adapters is not None:
+        fast.adapters = nn.ModuleList([_BFloat16Adapter(adapter) for adapter in g_s.adapters])
+    return fast.eval().requires_grad_(False)
