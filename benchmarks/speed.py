@@ -7,6 +7,9 @@ Three parts:
    of compressai's ``mbt2018-mean`` architecture (``compressai.models.MeanScaleHyperprior``)
    built with the loaded ugc model's N and M, random weights (seed 0), ``update()``,
    then its ``compress``/``decompress``. Same photo, same process, same thread count.
+   ugc decodes in its default precision (:mod:`ugcodec.synthesis`); where that is
+   bfloat16 (CPUs with AMX), float32 rows and compressai under bfloat16 autocast are
+   timed as well.
    Note the compressai model is untrained, so its bitstream size says nothing; only its
    speed is compared. ugc's g_s is larger (preference-conditioned residual blocks) and
    its h_s runs in integer-exact arithmetic.
@@ -165,6 +168,7 @@ def bench_codecs(image: np.ndarray, model, quality: int, runs: int, refine: int 
     import torch
 
     import ugcodec
+    from ugcodec.synthesis import DEFAULT_PRECISION, resolve_precision
 
     megapixels = image.shape[0] * image.shape[1] / 1e6
     data = ugcodec.encode(image, quality, model)
@@ -191,15 +195,27 @@ def bench_codecs(image: np.ndarray, model, quality: int, runs: int, refine: int 
             pixels = network.decompress(compressed["strings"], compressed["shape"])["x_hat"]
             return pixels[0, :, : image.shape[0], : image.shape[1]].mul(255).round().byte()
 
+    def cai_decode_bfloat16():
+        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+            return cai_decode()
+
     # The machine is shared: the operations take turns within each run, so that a busy
     # moment slows both codecs rather than one of them.
-    timings = timed_together({
+    jobs = {
         ("ugc", "encode"): lambda: ugcodec.encode(image, quality, model),
         ("compressai mbt2018-mean", "encode"): cai_encode,
         ("ugc", "decode (human)"): lambda: ugcodec.decode(data, "human", model),
         ("ugc", "decode (machine)"): lambda: ugcodec.decode(data, "machine", model),
         ("compressai mbt2018-mean", "decode"): cai_decode,
-    }, runs)
+    }
+    results["precision"] = resolve_precision(DEFAULT_PRECISION)
+    if results["precision"] != "float32":
+        # What the default precision buys, and compressai given bfloat16 too (all of its
+        # g_s under autocast: a context row, its pixels are not within ugc's ±1).
+        jobs[("ugc", "decode (human, float32)")] = lambda: ugcodec.decode(data, "human", model, precision="float32")
+        jobs[("ugc", "decode (machine, float32)")] = lambda: ugcodec.decode(data, "machine", model, precision="float32")
+        jobs[("compressai mbt2018-mean", "decode (bfloat16 autocast)")] = cai_decode_bfloat16
+    timings = timed_together(jobs, runs)
     for (codec, operation), timing in timings.items():
         add(codec, operation, timing, len(data) if codec == "ugc" else size)
     if refine:
@@ -656,6 +672,10 @@ def report(result: dict) -> str:
         if "ratio_min_encode" in codec:
             lines.append(f"Same, fastest runs: encode {codec['ratio_min_encode']:.2f}x, decode human "
                          f"{codec['ratio_min_decode_human']:.2f}x, decode machine {codec['ratio_min_decode_machine']:.2f}x")
+        if codec.get("precision", "float32") != "float32":
+            lines.append(f"ugc decodes in its default precision, which picks {codec['precision']} for g_s's residual "
+                         "branches on this CPU (AMX); the float32 rows are the reference decoder, the compressai "
+                         "bfloat16 row runs all of its g_s under autocast, for context.")
         lines.append("")
     breakdown = result.get("breakdown")
     if breakdown:
