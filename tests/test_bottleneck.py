@@ -1,6 +1,7 @@
 """Bottleneck residual blocks in g_s: a cheaper synthesis, distilled from a weights
 file's own, that decodes the same bitstreams."""
 import json
+import math
 import os
 import shutil
 
@@ -214,3 +215,21 @@ def test_training_trains_a_bottleneck_model(corpus, tmp_path, clip_teacher):  # 
     before = trainer.model.g_s.blocks[2].conv.weight.clone()
     trainer.run(progress=False)
     assert trainer.step == 2 and not torch.equal(before, trainer.model.g_s.blocks[2].conv.weight)
+
+
+def test_bfloat16_autocast_trains_float32_parameters(corpus, base_weights, tmp_path):
+    config = DistillConfig(
+        bottlenecks=(0, 0, 0), base=base_weights, corpus=corpus, crop=64, pool=2, feature_pool=0,
+        quality_weights=(1, 1, 1), steps=2, batch=2, log_every=1, checkpoint_every=2,
+    )
+    distiller = Distiller(config, str(tmp_path / "run"))
+    before = {name: value.clone() for name, value in distiller.student.g_s.state_dict().items()}
+    distiller.build_pool()
+    distiller.train(bfloat16=True)
+    after = distiller.student.g_s.state_dict()
+    assert all(value.dtype == before[name].dtype for name, value in after.items())
+    assert any(not torch.equal(value, before[name]) for name, value in after.items())
+    records = [json.loads(line) for line in open(os.path.join(tmp_path, "run", "log.jsonl"))]
+    steps = [record for record in records if record["phase"] == "finetune"]
+    assert len(steps) == 2 and all(record["autocast"] == "bfloat16" for record in steps)
+    assert all(math.isfinite(record["loss"]) for record in steps)
