@@ -3,9 +3,10 @@
 Codecs are run in memory: each returns the compressed size in bytes and the decoded
 uint8 pixels. ugc runs through :func:`ugcodec.codec.encode_latents`, then
 :func:`~ugcodec.codec.parse_latents` once and :func:`~ugcodec.codec.decode_pixels` once per
-preference, so one file serves both the human and the machine decoding. Its pixels are
-the reference decoder's (g_s in float32), so quality figures do not depend on whether the
-CPU has AMX; ``benchmarks/precision.py`` measures what bfloat16 changes.
+preference, so one file serves both the human and the machine decoding. Both run in
+float32 (the reference decoder's pixels, a float32 encoder's file), so quality figures do
+not depend on whether the CPU has AMX; ``benchmarks/precision.py`` measures what
+bfloat16 changes.
 """
 from __future__ import annotations
 
@@ -155,10 +156,10 @@ def ugc_roundtrip(
     image: np.ndarray, quality: int, model, preferences=("human", "machine"), refine: int = 0
 ) -> Tuple[int, Dict[str, np.ndarray]]:
     """Encodes once (with ``refine`` encoder refinement steps), parses once, decodes once
-    per preference in float32; returns (bytes, pixels)."""
+    per preference, all in float32; returns (bytes, pixels)."""
     from ugcodec.codec import decode_pixels, encode_latents, parse_latents
 
-    data, _ = encode_latents(image, quality, model, refine=refine)
+    data, _ = encode_latents(image, quality, model, refine=refine, precision="float32")
     latents = parse_latents(data, model)
     return len(data), {pref: decode_pixels(latents, pref, model, precision="float32") for pref in preferences}
 

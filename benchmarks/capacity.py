@@ -85,7 +85,7 @@ def coded_roundtrip(model, image: np.ndarray, quality: int) -> "tuple[int, np.nd
     """
     from ugcodec.codec import decode_pixels, encode_latents
 
-    data, latents = encode_latents(image, quality, model)
+    data, latents = encode_latents(image, quality, model, precision="float32")
     nonzero = (latents.y[0] != 0).flatten(1).sum(dim=1).numpy()
     return len(data), decode_pixels(latents, "human", model, precision="float32"), nonzero, latents.y[0, 0].numel()
 

@@ -7,7 +7,7 @@ Three parts:
    of compressai's ``mbt2018-mean`` architecture (``compressai.models.MeanScaleHyperprior``)
    built with the loaded ugc model's N and M, random weights (seed 0), ``update()``,
    then its ``compress``/``decompress``. Same photo, same process, same thread count.
-   ugc decodes in its default precision (:mod:`ugcodec.synthesis`); where that is
+   ugc decodes in its default precision (:mod:`ugcodec.precision`); where that is
    bfloat16 (CPUs with AMX), float32 rows and compressai under bfloat16 autocast are
    timed as well.
    Note the compressai model is untrained, so its bitstream size says nothing; only its
@@ -168,7 +168,7 @@ def bench_codecs(image: np.ndarray, model, quality: int, runs: int, refine: int 
     import torch
 
     import ugcodec
-    from ugcodec.synthesis import DEFAULT_PRECISION, resolve_precision
+    from ugcodec.precision import DEFAULT_PRECISION, resolve_precision
 
     megapixels = image.shape[0] * image.shape[1] / 1e6
     data = ugcodec.encode(image, quality, model)

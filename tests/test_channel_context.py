@@ -133,7 +133,7 @@ def test_model_3_codes_the_latent_around_the_corrected_means(means_model):
         assert not torch.equal(latents.mu, plain_latents.mu), "a random context moves the means"
         # The decoder's latent y + mu is the analysis output rounded to the nearest
         # point of the corrected grid: within half a step of it.
-        y = _analyze(context.network, image)
+        y = _analyze(context.network.g_a, image)
         residual, mu_hyper, _ = latent_residuals(context, y, latents.z, quality)
         assert float((latents.y + latents.mu - (residual + mu_hyper)).abs().max()) <= 0.5 + 1e-6
         parsed = ugcodec.parse_latents(data, context)

@@ -56,9 +56,9 @@ def test_analysis_margin_covers_g_a_s_reach(tiny_model, monkeypatch, margin, sea
 
     image = make_photo_like(200, 300, seed=6)
     with torch.inference_mode():
-        whole = _analyze(tiny_model.network, image)
+        whole = _analyze(tiny_model.network.g_a, image)
         monkeypatch.setattr(tiling, "ANALYSIS_AREA", 64)
         monkeypatch.setattr(tiling, "ANALYSIS_REACH_MARGIN", margin)
         assert len(list(tiling.analysis_tiles(*whole.shape[-2:]))) > 4
-        tiled = _analyze(tiny_model.network, image)
+        tiled = _analyze(tiny_model.network.g_a, image)
     assert (not torch.allclose(tiled, whole, atol=1e-4)) == seams

@@ -210,6 +210,13 @@ threads_option = click.option(
          "1 per worker for many files, which run one worker per core (--jobs)]. The symbols "
          "of a file are the same on any count. Not with --ray (one thread per actor).",
 )
+precision_option = click.option(
+    "--precision", type=click.Choice(PRECISIONS), default=DEFAULT_PRECISION, show_default=True,
+    help="Precision of the transforms: 'bfloat16' runs most of their convolutions in bfloat16 "
+         "(several times faster on CPUs with AMX, slower elsewhere), 'auto' picks it where the CPU "
+         "has AMX. Decoding: the symbols are the same in any, pixel values differ by at most 1. "
+         "Encoding: a few symbols may round the other way (an equally valid file).",
+)
 ray_options = (
     click.option("--ray", "on_ray", is_flag=True,
                  help="Run on Ray: a local instance, or the cluster RAY_ADDRESS names (pip install 'ugcodec[ray]')."),
@@ -347,14 +354,15 @@ class FileBar:
 
 
 def _encode_file(source: str, target: str, model: "CodecModel", force: bool, progress: Optional[FileBar], *,
-                 quality: int, refine: int, max_pixels: Optional[int], first_frame: bool, strip: bool) -> Done:
+                 quality: int, refine: int, max_pixels: Optional[int], first_frame: bool, strip: bool,
+                 precision: str = DEFAULT_PRECISION) -> Done:
     """Encodes one image ('-': stdin) into ``target`` ('-': stdout)."""
     from .codec import encode as encode_image
 
     started = time.perf_counter()
     image = _read_stdin_image(max_pixels) if source == "-" else source
     data = encode_image(image, quality, model=model, progress=progress, refine=refine, max_pixels=max_pixels,
-                        first_frame=first_frame, metadata=not strip)
+                        first_frame=first_frame, metadata=not strip, precision=precision)
     _write_output(target, data, force)
     if progress is not None:
         progress.finish()
@@ -576,12 +584,13 @@ def _ugc_name(source: str) -> str:
 @max_pixels_option
 @click.option("--first-frame", is_flag=True,
               help="Encode the first frame of an animation or multi-page file (otherwise refused).")
+@precision_option
 @threads_option
 @_options(*ray_options)
 @verbosity_options
 def encode(sources: Tuple[str, ...], destination: Optional[str], quality: int, refine: int, force: bool,
            jobs: Optional[int], weights: Optional[str], strip: bool, max_pixels: int, first_frame: bool,
-           threads: Optional[int], on_ray: bool, ray_address: Optional[str]) -> None:
+           precision: str, threads: Optional[int], on_ray: bool, ray_address: Optional[str]) -> None:
     """Compress images (PNG, JPEG, ...) into .ugc files.
 
     \b
@@ -609,9 +618,9 @@ def encode(sources: Tuple[str, ...], destination: Optional[str], quality: int, r
         from .ray_batch import encode_cli
 
         return encode_cli(_expand_sources(sources), destination, quality=quality, refine=refine, force=force,
-                          workers=jobs, weights=weights, strip=strip, address=ray_address)
+                          workers=jobs, weights=weights, strip=strip, address=ray_address, precision=precision)
     options = dict(quality=quality, refine=refine, max_pixels=_max_pixels(max_pixels), first_frame=first_frame,
-                   strip=strip)
+                   strip=strip, precision=precision)
     if _is_one_file(sources):
         source = sources[0]
         if os.path.isdir(destination) and source != "-":
@@ -681,10 +690,7 @@ def _output_format(destination: Optional[str], image_format: Optional[str]) -> s
 @click.option("--output-quality", type=click.IntRange(1, 100), metavar="1-100",
               help=f"JPEG or WebP quality of the outputs [default: {DEFAULT_OUTPUT_QUALITY}]. "
                    "PNG is lossless: giving it for PNG is an error.")
-@click.option("--precision", type=click.Choice(PRECISIONS), default=DEFAULT_PRECISION, show_default=True,
-              help="Precision of the synthesis: 'bfloat16' runs its residual branches in bfloat16 (several "
-                   "times faster on CPUs with AMX, slower elsewhere), 'auto' picks it where the CPU has AMX. "
-                   "The symbols are the same in any; pixel values differ by at most 1.")
+@precision_option
 @click.option("-f", "--force", is_flag=True, help="Overwrite existing outputs (never an input).")
 @click.option("-j", "--jobs", type=click.IntRange(1, 4096), default=None,
               help="Parallel workers when decoding many files (default: CPU cores); with --ray, most actors.")

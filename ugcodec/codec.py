@@ -25,7 +25,7 @@ from .integer_net import GAIN_BITS, hyper_parameters
 from .metadata import Metadata, attach as attach_metadata
 from .progress import ANALYSIS, ENTROPY_CODING, HYPER, PARSING, READ_IMAGE, REFINEMENT, SYNTHESIS, Meter, Progress
 from .settings import DEFAULT_PRECISION, DEFAULT_QUALITY, PRECISIONS
-from .synthesis import resolve_precision
+from .precision import resolve_precision
 from .refinement import check_steps, planned_evaluations, refine_residuals
 from .tiling import LATENT_STRIDE, analysis_tiles, synthesis_tiles
 from .weights import CodecModel, load_model
@@ -162,9 +162,10 @@ def _analysis_tiles(height: int, width: int) -> list:
     return list(analysis_tiles(*_latent_grid(height, width)))
 
 
-def _analyze(network, pixels: np.ndarray, meter: Optional[Meter] = None) -> Tensor:
-    """g_a of a uint8 ``(H, W, 3)`` image, padded to a multiple of 64, tile by tile
-    (``meter`` advances ``ANALYSIS`` units per latent of each tile's window)."""
+def _analyze(g_a: torch.nn.Module, pixels: np.ndarray, meter: Optional[Meter] = None) -> Tensor:
+    """``g_a`` (the network's or :meth:`CodecModel.analysis`'s) of a uint8 ``(H, W, 3)``
+    image, padded to a multiple of 64, tile by tile (``meter`` advances ``ANALYSIS`` units
+    per latent of each tile's window)."""
     height, width = pixels.shape[:2]
     latent_height, latent_width = _latent_grid(height, width)
     image = torch.from_numpy(pixels).permute(2, 0, 1)[None]
@@ -179,7 +180,7 @@ def _analyze(network, pixels: np.ndarray, meter: Optional[Meter] = None) -> Tens
             row_index = torch.arange(rows.start * LATENT_STRIDE, rows.stop * LATENT_STRIDE).clamp_(max=height - 1)
             col_index = torch.arange(cols.start * LATENT_STRIDE, cols.stop * LATENT_STRIDE).clamp_(max=width - 1)
             x = image[:, :, row_index][:, :, :, col_index].float().div_(255.0)
-        out = network.g_a(x)
+        out = g_a(x)
         if y is None:
             y = out.new_empty((1, out.shape[1], latent_height, latent_width))
         y[(..., *tile.core)] = out[(..., *tile.core_in_window)]
@@ -230,11 +231,13 @@ def encode_latents(
     refine: int = 0,
     max_pixels: Optional[int] = MAX_PIXELS,
     first_frame: bool = False,
+    precision: str = DEFAULT_PRECISION,
 ) -> "tuple[bytes, Latents]":
     """Like :func:`encode`, and also returns the symbols it coded (for tests and tools)."""
+    resolve_precision(precision)
     meter = Meter(progress, "encoding")
     try:
-        result = _encode_latents(image, quality, model, meter, refine, max_pixels, first_frame)
+        result = _encode_latents(image, quality, model, meter, refine, max_pixels, first_frame, precision)
         meter.finish()
         return result
     finally:
@@ -250,6 +253,7 @@ def _encode_latents(
     refine: int,
     max_pixels: Optional[int],
     first_frame: bool,
+    precision: str = DEFAULT_PRECISION,
 ) -> "tuple[bytes, Latents]":
     """:func:`encode_latents`, reporting to ``meter``: it plans the whole encode once the
     image's size is known, and advances stage by stage and tile by tile."""
@@ -266,7 +270,7 @@ def _encode_latents(
                    + REFINEMENT * planned_evaluations(*_latent_grid(height, width), refine))
         meter.advance(READ_IMAGE * positions)
     network = model.network
-    y = _analyze(network, pixels, meter)
+    y = _analyze(model.analysis(precision), pixels, meter)
     z_symbols = torch.round(network.h_a(y)).to(torch.int64)
     residual, mu, hyper_index = latent_residuals(model, y, z_symbols, quality)
     meter.advance(HYPER * positions)
@@ -324,6 +328,7 @@ def encode(
     max_pixels: Optional[int] = MAX_PIXELS,
     first_frame: bool = False,
     threads: Optional[int] = None,
+    precision: str = DEFAULT_PRECISION,
 ) -> bytes:
     """Compresses an image to the bytes of a .ugc file.
 
@@ -355,23 +360,28 @@ def encode(
             (otherwise refused).
         threads: torch threads for this call (None: torch's current setting, which
             ``torch.set_num_threads`` changes for the whole process).
+        precision: ``"float32"``, ``"bfloat16"`` (most of g_a's convolutions in
+            bfloat16: faster on CPUs with AMX, slower elsewhere) or ``"auto"``
+            (bfloat16 where the CPU has AMX); see :mod:`ugcodec.precision`.
 
     Returns:
         the .ugc file's bytes; encoding the same image twice gives the same bytes
-        (with ``refine`` > 0, on the same machine and thread count).
+        on the same machine (and thread count, with ``refine`` > 0); with
+        ``precision="float32"`` and no refinement, on any machine.
 
     Raises:
         TypeError: ``image`` or ``model`` is none of the accepted types.
         ImageError: the image cannot be read or coded (TooManyPixelsError above
             ``max_pixels``).
         UgcError: the weights file cannot be loaded.
-        ValueError: quality, refine or threads out of range.
+        ValueError: quality, refine, threads or precision out of range.
     """
+    resolve_precision(precision)
     with torch_threads(threads):
-        return _encode(image, quality, model, progress, refine, metadata, max_pixels, first_frame)
+        return _encode(image, quality, model, progress, refine, metadata, max_pixels, first_frame, precision)
 
 
-def _encode(image, quality, model, progress, refine, metadata, max_pixels, first_frame) -> bytes:
+def _encode(image, quality, model, progress, refine, metadata, max_pixels, first_frame, precision) -> bytes:
     """:func:`encode` with its thread count set."""
     if hasattr(image, "read"):  # a file object: read once, for the pixels and the metadata
         image = image.read()
@@ -379,7 +389,7 @@ def _encode(image, quality, model, progress, refine, metadata, max_pixels, first
         image = bytes(image)
     meter = Meter(progress, "encoding")
     try:
-        data = _encode_latents(image, quality, model, meter, refine, max_pixels, first_frame)[0]
+        data = _encode_latents(image, quality, model, meter, refine, max_pixels, first_frame, precision)[0]
         stored = Metadata.from_source(image) if metadata else Metadata()
         data = attach_metadata(data, stored) if stored else data
         meter.finish()
@@ -537,7 +547,7 @@ def decode(
         precision: ``"float32"``, ``"bfloat16"`` (g_s's residual branches in bfloat16:
             several times faster on CPUs with AMX, slower elsewhere) or ``"auto"``
             (bfloat16 where the CPU has AMX). The symbols are the same in any; the
-            pixels differ by at most 1 (:mod:`ugcodec.synthesis`).
+            pixels differ by at most 1 (:mod:`ugcodec.precision`).
 
     Returns:
         a PIL image of the original size, mode ``"L"`` or ``"RGB"`` as encoded; its

@@ -117,7 +117,7 @@ class _PreferenceShiftedResidual(nn.Module):
     def branch(self, x: Tensor, embedding: Tensor) -> Tensor:
         """The residual alone, without the identity: in ``x``'s dtype, so that a copy of
         the block in another precision can run it and add it to a wider ``x`` (see
-        :mod:`ugcodec.synthesis`)."""
+        :mod:`ugcodec.precision`)."""
         first, second, last = self._stages()
         if not torch.is_grad_enabled():  # coding: the same operations, in place
             slope = self.activation.negative_slope

@@ -39,7 +39,7 @@ from torch import Tensor
 from .codec import Latents, Preference, decode_pixels, parse_latents, synthesis_input
 from .codec import preference_to_beta
 from .errors import FormatError
-from .synthesis import DEFAULT_PRECISION, resolve_precision
+from .precision import DEFAULT_PRECISION, resolve_precision
 from .tiling import synthesis_tiles
 from .weights import CodecModel, load_model
 

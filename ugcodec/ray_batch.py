@@ -84,7 +84,7 @@ class _Coder:
         data = _read_source(source)
         if self.task == "encode":
             return encode(data, self.options["quality"], model=self.model, refine=self.options["refine"],
-                          metadata=not self.options["strip"])
+                          metadata=not self.options["strip"], precision=self.options["precision"])
         from .image_io import image_file_bytes
 
         image = decode(data, self.options["preference"], model=self.model, precision=self.options["precision"])
@@ -143,9 +143,10 @@ def run_on_ray(
         workers: most actors (one CPU each; default: the cluster's CPUs).
         weights: weights file, at the same path on every node (default: the shipped model).
         quality, refine, strip: encoding options (:func:`ugcodec.encode`).
-        preference, image_format, output_quality, precision: decoding options (the
-            quality of JPEG and WebP outputs: :func:`ugcodec.image_io.image_file_bytes`;
-            ``"auto"`` precision is decided on each node).
+        preference, image_format, output_quality: decoding options (the quality of JPEG
+            and WebP outputs: :func:`ugcodec.image_io.image_file_bytes`).
+        precision: of the transforms, encoding or decoding (:mod:`ugcodec.precision`;
+            ``"auto"`` is decided on each node).
         progress: a progress bar on stderr.
 
     Returns:
@@ -238,7 +239,8 @@ def _is_uri(source: str) -> bool:
 
 
 def encode_cli(paths: List[str], folder: str, *, quality: int, refine: int, force: bool, workers: Optional[int],
-               weights: Optional[str], strip: bool, address: Optional[str]) -> None:
+               weights: Optional[str], strip: bool, address: Optional[str],
+               precision: str = DEFAULT_PRECISION) -> None:
     """``ugc encode ... --ray``: the images ``paths`` into ``folder``, then the summary."""
     from .cli import _user_errors
     from .errors import UgcError
@@ -254,7 +256,7 @@ def encode_cli(paths: List[str], folder: str, *, quality: int, refine: int, forc
         jobs = _plan([source if _is_uri(source) else os.path.abspath(source) for source in paths],
                      folder, stem, force, report)
         result = run_on_ray("encode", jobs, address=address, workers=workers, weights=weights, quality=quality,
-                            refine=refine, strip=strip, progress=_shows_progress())
+                            refine=refine, strip=strip, precision=precision, progress=_shows_progress())
     result.failures += report.failures
     _finish(result, len(paths), "encoded", folder)
 

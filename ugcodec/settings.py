@@ -10,11 +10,11 @@ __all__ = [
 #: The quality level used when none is given (levels run from 1 to the weights' count).
 DEFAULT_QUALITY = 3
 
-#: What a decoder's ``precision`` accepts (:mod:`ugcodec.synthesis`): ``"auto"`` is
+#: What encoding's and decoding's ``precision`` accepts (:mod:`ugcodec.precision`): ``"auto"`` is
 #: ``"bfloat16"`` on CPUs with AMX and ``"float32"`` elsewhere.
 PRECISIONS = ("auto", "float32", "bfloat16")
 
-#: The precision of g_s used when none is given.
+#: The precision of the transforms used when none is given.
 DEFAULT_PRECISION = "auto"
 
 #: The most encoder-refinement steps :func:`ugcodec.encode` accepts per tile.

@@ -36,7 +36,7 @@ from .errors import UgcError, WeightsError
 from .integer_net import IntegerHyperSynthesis, entropy_parameters
 from .latent_coders import LATENT_CODERS, LatentCoder, coder_entries
 from .models import ModelConfig, UGHyperprior
-from .synthesis import DEFAULT_PRECISION, bfloat16_branches, resolve_precision
+from .precision import DEFAULT_PRECISION, bfloat16_analysis, bfloat16_branches, resolve_precision
 
 __all__ = [
     "CodecModel",
@@ -129,22 +129,35 @@ class CodecModel:
     path: str
     latent_coder: LatentCoder
     also_decodes: FrozenSet[bytes] = frozenset()
-    _reduced_synthesis: Dict[str, nn.Module] = field(default_factory=dict, init=False, repr=False, compare=False)
+    _reduced: Dict[str, nn.Module] = field(default_factory=dict, init=False, repr=False, compare=False)
+
+    def analysis(self, precision: str = DEFAULT_PRECISION) -> nn.Module:
+        """g_a as the encoder runs it in ``precision`` (:mod:`ugcodec.precision`):
+        ``network.g_a`` itself for float32, a copy with bfloat16 convolutions (built
+        once) for bfloat16.
+
+        Raises:
+            ValueError: unknown precision.
+        """
+        if resolve_precision(precision) == "float32":
+            return self.network.g_a
+        if "g_a" not in self._reduced:
+            self._reduced["g_a"] = bfloat16_analysis(self.network.g_a)
+        return self._reduced["g_a"]
 
     def synthesis(self, precision: str = DEFAULT_PRECISION) -> nn.Module:
-        """g_s as the decoder runs it in ``precision`` (:mod:`ugcodec.synthesis`):
+        """g_s as the decoder runs it in ``precision`` (:mod:`ugcodec.precision`):
         ``network.g_s`` itself for float32, a copy with bfloat16 branches (built once)
         for bfloat16.
 
         Raises:
             ValueError: unknown precision.
         """
-        resolved = resolve_precision(precision)
-        if resolved == "float32":
+        if resolve_precision(precision) == "float32":
             return self.network.g_s
-        if resolved not in self._reduced_synthesis:
-            self._reduced_synthesis[resolved] = bfloat16_branches(self.network.g_s)
-        return self._reduced_synthesis[resolved]
+        if "g_s" not in self._reduced:
+            self._reduced["g_s"] = bfloat16_branches(self.network.g_s)
+        return self._reduced["g_s"]
 
     @property
     def model_id(self) -> int:

@@ -1,4 +1,4 @@
-"""g_s in float32 or with its residual branches in bfloat16 (ugcodec.synthesis): same
+"""g_s in float32 or with its residual branches in bfloat16 (ugcodec.precision): same
 symbols, pixels within bitstream_spec.md §11's tolerance, float32 left untouched."""
 import numpy as np
 import pytest
@@ -7,11 +7,11 @@ from click.testing import CliRunner
 from PIL import Image
 
 import ugcodec
-from ugcodec import synthesis
+from ugcodec import precision as precision_module
 from ugcodec.cli import main
 from ugcodec.codec import decode_pixels, encode_latents, parse_latents
 from ugcodec.layers import BottleneckResidualBlock, MachineAdapter, ShiftedResidualBlock
-from ugcodec.synthesis import bfloat16_branches, resolve_precision
+from ugcodec.precision import bfloat16_analysis, bfloat16_branches, resolve_precision
 
 from conftest import make_photo_like
 from pixels import assert_pixels_close
@@ -56,7 +56,7 @@ def test_precision_names():
 
 @pytest.mark.parametrize("native, expected", [(True, "bfloat16"), (False, "float32")])
 def test_auto_picks_bfloat16_only_where_the_cpu_has_amx(monkeypatch, native, expected):
-    monkeypatch.setattr(synthesis, "native_bfloat16", lambda: native)
+    monkeypatch.setattr(precision_module, "native_bfloat16", lambda: native)
     assert resolve_precision("auto") == expected
 
 
@@ -69,8 +69,26 @@ def test_bfloat16_copy_leaves_the_float32_synthesis_alone(tiny_model):
                for name, value in g_s.state_dict().items())
     assert tiny_model.synthesis("float32") is g_s
     assert tiny_model.synthesis("bfloat16") is tiny_model.synthesis("bfloat16"), "built once"
+    assert tiny_model.analysis("float32") is tiny_model.network.g_a
+    assert tiny_model.analysis("bfloat16") is tiny_model.analysis("bfloat16") is not tiny_model.synthesis("bfloat16")
     with pytest.raises(ValueError):
         tiny_model.synthesis("half")
+    with pytest.raises(ValueError):
+        tiny_model.analysis("half")
+
+
+def test_bfloat16_analysis_keeps_the_first_convolution_and_the_gdns_float32(tiny_model):
+    g_a = tiny_model.network.g_a
+    fast = bfloat16_analysis(g_a)
+    dtypes = [{parameter.dtype for parameter in layer.parameters()} for layer in fast]
+    assert dtypes[0] == {torch.float32} and dtypes[-1] == {torch.bfloat16}
+    assert all(types == {torch.float32} for layer, types in zip(g_a, dtypes) if not isinstance(layer, torch.nn.Conv2d))
+    assert all(parameter.dtype == torch.float32 for parameter in g_a.parameters()), "the original is untouched"
+    x = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        exact, approximate = g_a(x), fast(x)
+    assert approximate.dtype == torch.float32 and not torch.equal(approximate, exact)
+    torch.testing.assert_close(approximate, exact, atol=0.05 * float(exact.abs().max()), rtol=0)
 
 
 @pytest.mark.parametrize("beta", [0.0, 1.0])
@@ -98,8 +116,22 @@ def test_shipped_model_in_bfloat16_same_symbols_pixels_within_tolerance(shipped_
         assert np.array_equal(decode_pixels(latents, preference, shipped_model, precision="float32"), reference)
 
 
+def test_bfloat16_encoding_is_a_valid_file_close_to_float32s(shipped_model):
+    image = make_photo_like(96, 160, seed=5)
+    exact, exact_latents = encode_latents(image, 3, shipped_model, precision="float32")
+    fast, fast_latents = encode_latents(image, 3, shipped_model, precision="bfloat16")
+    assert fast == encode_latents(image, 3, shipped_model, precision="bfloat16")[0], "deterministic"
+    parsed = parse_latents(fast, shipped_model)
+    assert torch.equal(parsed.y, fast_latents.y), "the decoder reads what the bfloat16 encoder wrote"
+    flipped = float((fast_latents.y != exact_latents.y).double().mean())
+    assert flipped < 0.02, f"{flipped:.2%} of the symbols changed"
+    assert abs(len(fast) - len(exact)) <= 0.02 * len(exact)
+
+
 def test_unknown_precision_fails_before_any_work(tiny_model):
     data, latents = encode_latents(make_photo_like(16, 16), 1, tiny_model)
+    with pytest.raises(ValueError, match="precision"):
+        ugcodec.encode(b"not an image", model=tiny_model, precision="fp16")
     with pytest.raises(ValueError, match="precision"):
         ugcodec.decode(b"not a ugc file", model=tiny_model, precision="fp16")
     with pytest.raises(ValueError, match="precision"):
@@ -110,7 +142,9 @@ def test_cli_precision_option(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     Image.fromarray(make_photo_like(40, 56)).save("photo.png")
     runner = CliRunner()
-    assert runner.invoke(main, ["encode", "photo.png", "photo.ugc", "-q", "2"]).exit_code == 0
+    for precision in ("bfloat16", "float32"):  # the float32 file is decoded below
+        result = runner.invoke(main, ["encode", "photo.png", "photo.ugc", "-q", "2", "--precision", precision, "-f"])
+        assert result.exit_code == 0, result.output
     outputs = {}
     for precision in ("float32", "bfloat16", "auto"):
         result = runner.invoke(main, ["decode", "photo.ugc", f"{precision}.png", "--precision", precision])

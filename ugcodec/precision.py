@@ -1,13 +1,21 @@
-"""g_s as the decoder runs it: in float32, or with its residual branches in bfloat16.
+"""The transforms as the codec runs them: in float32, or partly in bfloat16.
 
-Most of a decode's time goes to the residual branches of g_s (the preference-shifted
-residual blocks and the machine adapters), convolutions over N channels at up to half the
-image's resolution. CPUs with AMX tiles multiply bfloat16 matrices several times faster
-than float32 ones, so on such CPUs the decoder computes those branches in bfloat16. Only
-the branches: the identity path they add to, the transposed convolutions, the GDNs and
-the last layer stay float32, so the rounding of bfloat16 enters only as a small change to
-each residual, and the pixels stay within bitstream_spec.md §11's tolerance of the float32
-decoder's. The symbols never depend on this: parsing is integer-exact either way.
+CPUs with AMX tiles multiply bfloat16 matrices several times faster than float32 ones,
+so on such CPUs (``precision="auto"``) the codec runs the bulk of its convolutions in
+bfloat16 and the rest in float32:
+
+- decoding (:func:`bfloat16_branches`): the residual branches of g_s (the
+  preference-shifted residual blocks and the machine adapters), convolutions over N
+  channels at up to half the image's resolution. The identity path they add to, the
+  transposed convolutions, the GDNs and the last layer stay float32, so bfloat16's
+  rounding enters only as a small change to each residual, and the pixels stay within
+  bitstream_spec.md §11's tolerance of the float32 reference decoder's.
+- encoding (:func:`bfloat16_analysis`): g_a's convolutions after the first (the first
+  sees 3 input channels, where bfloat16 tiles gain nothing); its GDNs stay float32. The
+  latent changes slightly, so a few symbols round the other way: the file is as valid
+  as any other, but its bytes can differ from a float32 encoder's.
+
+The symbols a file decodes to never depend on this: parsing is integer-exact either way.
 
     >>> import torch
     >>> from ugcodec.models import PreferenceConditionalSynthesis
@@ -30,11 +38,13 @@ from torch import Tensor, nn
 from .layers import MachineAdapter
 from .settings import DEFAULT_PRECISION, PRECISIONS
 
-__all__ = ["PRECISIONS", "DEFAULT_PRECISION", "bfloat16_branches", "native_bfloat16", "resolve_precision"]
+__all__ = [
+    "PRECISIONS", "DEFAULT_PRECISION", "bfloat16_analysis", "bfloat16_branches", "native_bfloat16", "resolve_precision"
+]
 
 def native_bfloat16() -> bool:
     """Whether this CPU multiplies bfloat16 matrices in hardware tiles (Intel AMX), where
-    the bfloat16 branches are faster than float32. Elsewhere bfloat16 is emulated and
+    the bfloat16 convolutions are faster than float32. Elsewhere bfloat16 is emulated and
     slower, so ``"auto"`` keeps float32."""
     probe = getattr(torch.cpu, "_is_amx_tile_supported", None)  # private in torch 2.x
     try:
@@ -99,3 +109,35 @@ def bfloat16_branches(g_s: nn.Module) -> nn.Module:
     if g_s.adapters is not None:
         fast.adapters = nn.ModuleList([_BFloat16Adapter(adapter) for adapter in g_s.adapters])
     return fast.eval().requires_grad_(False)
+
+
+class _BFloat16Convolution(nn.Module):
+    """A convolution run on a bfloat16 copy of itself, float32 in and out."""
+
+    def __init__(self, convolution: nn.Module) -> None:
+        super().__init__()
+        self.copy = copy.deepcopy(convolution).to(torch.bfloat16)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.copy(x.to(torch.bfloat16)).to(torch.float32)
+
+
+def bfloat16_analysis(g_a: nn.Sequential) -> nn.Sequential:
+    """A copy of ``g_a`` (convolutions and GDNs in sequence) whose convolutions after the
+    first run in bfloat16; the GDNs, the first convolution, inputs and outputs stay
+    float32. For inference only.
+
+    Args:
+        g_a: the float32 analysis transform; left unchanged.
+
+    Returns:
+        a module with ``g_a``'s call signature, ``x -> y``.
+    """
+    layers, seen_convolution = [], False
+    for layer in g_a:
+        if isinstance(layer, nn.Conv2d) and seen_convolution:
+            layers.append(_BFloat16Convolution(layer))
+        else:
+            layers.append(copy.deepcopy(layer))
+        seen_convolution = seen_convolution or isinstance(layer, nn.Conv2d)
+    return nn.Sequential(*layers).eval().requires_grad_(False)
