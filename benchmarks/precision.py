@@ -1,16 +1,20 @@
-"""Precision benchmark: what decoding g_s's residual branches in bfloat16 does to the pixels.
+"""Precision benchmark: what running the transforms partly in bfloat16 does to a file.
 
-For every photo, quality level and preference (human, machine) it decodes the same file
-twice, with ``precision="float32"`` (the reference decoder) and ``precision="bfloat16"``
-(:mod:`ugcodec.synthesis`), and reports:
+Decoding: for every photo, quality level and preference (human, machine) it decodes the
+same file twice, with ``precision="float32"`` (the reference decoder) and
+``precision="bfloat16"`` (:mod:`ugcodec.precision`), and reports:
 
 - the largest absolute difference of a pixel value, and the fraction of values that differ
   (bitstream_spec.md §11 bounds both);
 - the PSNR of each decoding against the photo, and their difference.
 
-The times of the two decodings (median over the photos and levels) show what the
-precision buys on this CPU; they mean little on CPUs without AMX, where ``"auto"`` keeps
-float32.
+Encoding: for every photo and level it encodes in both precisions and reports the
+fraction of symbols that changed, the size and the PSNR of the human decoding (float32)
+of each file, and the BD-rate of the bfloat16 encoder against the float32 one on the
+averaged curves.
+
+The times (median over the photos and levels) show what the precision buys on this CPU;
+they mean little on CPUs without AMX, where ``"auto"`` keeps float32.
 
 Writes ``precision.json`` and ``precision.md`` under ``--out``.
 
@@ -20,7 +24,7 @@ from __future__ import annotations
 
 import argparse
 import time
-from typing import Optional, Sequence
+from typing import List, Optional, Sequence
 
 import numpy as np
 
@@ -67,22 +71,49 @@ def compare(model, image: np.ndarray, quality: int, preference: str) -> dict:
     }
 
 
+def compare_encoding(model, image: np.ndarray, quality: int) -> dict:
+    """Encodes ``image`` at ``quality`` in float32 and in bfloat16.
+
+    Returns:
+        ``symbols_changed`` (fraction of y symbols that differ), ``bytes_float32``,
+        ``bytes_bfloat16``, ``psnr_float32``, ``psnr_bfloat16`` (the human decoding of
+        each file, in float32, against ``image``), ``seconds_float32``,
+        ``seconds_bfloat16`` (the encodings).
+    """
+    from ugcodec.codec import decode_pixels, encode_latents
+
+    record = {}
+    latents = {}
+    for precision in ("float32", "bfloat16"):
+        started = time.perf_counter()
+        data, latents[precision] = encode_latents(image, quality, model, precision=precision)
+        record[f"seconds_{precision}"] = time.perf_counter() - started
+        record[f"bytes_{precision}"] = len(data)
+        record[f"psnr_{precision}"] = common.psnr(image, decode_pixels(latents[precision], "human", model,
+                                                                       precision="float32"))
+    record["symbols_changed"] = float((latents["float32"].y != latents["bfloat16"].y).double().mean())
+    return record
+
+
 def run(args: argparse.Namespace) -> dict:
-    from ugcodec.synthesis import native_bfloat16
+    from ugcodec.precision import native_bfloat16
 
     threads = common.set_threads(args.threads)
     photos = load_photos(args.photos, args.max_size, verbose=True, photo_set=args.photo_set)
     print(f"Photos ({len(photos)}): {describe(photos)}")
     model = common.load_ugc_model(args.weights)
     print(common.ugc_description(model))
-    model.synthesis("bfloat16")  # built once, outside the timings
-    records = []
+    model.synthesis("bfloat16"), model.analysis("bfloat16")  # built once, outside the timings
+    records, encodings = [], []
     started = time.perf_counter()
     for name, image in photos:
         for quality in range(1, model.num_qualities + 1):
             for preference in ("human", "machine"):
                 records.append({"photo": name, "quality": quality, "preference": preference,
                                 **compare(model, image, quality, preference)})
+            pixels = image.shape[0] * image.shape[1]
+            encodings.append({"photo": name, "quality": quality, "pixels": pixels,
+                              **compare_encoding(model, image, quality)})
         print(f"  {name}: done ({time.perf_counter() - started:.1f} s so far)")
     return {
         **common.report_head("precision", threads, model),
@@ -91,6 +122,7 @@ def run(args: argparse.Namespace) -> dict:
         "photos": entries(photos),
         "max_size": args.max_size,
         "records": records,
+        "encodings": encodings,
         "seconds": time.perf_counter() - started,
     }
 
@@ -108,7 +140,8 @@ def summary(records: Sequence[dict]) -> dict:
     }
 
 
-def report(result: dict) -> str:
+def tables(result: dict) -> List[str]:
+    """The report's tables and their explanations (also used by ``benchmarks.report``)."""
     levels = sorted({r["quality"] for r in result["records"]})
     rows = []
     for preference in ("human", "machine"):
@@ -120,13 +153,8 @@ def report(result: dict) -> str:
                          f"{s['seconds_float32'] * 1000:.0f}", f"{s['seconds_bfloat16'] * 1000:.0f}"])
     overall = summary(result["records"])
     lines = [
-        f"Photos: {', '.join(p['name'] for p in result['photos'])} ({result['photo_set']} set)",
-        f"Model: {result['model']}",
-        f"Threads: {result['environment']['torch_threads']}; CPU with AMX (where 'auto' picks bfloat16): "
-        f"{'yes' if result['native_bfloat16'] else 'no'}",
-        "",
-        "Each file decoded with g_s in float32 (the reference) and with its residual branches in bfloat16. "
-        "Max: the largest difference of a pixel value; differing: the fraction of values that differ "
+        "Decoding: each file decoded with g_s in float32 (the reference) and with its residual branches in "
+        "bfloat16. Max: the largest difference of a pixel value; differing: the fraction of values that differ "
         "(mean and worst photo); PSNR change: bfloat16's PSNR against the photo minus float32's (mean, worst); "
         "times: median synthesis per file.",
         "",
@@ -139,8 +167,44 @@ def report(result: dict) -> str:
         f"differing, PSNR change {overall['psnr_change_mean']:+.4f} dB on average "
         f"({overall['psnr_change_min']:+.4f} dB at worst); median synthesis {overall['seconds_float32'] * 1000:.0f} ms "
         f"in float32, {overall['seconds_bfloat16'] * 1000:.0f} ms in bfloat16.",
+        "",
     ]
-    return "\n".join(lines)
+    encodings = result.get("encodings")
+    if encodings:
+        lines += ["Encoding: each photo encoded in float32 and in bfloat16; both files decoded for humans in "
+                  "float32. Symbols changed: the fraction of y symbols that differ; size and PSNR: means over the "
+                  "photos; times: median encoding.", ""]
+        rows, curves = [], {"float32": ([], []), "bfloat16": ([], [])}
+        for quality in levels:
+            chosen = [e for e in encodings if e["quality"] == quality]
+            for precision, (rates, psnrs) in curves.items():
+                rates.append(float(np.mean([8 * e[f"bytes_{precision}"] / e["pixels"] for e in chosen])))
+                psnrs.append(float(np.mean([e[f"psnr_{precision}"] for e in chosen])))
+            change = np.mean([e["bytes_bfloat16"] / e["bytes_float32"] - 1 for e in chosen])
+            rows.append([f"q{quality}", f"{np.mean([e['symbols_changed'] for e in chosen]):.3%}",
+                         f"{curves['float32'][0][-1]:.4f}", f"{change:+.3%}",
+                         f"{np.mean([e['psnr_bfloat16'] - e['psnr_float32'] for e in chosen]):+.4f}",
+                         f"{np.median([e['seconds_float32'] for e in chosen]) * 1000:.0f}",
+                         f"{np.median([e['seconds_bfloat16'] for e in chosen]) * 1000:.0f}"])
+        lines.append(common.markdown_table(["level", "symbols changed", "bpp (float32)", "size change",
+                                            "PSNR change", "float32 ms", "bfloat16 ms"], rows, "lrrrrrr"))
+        from .rd import bd_rate
+
+        bd = bd_rate(*curves["float32"], *curves["bfloat16"])["bd_rate"]
+        lines += ["", "BD-rate of the bfloat16 encoder against the float32 one (PSNR, averaged curves): "
+                  + ("n/a" if bd is None else f"{bd:+.3f} %") + ".", ""]
+    return lines
+
+
+def report(result: dict) -> str:
+    lines = [
+        f"Photos: {', '.join(p['name'] for p in result['photos'])} ({result['photo_set']} set)",
+        f"Model: {result['model']}",
+        f"Threads: {result['environment']['torch_threads']}; CPU with AMX (where 'auto' picks bfloat16): "
+        f"{'yes' if result['native_bfloat16'] else 'no'}",
+        "",
+    ]
+    return "\n".join(lines + tables(result)).rstrip() + "\n"
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:

@@ -277,6 +277,10 @@ def speed_tables(report: dict) -> List[str]:
         lines += [f"Codec on a {codec['image']} photo:", "",
                   markdown_table(["codec", "operation", "s/MP (median)", "s/MP (min)", "ms per image"], rows, "llrrr"), ""]
         lines += [line for line in (ratio_line(codec, "ratio_", "medians"), ratio_line(codec, "ratio_min_", "fastest runs")) if line]
+        if codec.get("precision", "float32") != "float32":
+            lines.append(f"- ugc ran in its default precision, {codec['precision']} on this CPU (AMX); the float32 "
+                         "rows are the reference decoder; compressai's bfloat16 row runs all of its g_s under "
+                         "autocast, for context.")
         lines.append("")
     entropy = report.get("entropy")
     if entropy:
@@ -355,6 +359,19 @@ def capacity_tables(report: dict) -> List[str]:
                             "unrounded − WebP", "channels in use", "nonzero symbols"], rows), ""]
 
 
+# --------------------------------------------------------------------------- precision
+def precision_facts(report: dict) -> List[str]:
+    """What a precision report ran on: its photos and whether the CPU had AMX."""
+    amx = "a CPU with AMX" if report.get("native_bfloat16") else "a CPU without AMX (bfloat16 emulated)"
+    return [photos_line(report), amx]
+
+
+def precision_tables(report: dict) -> List[str]:
+    from .precision import tables
+
+    return tables(report)
+
+
 # --------------------------------------------------------------------------- photos
 def photos_block(results: str) -> List[str]:
     """The standard set's photos with the sizes the rate–distortion report measured, and
@@ -376,6 +393,7 @@ BLOCKS: Dict[str, Tuple[str, Callable[[dict], List[str]], Callable[[dict], List[
     "speed": ("speed", speed_facts, speed_tables),
     "tasks": ("tasks", tasks_facts, tasks_tables),
     "capacity": ("capacity", photo_facts, capacity_tables),
+    "precision": ("precision", precision_facts, precision_tables),
 }
 
 
