@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import argparse
 import time
-from typing import List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
@@ -123,6 +123,7 @@ def run(args: argparse.Namespace) -> dict:
         "max_size": args.max_size,
         "records": records,
         "encodings": encodings,
+        "encoding_bd_rate": encoding_bd_rate(encodings),
         "seconds": time.perf_counter() - started,
     }
 
@@ -138,6 +139,25 @@ def summary(records: Sequence[dict]) -> dict:
         "seconds_float32": float(np.median([r["seconds_float32"] for r in records])),
         "seconds_bfloat16": float(np.median([r["seconds_bfloat16"] for r in records])),
     }
+
+
+def encoding_curves(encodings: Sequence[dict]) -> Dict[str, "tuple[List[float], List[float]]"]:
+    """Mean bpp and mean PSNR per level of each precision's files (:func:`compare_encoding`)."""
+    curves: Dict[str, "tuple[List[float], List[float]]"] = {"float32": ([], []), "bfloat16": ([], [])}
+    for quality in sorted({e["quality"] for e in encodings}):
+        chosen = [e for e in encodings if e["quality"] == quality]
+        for precision, (rates, psnrs) in curves.items():
+            rates.append(float(np.mean([8 * e[f"bytes_{precision}"] / e["pixels"] for e in chosen])))
+            psnrs.append(float(np.mean([e[f"psnr_{precision}"] for e in chosen])))
+    return curves
+
+
+def encoding_bd_rate(encodings: Sequence[dict]) -> Optional[float]:
+    """BD-rate (%) of the bfloat16 encoder against the float32 one, on averaged curves."""
+    from .rd import bd_rate
+
+    curves = encoding_curves(encodings)
+    return bd_rate(*curves["float32"], *curves["bfloat16"])["bd_rate"]
 
 
 def tables(result: dict) -> List[str]:
@@ -174,23 +194,18 @@ def tables(result: dict) -> List[str]:
         lines += ["Encoding: each photo encoded in float32 and in bfloat16; both files decoded for humans in "
                   "float32. Symbols changed: the fraction of y symbols that differ; size and PSNR: means over the "
                   "photos; times: median encoding.", ""]
-        rows, curves = [], {"float32": ([], []), "bfloat16": ([], [])}
-        for quality in levels:
+        rows, curves = [], encoding_curves(encodings)
+        for index, quality in enumerate(levels):
             chosen = [e for e in encodings if e["quality"] == quality]
-            for precision, (rates, psnrs) in curves.items():
-                rates.append(float(np.mean([8 * e[f"bytes_{precision}"] / e["pixels"] for e in chosen])))
-                psnrs.append(float(np.mean([e[f"psnr_{precision}"] for e in chosen])))
             change = np.mean([e["bytes_bfloat16"] / e["bytes_float32"] - 1 for e in chosen])
             rows.append([f"q{quality}", f"{np.mean([e['symbols_changed'] for e in chosen]):.3%}",
-                         f"{curves['float32'][0][-1]:.4f}", f"{change:+.3%}",
+                         f"{curves['float32'][0][index]:.4f}", f"{change:+.3%}",
                          f"{np.mean([e['psnr_bfloat16'] - e['psnr_float32'] for e in chosen]):+.4f}",
                          f"{np.median([e['seconds_float32'] for e in chosen]) * 1000:.0f}",
                          f"{np.median([e['seconds_bfloat16'] for e in chosen]) * 1000:.0f}"])
         lines.append(common.markdown_table(["level", "symbols changed", "bpp (float32)", "size change",
                                             "PSNR change", "float32 ms", "bfloat16 ms"], rows, "lrrrrrr"))
-        from .rd import bd_rate
-
-        bd = bd_rate(*curves["float32"], *curves["bfloat16"])["bd_rate"]
+        bd = result.get("encoding_bd_rate")
         lines += ["", "BD-rate of the bfloat16 encoder against the float32 one (PSNR, averaged curves): "
                   + ("n/a" if bd is None else f"{bd:+.3f} %") + ".", ""]
     return lines
