@@ -146,6 +146,18 @@ def available_pillow_codecs(names: Sequence[str] = tuple(PILLOW_CODECS)) -> Tupl
     return found, missing
 
 
+def add_photo_arguments(parser) -> None:
+    """The options of a benchmark that runs one ugc model over a photo set: ``--photos``,
+    ``--photo-set``, ``--max-size``, ``--weights`` and ``--out``."""
+    from .photos import PHOTO_SETS
+
+    parser.add_argument("--photos", type=int, default=None, help="use at most N photos (default: all)")
+    parser.add_argument("--photo-set", default="standard", choices=PHOTO_SETS, help="evaluation photos (see photos.py)")
+    parser.add_argument("--max-size", default="768x512", help="shrink/center-crop photos to at most WxH ('0': full size)")
+    parser.add_argument("--weights", default=None, help="ugc weights file (default: the shipped weights)")
+    parser.add_argument("--out", default=DEFAULT_OUT, help="output folder (default: benchmarks/results)")
+
+
 def load_ugc_model(weights: Optional[str]):
     import ugcodec
 

@@ -28,16 +28,12 @@ from typing import Dict, Optional, Sequence
 import numpy as np
 
 from . import bench_common as common
-from .photos import PHOTO_SETS, describe, entries, load_photos
+from .photos import describe, entries, load_photos
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="Capacity of the transforms: coded vs unrounded PSNR vs WebP.")
-    parser.add_argument("--photos", type=int, default=None, help="use at most N photos (default: all)")
-    parser.add_argument("--photo-set", default="standard", choices=PHOTO_SETS, help="evaluation photos (see photos.py)")
-    parser.add_argument("--max-size", default="768x512", help="shrink/center-crop photos to at most WxH ('0': full size)")
-    parser.add_argument("--weights", default=None, help="ugc weights file (default: the shipped weights)")
-    parser.add_argument("--out", default=common.DEFAULT_OUT, help="output folder (default: benchmarks/results)")
+    common.add_photo_arguments(parser)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's choice)")
     return parser.parse_args(argv)
 
