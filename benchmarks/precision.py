@@ -33,7 +33,8 @@ from .photos import describe, entries, load_photos
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description="bfloat16 against float32 transforms: pixel differences, symbols, size, PSNR, times.")
+    parser = argparse.ArgumentParser(
+        description="bfloat16 against float32 transforms: pixel differences, symbols, size, PSNR, times.")
     common.add_photo_arguments(parser)
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1; 0: torch's choice)")
     return parser.parse_args(argv)

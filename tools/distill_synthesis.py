@@ -426,6 +426,7 @@ def main(argv=None) -> int:
     parser.add_argument("--bottlenecks", help="width per level of g_s, 0 = keep (e.g. 0,64,48); a new run needs it")
     parser.add_argument("--base", help="teacher weights file (default: the shipped one; a resumed run: its own)")
     parser.add_argument("--corpus", default="data/corpus_broad", help="training images")
+    parser.add_argument("--seed", type=int, default=0, help="a new run's seed: its pool's crops and its draws")
     parser.add_argument("--crop", type=int, default=128)
     parser.add_argument("--pool", type=int, default=1024, help="crops in the pool")
     parser.add_argument("--feature-pool", type=int, default=384, help="crops of the pool that keep block features")
@@ -471,6 +472,7 @@ def main(argv=None) -> int:
         config = DistillConfig(
             bottlenecks=[int(v) for v in args.bottlenecks.split(",")],
             base=args.base or DEFAULT_WEIGHTS,
+            seed=args.seed,
             corpus=args.corpus,
             crop=args.crop,
             pool=args.pool,
