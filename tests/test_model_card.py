@@ -272,6 +272,16 @@ def test_a_synthesis_fine_tune_is_recorded_and_described(fine_tuned, shipped, re
     assert f"`rd.json` measured `{before}`" in card, "another g_s: the human figures of the weights before do not count"
 
 
+def test_a_fine_tune_of_a_fine_tune_keeps_both_in_the_recipe(fine_tuned, shipped, results):
+    model, run, facts = fine_tuned
+    recorded = model_card.synthesis_facts(run, model, facts, "2 CPUs")
+    earlier = {**recorded, "weights": shipped[0].fingerprint.hex(), "before": "ab" * 8, "steps": 7}
+    card = model_card.render(model, {**facts, "synthesis_finetune": {**recorded, "previous": earlier}}, str(results))
+    first, second = card.index(f"files of `{'ab' * 8}`"), card.index(f"files of `{shipped[0].fingerprint.hex()}`")
+    assert first < second, "oldest first"
+    assert "7 steps on a pool" in card and "40 steps on a pool" in card
+
+
 def test_a_synthesis_fine_tune_must_be_the_shipped_g_s(fine_tuned, shipped):
     model, run, facts = fine_tuned
     with pytest.raises(ValueError, match="trained another g_s"):

@@ -300,10 +300,16 @@ def synthesis_facts(run: str, model: CodecModel, facts: dict, hardware: str) -> 
 
 
 def synthesis_line(facts: dict) -> str:
-    """The recipe's line on a synthesis fine-tune (the facts' ``synthesis_finetune``), else nothing."""
+    """The recipe's lines on the synthesis fine-tunes (the facts' ``synthesis_finetune``
+    and the ``previous`` ones it was trained from, oldest first), else nothing."""
     finetune = facts.get("synthesis_finetune")
     if not finetune:
         return ""
+    return synthesis_line({"synthesis_finetune": finetune.get("previous")}) + _synthesis_step_line(finetune)
+
+
+def _synthesis_step_line(finetune: dict) -> str:
+    """The recipe's line on one synthesis fine-tune."""
     if any(finetune["bottlenecks"]):
         widths = ", ".join(f"level {level}: {width}" for level, width in enumerate(finetune["bottlenecks"]) if width)
         blocks = template_section("synthesis_bottlenecks", widths=widths) + " "
@@ -510,7 +516,10 @@ def main(argv: Optional[List[str]] = None) -> int:
             if run:
                 with open(args.facts) as handle:
                     facts = json.load(handle)
-                facts[key] = record(run, facts)
+                recorded = record(run, facts)
+                if key == "synthesis_finetune" and facts.get(key) and facts[key]["weights"] != recorded["weights"]:
+                    recorded["previous"] = facts[key]  # trained from its weights: the recipe keeps both
+                facts[key] = recorded
                 write_facts(args.facts, facts)
         facts = read_facts(args.facts, model)
     except (OSError, ValueError, KeyError) as error:
