@@ -65,6 +65,9 @@ def test_bfloat16_copy_leaves_the_float32_synthesis_alone(tiny_model):
     before = {name: value.clone() for name, value in g_s.state_dict().items()}
     fast = bfloat16_branches(g_s)
     assert fast is not g_s
+    in_bfloat16 = [index for index, layer in enumerate(fast.up)
+                   if {parameter.dtype for parameter in layer.parameters()} == {torch.bfloat16}]
+    assert in_bfloat16 == list(precision_module.BFLOAT16_DECONVOLUTIONS) and 3 not in in_bfloat16
     assert all(value.dtype == before[name].dtype and torch.equal(value, before[name])
                for name, value in g_s.state_dict().items())
     assert tiny_model.synthesis("float32") is g_s

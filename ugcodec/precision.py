@@ -6,10 +6,13 @@ bfloat16 and the rest in float32:
 
 - decoding (:func:`bfloat16_branches`): the residual branches of g_s (the
   preference-shifted residual blocks and the machine adapters), convolutions over N
-  channels at up to half the image's resolution. The identity path they add to, the
-  transposed convolutions, the GDNs and the last layer stay float32, so bfloat16's
-  rounding enters only as a small change to each residual, and the pixels stay within
-  bitstream_spec.md §11's tolerance of the float32 reference decoder's.
+  channels at up to half the image's resolution, and the largest N-to-N transposed
+  convolution (``up[2]``). The identity path the branches add to, the other transposed
+  convolutions, the GDNs and the last layer stay float32, so bfloat16's rounding enters
+  only as small changes inside g_s, and the pixels stay within bitstream_spec.md §11's
+  tolerance of the float32 reference decoder's. (In bfloat16, ``up[0]`` and ``up[1]``
+  gain no time and only add differing pixels; the last layer would round the output
+  itself.)
 - encoding (:func:`bfloat16_analysis`): g_a's convolutions after the first (the first
   sees 3 input channels, where bfloat16 tiles gain nothing); its GDNs stay float32. The
   latent changes slightly, so a few symbols round the other way: the file is as valid
@@ -39,7 +42,7 @@ from .layers import MachineAdapter
 from .settings import DEFAULT_PRECISION, PRECISIONS
 
 __all__ = [
-    "PRECISIONS", "DEFAULT_PRECISION", "bfloat16_analysis", "bfloat16_branches", "native_bfloat16", "resolve_precision"
+    "BFLOAT16_DECONVOLUTIONS", "PRECISIONS", "DEFAULT_PRECISION", "bfloat16_analysis", "bfloat16_branches", "native_bfloat16", "resolve_precision"
 ]
 
 def native_bfloat16() -> bool:
@@ -93,24 +96,6 @@ class _BFloat16Adapter(nn.Module):
         return residual.mul_(gate[:, None, None, None]).add_(x)
 
 
-def bfloat16_branches(g_s: nn.Module) -> nn.Module:
-    """A copy of ``g_s`` (a :class:`~ugcodec.models.PreferenceConditionalSynthesis`) whose
-    residual blocks and machine adapters compute their branches in bfloat16; inputs,
-    outputs and everything else stay float32. For inference only (no gradients).
-
-    Args:
-        g_s: the float32 synthesis; left unchanged.
-
-    Returns:
-        a module with ``g_s``'s call signature, ``(y_hat, beta) -> image``.
-    """
-    fast = copy.deepcopy(g_s)
-    fast.blocks = nn.ModuleList([_BFloat16Residual(block) for block in g_s.blocks])
-    if g_s.adapters is not None:
-        fast.adapters = nn.ModuleList([_BFloat16Adapter(adapter) for adapter in g_s.adapters])
-    return fast.eval().requires_grad_(False)
-
-
 class _BFloat16Convolution(nn.Module):
     """A convolution run on a bfloat16 copy of itself, float32 in and out."""
 
@@ -120,6 +105,31 @@ class _BFloat16Convolution(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.copy(x.to(torch.bfloat16)).to(torch.float32)
+
+
+#: The transposed convolutions of g_s (indexes into ``up``) that run in bfloat16.
+BFLOAT16_DECONVOLUTIONS = (2,)
+
+
+def bfloat16_branches(g_s: nn.Module) -> nn.Module:
+    """A copy of ``g_s`` (a :class:`~ugcodec.models.PreferenceConditionalSynthesis`) whose
+    residual blocks and machine adapters compute their branches in bfloat16, as do the
+    transposed convolutions :data:`BFLOAT16_DECONVOLUTIONS`; inputs, outputs and
+    everything else stay float32. For inference only (no gradients).
+
+    Args:
+        g_s: the float32 synthesis; left unchanged.
+
+    Returns:
+        a module with ``g_s``'s call signature, ``(y_hat, beta) -> image``.
+    """
+    fast = copy.deepcopy(g_s)
+    for index in BFLOAT16_DECONVOLUTIONS:
+        fast.up[index] = _BFloat16Convolution(g_s.up[index])
+    fast.blocks = nn.ModuleList([_BFloat16Residual(block) for block in g_s.blocks])
+    if g_s.adapters is not None:
+        fast.adapters = nn.ModuleList([_BFloat16Adapter(adapter) for adapter in g_s.adapters])
+    return fast.eval().requires_grad_(False)
 
 
 def bfloat16_analysis(g_a: nn.Sequential) -> nn.Sequential:
