@@ -87,6 +87,17 @@ def test_lite0_groups_need_every_quality_of_every_group(shipped, results):
     assert f"{expected} | `all/analytics.json` | met |" in card
 
 
+@pytest.mark.parametrize("precision", ["float32", "bfloat16"])
+def test_the_speed_target_says_where_ugc_ran_in_bfloat16(shipped, results, precision):
+    path = results / "speed.json"
+    of_shipped(path, shipped[0])
+    edit(path, lambda report: report["codec"].update(precision=precision, ratio_decode_human=0.8,
+                                                     ratio_decode_machine=0.9))
+    card = model_card.render(*shipped, str(results))
+    note = " (bfloat16 on a CPU with AMX; float32 elsewhere)" if precision == "bfloat16" else ""
+    assert f"| human 0.80×, machine 0.90×{note} | `speed.json` | met |" in card
+
+
 def test_a_missing_report_is_named(shipped, results):
     (results / "speed.json").unlink()
     (results / "capacity.json").unlink()
