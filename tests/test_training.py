@@ -356,6 +356,20 @@ def test_config_overrides_check_names_and_types():
             config.override(bad)
 
 
+def test_both_stages_train_under_bfloat16_autocast_with_float32_parameters(corpus, tmp_path, clip_teacher):
+    config = tiny_config(corpus, stage1_steps=1, stage2_steps=1, log_every=1, checkpoint_every=2)
+    trainer = Trainer(config, str(tmp_path / "run"), teacher=clip_teacher)
+    g_s_before = trainer.model.g_s.up[0].weight.detach().clone()
+    trainer.run(progress=False, bfloat16=True)
+    assert trainer.step == 2
+    assert all(parameter.dtype == torch.float32 for parameter in trainer.model.parameters())
+    assert not torch.equal(trainer.model.g_s.up[0].weight, g_s_before)
+    with open(os.path.join(tmp_path, "run", "log.jsonl")) as handle:
+        records = [json.loads(line) for line in handle]
+    assert [(r["stage"], r["autocast"]) for r in records] == [(1, "bfloat16"), (2, "bfloat16")]
+    assert all(np.isfinite(r["loss"]) and np.isfinite(r["bpp"]) for r in records)
+
+
 def test_a_time_boxed_run_stops_with_a_checkpoint_and_logs_true_averages_after_resuming(corpus, tmp_path, clip_teacher):
     config = tiny_config(corpus, stage1_steps=100, stage2_steps=0, log_every=4, checkpoint_every=100)
     run_dir = str(tmp_path / "run")

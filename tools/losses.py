@@ -35,14 +35,15 @@ __all__ = [
 
 
 def bits_per_pixel(likelihoods: Dict[str, Tensor], num_pixels: int) -> Tensor:
-    """Per-sample rate in bits per pixel, ``(B,)``, from the model's likelihoods."""
-    total = sum(torch.log(lik).flatten(1).sum(dim=1) for lik in likelihoods.values())
+    """Per-sample rate in bits per pixel, ``(B,)``, from the model's likelihoods (summed in
+    float32 even where autocast computed them in bfloat16)."""
+    total = sum(torch.log(lik.float()).flatten(1).sum(dim=1) for lik in likelihoods.values())
     return total / (-math.log(2) * num_pixels)
 
 
 def mse_255(x_hat: Tensor, x: Tensor) -> Tensor:
-    """Per-sample 255^2 * MSE, ``(B,)`` (the paper's distortion scale)."""
-    return (255.0**2) * (x_hat - x).pow(2).flatten(1).mean(dim=1)
+    """Per-sample 255^2 * MSE, ``(B,)`` (the paper's distortion scale), in float32."""
+    return (255.0**2) * (x_hat.float() - x.float()).pow(2).flatten(1).mean(dim=1)
 
 
 #: Distances between the teacher's outputs for x and x_hat (see embedding_distance).
@@ -61,7 +62,7 @@ def check_distance(teacher: Teacher, distance: str) -> None:
 
 
 def embedding_distance(teacher: Teacher, x_hat: Tensor, x: Tensor, distance: str = "cosine") -> Tensor:
-    """Per-sample distance between the teacher's outputs for x_hat and x, ``(B,)``; no
+    """Per-sample distance between the teacher's outputs for x_hat and x, ``(B,)`` float32; no
     gradient through x.
 
     Args:
@@ -82,7 +83,8 @@ def embedding_distance(teacher: Teacher, x_hat: Tensor, x: Tensor, distance: str
         log_target = F.log_softmax(target.float(), dim=1)
         log_decoded = F.log_softmax(teacher.embed(x_hat).float(), dim=1)
         return (log_target.exp() * (log_target - log_decoded)).sum(dim=1)
-    return 1.0 - F.cosine_similarity(teacher.embed(x_hat), target, dim=1)
+    # float32 whatever precision the teacher ran in (bfloat16 autocast), like every loss term
+    return 1.0 - F.cosine_similarity(teacher.embed(x_hat).float(), target.float(), dim=1)
 
 
 def paired_augment(x_hat: Tensor, x: Tensor, min_scale: float = 0.5, max_shift: int = 8) -> Tuple[Tensor, Tensor]:

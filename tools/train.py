@@ -39,6 +39,9 @@ def main(argv=None) -> int:
         help="override a top-level config entry, VALUE in TOML syntax (e.g. --set lr=1e-5 --set batch=32)",
     )
     parser.add_argument("--save-compact", help="write a compact resume checkpoint here and stop")
+    parser.add_argument("--bfloat16", action="store_true",
+                        help="forward passes under bfloat16 autocast (float32 parameters and losses): "
+                             "faster on CPUs with AMX and on GPUs")
     args = parser.parse_args(argv)
     if args.max_minutes is not None and args.max_minutes <= 0:
         parser.error("--max-minutes must be positive")
@@ -64,7 +67,8 @@ def main(argv=None) -> int:
         trainer.save_checkpoint(args.save_compact, compact=True)
         print(f"step {trainer.step} -> {args.save_compact}")
         return 0
-    trainer.run(max_steps=args.max_steps, max_seconds=None if args.max_minutes is None else 60.0 * args.max_minutes)
+    trainer.run(max_steps=args.max_steps, max_seconds=None if args.max_minutes is None else 60.0 * args.max_minutes,
+                bfloat16=args.bfloat16)
     return 0
 
 

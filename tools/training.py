@@ -459,10 +459,14 @@ class Trainer:
         return logs
 
     # -- loop ------------------------------------------------------------------------
-    def run(self, max_steps: Optional[int] = None, progress: bool = True, max_seconds: Optional[float] = None) -> None:
+    def run(self, max_steps: Optional[int] = None, progress: bool = True, max_seconds: Optional[float] = None,
+            bfloat16: bool = False) -> None:
         """Trains until the config's total steps, checkpointing; ``max_steps`` more steps
         or ``max_seconds`` of wall time end it earlier (with a log record and a checkpoint
-        at the step where it stops)."""
+        at the step where it stops). ``bfloat16``: the losses' forward passes (model and
+        teacher) under bfloat16 autocast; parameters, optimiser, rate and distortion sums
+        stay float32."""
+        autocast_device = torch.device(self.device).type
         stop = self.config.total_steps if max_steps is None else min(self.config.total_steps, self.step + max_steps)
         self.model.train()
         sums: Dict[str, float] = {}
@@ -477,7 +481,8 @@ class Trainer:
                 for group in self.optimizer.param_groups:
                     group["lr"] = self._learning_rate()
                 x = self.sampler.sample(self.config.batch).to(self.device)
-                logs = self.stage1_loss(x) if self.stage == 1 else self.stage2_loss(x)
+                with torch.autocast(autocast_device, dtype=torch.bfloat16, enabled=bfloat16):
+                    logs = self.stage1_loss(x) if self.stage == 1 else self.stage2_loss(x)
                 self.optimizer.zero_grad(set_to_none=True)
                 logs["loss"].backward()
                 norm = torch.nn.utils.clip_grad_norm_(
@@ -505,6 +510,8 @@ class Trainer:
                     # Averages over the steps since the last record, however many (a resumed
                     # run's first record covers fewer than log_every).
                     record = {"step": self.step, "stage": stage_before, "seconds": round(time.time() - started, 1)}
+                    if bfloat16:
+                        record["autocast"] = "bfloat16"
                     record.update({name: round(total / counts[name], 5) for name, total in sums.items()})
                     if skipped:
                         record["skipped"] = skipped
