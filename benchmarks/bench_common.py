@@ -158,6 +158,20 @@ def add_photo_arguments(parser) -> None:
     parser.add_argument("--out", default=DEFAULT_OUT, help="output folder (default: benchmarks/results)")
 
 
+def photos_and_model(args) -> "tuple[int, list, object]":
+    """The start of a benchmark that runs one ugc model over a photo set (the options of
+    :func:`add_photo_arguments` and ``--threads``): sets the threads, loads the photos and
+    the model, and says which; returns ``(threads, photos, model)``."""
+    from .photos import describe, load_photos
+
+    threads = set_threads(args.threads)
+    photos = load_photos(args.photos, args.max_size, verbose=True, photo_set=args.photo_set)
+    print(f"Photos ({len(photos)}): {describe(photos)}")
+    model = load_ugc_model(args.weights)
+    print(ugc_description(model))
+    return threads, photos, model
+
+
 def load_ugc_model(weights: Optional[str]):
     import ugcodec
 

@@ -28,7 +28,7 @@ from typing import Dict, Optional, Sequence
 import numpy as np
 
 from . import bench_common as common
-from .photos import describe, entries, load_photos
+from .photos import entries
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
@@ -87,11 +87,7 @@ def coded_roundtrip(model, image: np.ndarray, quality: int) -> "tuple[int, np.nd
 
 
 def run(args: argparse.Namespace) -> dict:
-    threads = common.set_threads(args.threads)
-    photos = load_photos(args.photos, args.max_size, verbose=True, photo_set=args.photo_set)
-    print(f"Photos ({len(photos)}): {describe(photos)}")
-    model = common.load_ugc_model(args.weights)
-    print(common.ugc_description(model))
+    threads, photos, model = common.photos_and_model(args)
     webp = common.PILLOW_CODECS["webp"]
     levels = range(1, model.num_qualities + 1)
     sums: Dict[str, np.ndarray] = {

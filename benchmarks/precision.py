@@ -29,7 +29,7 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 
 from . import bench_common as common
-from .photos import describe, entries, load_photos
+from .photos import entries
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
@@ -95,11 +95,7 @@ def compare_encoding(model, image: np.ndarray, quality: int) -> dict:
 def run(args: argparse.Namespace) -> dict:
     from ugcodec.precision import native_bfloat16
 
-    threads = common.set_threads(args.threads)
-    photos = load_photos(args.photos, args.max_size, verbose=True, photo_set=args.photo_set)
-    print(f"Photos ({len(photos)}): {describe(photos)}")
-    model = common.load_ugc_model(args.weights)
-    print(common.ugc_description(model))
+    threads, photos, model = common.photos_and_model(args)
     model.synthesis("bfloat16"), model.analysis("bfloat16")  # built once, outside the timings
     records, encodings = [], []
     started = time.perf_counter()

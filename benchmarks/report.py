@@ -24,6 +24,7 @@ from ugcodec.errors import UgcError
 
 from .bench_common import markdown_table, psnr_at
 from .photos import group_of, source_of
+from .speed import precision_note
 from .tasks import METRICS
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -277,10 +278,9 @@ def speed_tables(report: dict) -> List[str]:
         lines += [f"Codec on a {codec['image']} photo:", "",
                   markdown_table(["codec", "operation", "s/MP (median)", "s/MP (min)", "ms per image"], rows, "llrrr"), ""]
         lines += [line for line in (ratio_line(codec, "ratio_", "medians"), ratio_line(codec, "ratio_min_", "fastest runs")) if line]
-        if codec.get("precision", "float32") != "float32":
-            lines.append(f"- ugc ran in its default precision, {codec['precision']} on this CPU (AMX); the float32 "
-                         "rows are the reference decoder; compressai's bfloat16 row runs all of its g_s under "
-                         "autocast, for context.")
+        note = precision_note(codec)
+        if note:
+            lines.append(f"- {note}")
         lines.append("")
     entropy = report.get("entropy")
     if entropy:

@@ -654,6 +654,15 @@ def bench_process(args: argparse.Namespace, model, photo: np.ndarray) -> dict:
 
 
 # --------------------------------------------------------------------------- main
+def precision_note(codec: dict) -> Optional[str]:
+    """What the rows of a codec block mean where ugc ran partly in bfloat16, else None."""
+    if codec.get("precision", "float32") == "float32":
+        return None
+    return (f"ugc ran in its default precision, {codec['precision']} for most of its convolutions on this CPU "
+            "(AMX); the float32 rows are the reference decoder; compressai's bfloat16 row runs all of its g_s "
+            "under autocast, for context.")
+
+
 def report(result: dict) -> str:
     lines = [f"Model: {result['model']}", f"Threads: {result['environment']['torch_threads']}, "
              f"runs: {result['runs']} (median after 1 warm-up), CPU: {result['environment']['processor']} "
@@ -672,10 +681,9 @@ def report(result: dict) -> str:
         if "ratio_min_encode" in codec:
             lines.append(f"Same, fastest runs: encode {codec['ratio_min_encode']:.2f}x, decode human "
                          f"{codec['ratio_min_decode_human']:.2f}x, decode machine {codec['ratio_min_decode_machine']:.2f}x")
-        if codec.get("precision", "float32") != "float32":
-            lines.append(f"ugc decodes in its default precision, which picks {codec['precision']} for g_s's residual "
-                         "branches on this CPU (AMX); the float32 rows are the reference decoder, the compressai "
-                         "bfloat16 row runs all of its g_s under autocast, for context.")
+        note = precision_note(codec)
+        if note:
+            lines.append(note)
         lines.append("")
     breakdown = result.get("breakdown")
     if breakdown:
