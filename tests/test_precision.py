@@ -60,6 +60,14 @@ def test_auto_picks_bfloat16_only_where_the_cpu_has_amx(monkeypatch, native, exp
     assert resolve_precision("auto") == expected
 
 
+@pytest.mark.parametrize("isa, allowed", [("AVX2", False), ("AVX512_CORE", False), ("AVX512_CORE_AMX", True),
+                                          ("ALL", True)])
+def test_amx_is_not_used_where_onednn_is_told_not_to(monkeypatch, isa, allowed):
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: True, raising=False)
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", isa)
+    assert precision_module.native_bfloat16() is allowed
+
+
 def test_bfloat16_copy_leaves_the_float32_synthesis_alone(tiny_model):
     g_s = tiny_model.network.g_s
     before = {name: value.clone() for name, value in g_s.state_dict().items()}

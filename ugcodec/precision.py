@@ -35,6 +35,8 @@ The symbols a file decodes to never depend on this: parsing is integer-exact eit
 from __future__ import annotations
 
 import copy
+import os
+
 import torch
 from torch import Tensor, nn
 
@@ -49,6 +51,9 @@ def native_bfloat16() -> bool:
     """Whether this CPU multiplies bfloat16 matrices in hardware tiles (Intel AMX), where
     the bfloat16 convolutions are faster than float32. Elsewhere bfloat16 is emulated and
     slower, so ``"auto"`` keeps float32."""
+    isa = os.environ.get("ONEDNN_MAX_CPU_ISA", "").upper()
+    if isa and isa not in ("ALL", "DEFAULT") and "AMX" not in isa:
+        return False  # oneDNN told not to use AMX: bfloat16 would be emulated, very slowly
     probe = getattr(torch.cpu, "_is_amx_tile_supported", None)  # private in torch 2.x
     try:
         return bool(probe()) if probe is not None else False
