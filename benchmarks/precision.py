@@ -166,8 +166,8 @@ def tables(result: dict) -> List[str]:
                          f"{s['seconds_float32'] * 1000:.0f}", f"{s['seconds_bfloat16'] * 1000:.0f}"])
     overall = summary(result["records"])
     lines = [
-        "Decoding: each file decoded with g_s in float32 (the reference) and with its residual branches in "
-        "bfloat16. Max: the largest difference of a pixel value; differing: the fraction of values that differ "
+        "Decoding: each file decoded with g_s in float32 (the reference) and partly in bfloat16 "
+        "(ugcodec.precision). Max: the largest difference of a pixel value; differing: the fraction of values that differ "
         "(mean and worst photo); PSNR change: bfloat16's PSNR against the photo minus float32's (mean, worst); "
         "times: median synthesis per file.",
         "",

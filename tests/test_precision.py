@@ -11,7 +11,7 @@ from ugcodec import precision as precision_module
 from ugcodec.cli import main
 from ugcodec.codec import decode_pixels, encode_latents, parse_latents
 from ugcodec.layers import BottleneckResidualBlock, MachineAdapter, ShiftedResidualBlock
-from ugcodec.precision import bfloat16_analysis, bfloat16_branches, resolve_precision
+from ugcodec.precision import bfloat16_analysis, bfloat16_synthesis, resolve_precision
 
 from conftest import make_photo_like
 from pixels import assert_pixels_close
@@ -71,7 +71,7 @@ def test_amx_is_not_used_where_onednn_is_told_not_to(monkeypatch, isa, allowed):
 def test_bfloat16_copy_leaves_the_float32_synthesis_alone(tiny_model):
     g_s = tiny_model.network.g_s
     before = {name: value.clone() for name, value in g_s.state_dict().items()}
-    fast = bfloat16_branches(g_s)
+    fast = bfloat16_synthesis(g_s)
     assert fast is not g_s
     in_bfloat16 = [index for index, layer in enumerate(fast.up)
                    if {parameter.dtype for parameter in layer.parameters()} == {torch.bfloat16}]
@@ -103,12 +103,12 @@ def test_bfloat16_analysis_keeps_the_first_convolution_and_the_gdns_float32(tiny
 
 
 @pytest.mark.parametrize("beta", [0.0, 1.0])
-def test_bfloat16_branches_stay_close_to_float32(tiny_model, beta):
+def test_bfloat16_synthesis_stay_close_to_float32(tiny_model, beta):
     g_s = tiny_model.network.g_s
     y_hat = 4 * torch.randn(1, tiny_model.config.M, 5, 6, generator=torch.Generator().manual_seed(3))
     with torch.no_grad():
         exact = g_s(y_hat, torch.tensor([beta]))
-        approximate = bfloat16_branches(g_s)(y_hat, torch.tensor([beta]))
+        approximate = bfloat16_synthesis(g_s)(y_hat, torch.tensor([beta]))
     assert approximate.dtype == torch.float32 and approximate.shape == exact.shape
     assert not torch.equal(approximate, exact), "the branches really ran in bfloat16"
     torch.testing.assert_close(approximate, exact, atol=0.02, rtol=0)

@@ -3,7 +3,7 @@
 Parsing is exact, pixels are tolerant: the symbols of z and y depend only on integer
 tables and the integer-exact hyper-synthesis, so they are identical on any machine and
 thread count; the float g_s that turns y into pixels may differ by one in a pixel value
-(summation order, or its residual branches in bfloat16: ``precision``).
+(summation order, or parts of it in bfloat16: ``precision``).
 """
 from __future__ import annotations
 
@@ -544,8 +544,8 @@ def decode(
             from the header before anything else is read.
         threads: torch threads for this call (None: torch's current setting). The
             symbols are the same on any count.
-        precision: ``"float32"``, ``"bfloat16"`` (g_s's residual branches in bfloat16:
-            several times faster on CPUs with AMX, slower elsewhere) or ``"auto"``
+        precision: ``"float32"``, ``"bfloat16"`` (most of g_s's convolutions in bfloat16:
+            several times faster on CPUs with AMX, much slower elsewhere) or ``"auto"``
             (bfloat16 where the CPU has AMX). The symbols are the same in any; the
             pixels differ by at most 1 (:mod:`ugcodec.precision`).
 

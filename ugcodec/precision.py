@@ -4,7 +4,7 @@ CPUs with AMX tiles multiply bfloat16 matrices several times faster than float32
 so on such CPUs (``precision="auto"``) the codec runs the bulk of its convolutions in
 bfloat16 and the rest in float32:
 
-- decoding (:func:`bfloat16_branches`): the residual branches of g_s (the
+- decoding (:func:`bfloat16_synthesis`): the residual branches of g_s (the
   preference-shifted residual blocks and the machine adapters), convolutions over N
   channels at up to half the image's resolution, and the largest N-to-N transposed
   convolution (``up[2]``). The identity path the branches add to, the other transposed
@@ -23,7 +23,7 @@ The symbols a file decodes to never depend on this: parsing is integer-exact eit
     >>> import torch
     >>> from ugcodec.models import PreferenceConditionalSynthesis
     >>> g_s = PreferenceConditionalSynthesis(N=8, M=12, embedding_dim=8).eval()
-    >>> fast = bfloat16_branches(g_s)
+    >>> fast = bfloat16_synthesis(g_s)
     >>> y_hat, beta = torch.randn(1, 12, 2, 3), torch.tensor([0.0])
     >>> with torch.no_grad():
     ...     exact, approximate = g_s(y_hat, beta), fast(y_hat, beta)
@@ -44,7 +44,7 @@ from .layers import MachineAdapter
 from .settings import DEFAULT_PRECISION, PRECISIONS
 
 __all__ = [
-    "BFLOAT16_DECONVOLUTIONS", "PRECISIONS", "DEFAULT_PRECISION", "bfloat16_analysis", "bfloat16_branches", "native_bfloat16", "resolve_precision"
+    "BFLOAT16_DECONVOLUTIONS", "PRECISIONS", "DEFAULT_PRECISION", "bfloat16_analysis", "bfloat16_synthesis", "native_bfloat16", "resolve_precision"
 ]
 
 def native_bfloat16() -> bool:
@@ -116,7 +116,7 @@ class _BFloat16Convolution(nn.Module):
 BFLOAT16_DECONVOLUTIONS = (2,)
 
 
-def bfloat16_branches(g_s: nn.Module) -> nn.Module:
+def bfloat16_synthesis(g_s: nn.Module) -> nn.Module:
     """A copy of ``g_s`` (a :class:`~ugcodec.models.PreferenceConditionalSynthesis`) whose
     residual blocks and machine adapters compute their branches in bfloat16, as do the
     transposed convolutions :data:`BFLOAT16_DECONVOLUTIONS`; inputs, outputs and

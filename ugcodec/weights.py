@@ -23,7 +23,7 @@ import functools
 import hashlib
 import os
 from dataclasses import dataclass, field
-from typing import Dict, FrozenSet, List, Optional
+from typing import Callable, Dict, FrozenSet, List, Optional
 
 import numpy as np
 import torch
@@ -36,7 +36,7 @@ from .errors import UgcError, WeightsError
 from .integer_net import IntegerHyperSynthesis, entropy_parameters
 from .latent_coders import LATENT_CODERS, LatentCoder, coder_entries
 from .models import ModelConfig, UGHyperprior
-from .precision import DEFAULT_PRECISION, bfloat16_analysis, bfloat16_branches, resolve_precision
+from .precision import DEFAULT_PRECISION, bfloat16_analysis, bfloat16_synthesis, resolve_precision
 
 __all__ = [
     "CodecModel",
@@ -133,31 +133,24 @@ class CodecModel:
 
     def analysis(self, precision: str = DEFAULT_PRECISION) -> nn.Module:
         """g_a as the encoder runs it in ``precision`` (:mod:`ugcodec.precision`):
-        ``network.g_a`` itself for float32, a copy with bfloat16 convolutions (built
-        once) for bfloat16.
+        ``network.g_a`` itself for float32, its bfloat16 form (built once) for bfloat16.
 
         Raises:
             ValueError: unknown precision.
         """
-        if resolve_precision(precision) == "float32":
-            return self.network.g_a
-        if "g_a" not in self._reduced:
-            self._reduced["g_a"] = bfloat16_analysis(self.network.g_a)
-        return self._reduced["g_a"]
+        return self._transform("g_a", precision, bfloat16_analysis)
 
     def synthesis(self, precision: str = DEFAULT_PRECISION) -> nn.Module:
-        """g_s as the decoder runs it in ``precision`` (:mod:`ugcodec.precision`):
-        ``network.g_s`` itself for float32, a copy with bfloat16 branches (built once)
-        for bfloat16.
+        """g_s as the decoder runs it in ``precision``, as :meth:`analysis` does g_a."""
+        return self._transform("g_s", precision, bfloat16_synthesis)
 
-        Raises:
-            ValueError: unknown precision.
-        """
+    def _transform(self, name: str, precision: str, to_bfloat16: Callable[[nn.Module], nn.Module]) -> nn.Module:
+        """The network's transform ``name`` in ``precision``, its bfloat16 form cached."""
         if resolve_precision(precision) == "float32":
-            return self.network.g_s
-        if "g_s" not in self._reduced:
-            self._reduced["g_s"] = bfloat16_branches(self.network.g_s)
-        return self._reduced["g_s"]
+            return getattr(self.network, name)
+        if name not in self._reduced:
+            self._reduced[name] = to_bfloat16(getattr(self.network, name))
+        return self._reduced[name]
 
     @property
     def model_id(self) -> int:
