@@ -495,7 +495,8 @@ class Parsed:
 def parse_full(data: bytes, weights_path: str = DEFAULT_WEIGHTS) -> Parsed:
     header, z_section, y_section = parse_container(data)
     weights = load_weights(os.path.abspath(weights_path))
-    if header.model_id != weights.model_id:
+    plain_file = header.model_id == 1 and header.fingerprint in weights.also_decodes  # spec 2.1, check 8
+    if header.model_id != weights.model_id and not plain_file:
         raise ReferenceFormatError("model id differs from the weights")
     if header.fingerprint != weights.fingerprint and header.fingerprint not in weights.also_decodes:
         raise ReferenceFormatError("weights fingerprint mismatch")

@@ -123,6 +123,44 @@ def test_model_2_codes_the_same_symbols_and_pixels_as_its_base(context_model):
         assert np.array_equal(np.asarray(ugcodec.decode(data, model=context)), np.asarray(ugcodec.decode(data_plain, model=plain)))
 
 
+def test_context_weights_decode_the_plain_files_of_their_base(either_model):
+    # Spec 2.1, check 8: the context's weights list their base in also_decodes and parse
+    # its model id 1 files with the hyperprior's tables: the same symbols and pixels.
+    plain, context, _ = either_model
+    assert plain.fingerprint in context.also_decodes
+    image = make_photo_like(72, 100, seed=5)
+    data, latents = encode_latents(image, 2, model=plain)
+    parsed = ugcodec.parse_latents(data, context)
+    assert torch.equal(parsed.y, latents.y) and torch.equal(parsed.scale_index, latents.scale_index)
+    assert np.array_equal(np.asarray(ugcodec.decode(data, model=context)), np.asarray(ugcodec.decode(data, model=plain)))
+    reference = ref.parse_full(data, context.path)
+    assert np.array_equal(reference.y, latents.y.numpy())
+    # The other way round stays a mismatch: plain weights cannot parse a context's file.
+    with pytest.raises(ugcodec.ModelMismatchError, match="model id"):
+        ugcodec.decode(encode_latents(image, 2, model=context)[0], model=plain)
+
+
+def test_context_weights_refuse_plain_files_of_weights_they_do_not_list(context_model):
+    plain, context, _ = context_model
+    data = bytearray(encode_latents(make_photo_like(64, 64, seed=6), 1, model=plain)[0])
+    data[12:20] = bytes(8)  # another fingerprint; header CRC made right again below
+    data[28:32] = struct.pack(">I", zlib.crc32(bytes(data[:28])))
+    with pytest.raises(ugcodec.ModelMismatchError, match="model id 1"):
+        ugcodec.decode(bytes(data), model=context)
+    with pytest.raises(ref.ReferenceFormatError, match="model id"):
+        ref.parse_full(bytes(data), context.path)
+
+
+def test_the_plain_weights_come_back_from_the_context_weights(either_model):
+    from tools.export import without_channel_context
+    from ugcodec.weights import fingerprint_of
+
+    plain, context, path = either_model
+    assert fingerprint_of(without_channel_context(read_bundle(path))) == plain.fingerprint
+    bundle = read_bundle(plain.path)
+    assert without_channel_context(bundle) is bundle
+
+
 def test_model_3_codes_the_latent_around_the_corrected_means(means_model):
     plain, context, _ = means_model
     image = make_photo_like(80, 120, seed=3)

@@ -212,7 +212,9 @@ def export_weights(
 def with_channel_context(base: dict, context: IntegerChannelContext) -> dict:
     """``base`` (a weights bundle of the plain hyperprior) with a channel context added,
     the same transforms: model id 2 (other coding tables per symbol, the same symbols
-    and pixels) or, for a context with means, model id 3.
+    and pixels) or, for a context with means, model id 3. Its ``also_decodes`` lists
+    ``base`` (and those ``base`` lists): the new weights still parse their plain files
+    with the hyperprior's tables (bitstream_spec.md §2.1, check 8).
 
     Raises:
         ValueError: ``base`` already has a context, or its M is not a multiple of the
@@ -224,7 +226,27 @@ def with_channel_context(base: dict, context: IntegerChannelContext) -> dict:
     if context.largest_index != len(base["y_tables"]["offsets"]) - 1:
         raise ValueError("the context's largest index is not the base's last y table")
     coder = ChannelMeansScalesCoder if context.means else ChannelScalesCoder
-    return {**base, "model_id": coder.model_id, coder.bundle_key: context.state_dict()}
+    also_decodes = sorted({*base.get("also_decodes", []), fingerprint_of(base).hex()})
+    return {**base, "model_id": coder.model_id, coder.bundle_key: context.state_dict(), "also_decodes": also_decodes}
+
+
+def without_channel_context(bundle: dict) -> dict:
+    """The plain-hyperprior bundle (model id 1) that :func:`with_channel_context` added
+    ``bundle``'s context to; ``bundle`` itself if it has none. (For a context added
+    before the exporter listed its base in ``also_decodes``, the bundle without the
+    context, ``also_decodes`` as it is.)"""
+    if not any(key in bundle for key in coder_entries()):
+        return bundle
+    plain = {key: value for key, value in bundle.items() if key not in coder_entries()}
+    plain["model_id"] = HyperpriorCoder.model_id
+    listed = list(bundle.get("also_decodes", []))
+    for candidate in listed:
+        others = sorted(set(listed) - {candidate})
+        base = {**plain, "also_decodes": others} if others else {
+            key: value for key, value in plain.items() if key != "also_decodes"}
+        if fingerprint_of(base).hex() == candidate:
+            return base
+    return plain
 
 
 def write_bundle(bundle: dict, path: str) -> bytes:

@@ -34,10 +34,9 @@ from typing import Dict, List, Optional, Tuple
 
 import ugcodec
 from benchmarks.report import fingerprint_of, load_report, paired
-from ugcodec.latent_coders import HyperpriorCoder, coder_entries
 from ugcodec.weights import CodecModel, fingerprint_of as bundle_fingerprint, read_bundle
 
-from .export import export_adapted_bundle, without_machine_adapters
+from .export import export_adapted_bundle, without_channel_context, without_machine_adapters
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RESULTS = os.path.join(ROOT, "benchmarks", "results")
@@ -75,11 +74,8 @@ def transforms_fingerprint(model: CodecModel) -> bytes:
     (``tools/train_channel_context.py``, ``tools/configs/adapter_wide.toml``)."""
     if model.channel_context is None and not model.config.machine_adapter:
         return model.fingerprint
-    bundle = read_bundle(model.path)
-    bundle = without_machine_adapters(bundle) or bundle
-    for key in coder_entries():
-        bundle.pop(key, None)
-    return bundle_fingerprint({**bundle, "model_id": HyperpriorCoder.model_id})
+    bundle = without_channel_context(read_bundle(model.path))  # added last, removed first
+    return bundle_fingerprint(without_machine_adapters(bundle) or bundle)
 
 
 def fingerprint_before_adapters(model: CodecModel) -> Optional[str]:

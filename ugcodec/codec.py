@@ -451,7 +451,7 @@ def _parse(container: Container, model: CodecModel, meter: Optional[Meter] = Non
     positions = int(np.prod(_latent_grid(header.height, header.width)))
     if meter is not None:
         meter.advance(HYPER * positions)
-    latent = model.latent_coder.decompress(container.y_stream, mu, hyper_index)
+    latent = model.coder_for(header.model_id).decompress(container.y_stream, mu, hyper_index)
     if meter is not None:
         meter.advance(PARSING * positions)
     return Latents(

@@ -50,6 +50,7 @@ __all__ = [
     "HEADER_SIZE",
     "COLOR_MODES",
     "MODEL_IDS",
+    "PLAIN_MODEL_ID",
     "MAX_PIXELS",
     "Header",
     "Container",
@@ -77,6 +78,8 @@ MODEL_IDS: Dict[int, str] = {
     2: "mean-scale-hyperprior-pcdm-channel-scales",
     3: "mean-scale-hyperprior-pcdm-channel-context",
 }
+#: The plain hyperprior's model id, which every weights file can parse (check_weights).
+PLAIN_MODEL_ID = 1
 MAX_SIDE = 65535
 #: Default limit on ``width * height`` for encoding, decoding and ``ugc info``; bounds the
 #: memory and time a file (or an image header) can make the codec spend. Every entry
@@ -340,7 +343,8 @@ class WeightsSummary:
 
     ``also_decodes``: fingerprints of earlier weights whose files these weights parse to
     the same symbols (weights that differ from them only in g_s, such as added machine
-    adapters), so that such files still decode.
+    adapters, or by an added channel context, whose weights parse those plain model id 1
+    files with the hyperprior's own tables), so that such files still decode.
     """
 
     model_id: int
@@ -358,7 +362,11 @@ def check_weights(header: Header, weights: WeightsSummary) -> None:
     """
     from .errors import ModelMismatchError
 
-    other_model = header.model_id != weights.model_id
+    # Every weights file holds a plain hyperprior (model id 1): a channel context only
+    # corrects its tables, so weights with one still parse the plain files of the
+    # weights they list in also_decodes.
+    plain_file = header.model_id == PLAIN_MODEL_ID and header.fingerprint in weights.also_decodes
+    other_model = header.model_id != weights.model_id and not plain_file
     if other_model or (header.fingerprint != weights.fingerprint and header.fingerprint not in weights.also_decodes):
         release = shipping_release(header.fingerprint)
         remedy = (

@@ -34,7 +34,7 @@ from .container import WeightsSummary, parse_fingerprints
 from .entropy_coding import CodingTable
 from .errors import UgcError, WeightsError
 from .integer_net import IntegerHyperSynthesis, entropy_parameters
-from .latent_coders import LATENT_CODERS, LatentCoder, coder_entries
+from .latent_coders import LATENT_CODERS, HyperpriorCoder, LatentCoder, coder_entries
 from .models import ModelConfig, UGHyperprior
 from .precision import DEFAULT_PRECISION, bfloat16_analysis, bfloat16_synthesis, resolve_precision
 
@@ -156,6 +156,20 @@ class CodecModel:
     def model_id(self) -> int:
         """The container model id."""
         return self.latent_coder.model_id
+
+    def coder_for(self, model_id: int) -> LatentCoder:
+        """The coder of the y section of a file of ``model_id`` that these weights decode
+        (:func:`ugcodec.container.check_weights`): their own, or for a plain model id 1
+        file of weights they list in ``also_decodes``, the hyperprior's tables alone.
+
+        Raises:
+            ValueError: ``model_id`` is neither these weights' nor the plain one.
+        """
+        if model_id == self.model_id:
+            return self.latent_coder
+        if model_id == HyperpriorCoder.model_id:
+            return HyperpriorCoder(self.y_tables)
+        raise ValueError(f"weights of model id {self.model_id} cannot parse model id {model_id}")
 
     @property
     def summary(self) -> WeightsSummary:
