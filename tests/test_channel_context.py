@@ -378,6 +378,18 @@ def test_training_tool_writes_context_weights_and_resumes(tiny_model, tmp_path, 
     output = capsys.readouterr().out
     assert "resumed at step 2" in output and "trained 3 steps" in output
     assert load_model(out).channel_context.slices == 2
+    # A compact copy (fp16, no optimiser moments) resumes the run elsewhere.
+    compact = str(tmp_path / "compact.pt")
+    assert train.main(common + ["--save-compact", compact]) == 0
+    state = torch.load(compact, weights_only=True)
+    assert state["step"] == 3 and "optimizer" not in state
+    assert all(value.dtype == torch.float16 for value in state["context"].values() if value.is_floating_point())
+    moved = [compact if argument == checkpoint else argument for argument in common]
+    try:
+        assert train.main(moved + ["--steps", "4"]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    assert "resumed at step 3" in capsys.readouterr().out
 
 
 def test_model_card_traces_models_2_and_3_to_the_weights_they_were_trained_on(either_model):

@@ -14,7 +14,9 @@ better mean changes the pixels only by a different rounding of the same latent, 
 distortion is unchanged on average. At the end it reports, on crops kept out of
 training, the bits of the plain tables and of the exported integer context, and writes
 the weights (and prints their fingerprint). ``--checkpoint`` makes a long run resumable;
-running the same command again continues from it.
+running the same command again continues from it. ``--save-compact PATH`` writes the
+checkpoint's context alone, in fp16, to commit: copied to ``--checkpoint`` on another
+machine, it resumes the run there (with fresh Adam moments).
 """
 from __future__ import annotations
 
@@ -136,7 +138,11 @@ def main(argv=None) -> int:
     parser.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate, x0.1 for the last 20%%")
     parser.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--checkpoint", help="resume file, written every 250 steps")
+    parser.add_argument("--checkpoint", help="resume file, written every 250 steps (a --save-compact file "
+                        "resumes too, with fresh Adam moments)")
+    parser.add_argument("--save-compact", metavar="PATH",
+                        help="write --checkpoint's context in fp16, without the optimiser's moments, to PATH "
+                        "(for another machine: copy it to --checkpoint there) and stop")
     args = parser.parse_args(argv)
     if args.crop % 64:
         parser.error("--crop must be a multiple of 64")
@@ -146,6 +152,15 @@ def main(argv=None) -> int:
         hidden = ()
     if len(hidden) != 2 or min(hidden) < 1:
         parser.error("--hidden takes two positive widths, e.g. 96,64")
+    if args.save_compact:
+        if not args.checkpoint or not os.path.exists(args.checkpoint):
+            parser.error("--save-compact needs an existing --checkpoint")
+        state = torch.load(args.checkpoint, map_location="cpu", weights_only=True)
+        compact = {"context": {name: value.half() if value.is_floating_point() else value
+                               for name, value in state["context"].items()}, "step": int(state["step"])}
+        save_atomically(compact, args.save_compact)
+        print(f"step {compact['step']} -> {args.save_compact}")
+        return 0
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     model = load_model(args.weights)
@@ -165,8 +180,10 @@ def main(argv=None) -> int:
     step = 0
     if args.checkpoint and os.path.exists(args.checkpoint):
         state = torch.load(args.checkpoint, map_location="cpu", weights_only=True)
-        context.load_state_dict(state["context"])
-        optimizer.load_state_dict(state["optimizer"])
+        context.load_state_dict({name: value.float() if value.is_floating_point() else value
+                                 for name, value in state["context"].items()})
+        if "optimizer" in state:  # a compact checkpoint (--save-compact) has none
+            optimizer.load_state_dict(state["optimizer"])
         step = int(state["step"])
         print(f"resumed at step {step}")
     generator = torch.Generator().manual_seed(args.seed + step)
