@@ -10,6 +10,7 @@ from ugcodec.integer_net import (
     GAIN_BITS,
     IntegerConv,
     IntegerHyperSynthesis,
+    IntegerNetwork,
     entropy_parameters,
     hyper_parameters,
     integerize_hyper_synthesis,
@@ -206,3 +207,49 @@ def test_identical_in_other_processes_and_thread_counts():
         for threads in (1, 2)
     }
     assert len(digests) == 1
+
+
+def _small_input_layer(inputs: int, outputs: int, seed: int) -> IntegerConv:
+    generator = torch.Generator().manual_seed(seed)
+    weight = torch.randint(-32767, 32768, (outputs, inputs * 9), generator=generator)
+    weight[0, :9] = torch.tensor([32767, -32767, 1, -1, 0, 64, -64, 8191, -8192])  # limb edges
+    bias = torch.randint(-(1 << 40), 1 << 40, (outputs,), generator=generator)
+    conv = IntegerConv(weight, bias, 20, True, 1)
+    conv.check_exact()
+    return conv
+
+
+@pytest.mark.parametrize("shape", [(1, 40, 7, 9), (2, 40, 4, 5), (1, 40, 1, 1), (1, 40, 6, 1)])
+def test_int8_products_give_the_exact_integers_of_small_inputs(shape):
+    conv = _small_input_layer(shape[1], 6, sum(shape))
+    generator = torch.Generator().manual_seed(len(shape))
+    s = torch.randint(-64, 65, shape, generator=generator)
+    s.view(-1)[:2] = torch.tensor([64, -64])
+    out = conv.on_small_integers(s)
+    assert out is not None and out.dtype == torch.float64
+    assert torch.equal(out.to(torch.int64), exact_layer(conv, s << ACTIVATION_BITS))
+
+
+def test_int8_products_are_left_to_float64_where_they_do_not_pay(monkeypatch):
+    conv = _small_input_layer(40, 6, 1)
+    s = torch.full((1, 40, 3, 3), 7)
+    assert conv.on_small_integers(s.clone().fill_(65)) is None  # more than one limb of input
+    assert _small_input_layer(4, 40, 2).on_small_integers(s[:, :4]) is None  # 3 limbs x 40 outputs > 36 inputs
+
+    def no_kernel(*args):
+        raise RuntimeError("no int8 kernel")
+
+    monkeypatch.setattr("ugcodec.integer_net._int8_product", no_kernel)
+    assert conv.on_small_integers(s) is None
+    monkeypatch.setattr("ugcodec.integer_net._int8_product", None)
+    assert conv.on_small_integers(s) is None
+
+
+def test_networks_give_the_same_integers_with_and_without_int8_products(monkeypatch):
+    first = _small_input_layer(40, 6, 3)
+    second = IntegerConv(torch.randint(-30000, 30000, (5, 6 * 9)), torch.randint(-1000, 1000, (5,)), 16, False, 1)
+    network = IntegerNetwork([first, second])
+    s = torch.randint(-20, 21, (1, 40, 5, 6))
+    with_int8 = network.run(s)
+    monkeypatch.setattr("ugcodec.integer_net._int8_product", None)
+    assert torch.equal(with_int8, network.run(s))

@@ -24,7 +24,12 @@ the result is ``4·acc``, rescaled by ``2**-(shift + 2)`` with the floor. The 16
 per block replace 36 multiplications: 2.25 times fewer. A layer knows the largest input
 magnitude for which every intermediate value (transformed inputs, the 16 matrix
 products' partial sums, the output transform's sums) stays below 2**53; inputs within it
-take the Winograd path, others the im2col one. Both give the exact ``acc``, bit for bit.
+take the Winograd path, others the im2col one. A network's first layer sees small
+integers (symbols, table indexes, times ``2**ACTIVATION_BITS``); where its inputs are at
+most ``SMALL_INPUT_LIMIT`` and it reduces many inputs to few outputs (the channel
+contexts' first layers), it multiplies int8 operands with int32 sums instead
+(:meth:`IntegerConv.on_small_integers`), several times faster than float64 on CPUs with
+int8 dot-product instructions. Every path gives the exact ``acc``, bit for bit.
 
 Outputs (:meth:`IntegerHyperSynthesis.forward`): integer means and scales with
 ``ACTIVATION_BITS`` fractional bits. :func:`entropy_parameters` turns them, with the
@@ -43,7 +48,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Callable, Dict, Iterator, List, Sequence, Tuple
+from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -68,6 +73,11 @@ ACTIVATION_LIMIT = (1 << 25) - 1
 GAIN_BITS = 16
 WEIGHT_LIMIT = (1 << 15) - 1
 EXACT_LIMIT = 1 << 53
+#: Inputs of a network's first layer up to this magnitude take the int8 path
+#: (IntegerConv.on_small_integers): one 7-bit limb each.
+SMALL_INPUT_LIMIT = 64
+_INT8_TERMS = 1 << 17  # terms of one int8 product sum: 2**17 · 64 · 64 < 2**31
+_int8_product = getattr(torch, "_int_mm", None)  # int8 @ int8 -> int32 (private in torch 2.x)
 _IM2COL_BUDGET = 1 << 21  # float64 elements of one im2col or Winograd band (16 MiB)
 _BAND_BUDGET = 1 << 22  # float64 elements of the largest activation of one band of rows (32 MiB)
 
@@ -144,6 +154,74 @@ class IntegerConv:
         else:
             weight, bias = self._operands(x.device)
             out = self._by_columns(x, weight, bias)
+        return self._finish(out)
+
+    def on_small_integers(self, s: Tensor) -> Optional[Tensor]:
+        """What calling the layer on ``s · 2**ACTIVATION_BITS`` gives, for integers ``s``
+        with ``|s| <= SMALL_INPUT_LIMIT`` (a network's input: symbols, table indexes), by
+        int8 matrix products with int32 sums: the weight is split into 7-bit limbs,
+        ``weight = Σ_j limb_j · 128**j``, one product per limb, combined in int64.
+
+        Returns None (the caller then takes the float64 path, which gives the same
+        integers) where the input is larger, where this PyTorch has no int8 product on
+        ``s``'s device, or where the limbs' outputs outnumber the layer's inputs
+        (``L·out > 9·in``, such as h_s's first layer): there the float64 Winograd path,
+        which divides the products by 2.25, is the faster one.
+
+        Exact on every kernel: every operand is at most 64 in magnitude, so no pair of
+        products saturates a 16-bit intermediate, even with an unsigned shift of one
+        operand by 128, and a sum of ``9·in <= 2**17`` products stays below 2**31.
+        """
+        batch, channels, height, width = s.shape
+        if _int8_product is None or not s.numel() or 9 * channels > _INT8_TERMS:
+            return None
+        limbs, bias = self._int8_operands(s.device)
+        outputs = bias.shape[0]
+        if limbs.shape[1] > 9 * channels or _magnitude(s) > SMALL_INPUT_LIMIT:
+            return None
+        # im2col, channels last: each row one position's 3x3 neighbourhood, (ky, kx, c).
+        padded = F.pad(s.to(torch.int8), (1, 1, 1, 1)).permute(0, 2, 3, 1).contiguous()
+        stride = padded.stride()
+        out = torch.empty((batch, outputs, height, width), dtype=torch.int64, device=s.device)
+        band = max(1, _IM2COL_BUDGET // max(1, channels * 9 * width))
+        try:
+            for b in range(batch):
+                for top in range(0, height, band):
+                    rows = min(band, height - top)
+                    columns = padded[b, top:].as_strided(
+                        (rows, width, 3, 3, channels), (stride[1], stride[2], stride[1], stride[2], stride[3])
+                    ).reshape(rows * width, 9 * channels).contiguous()  # a view of overlapping rows where width is 1
+                    # All limbs in one product: (positions, limbs · out).
+                    products = _int8_product(columns, limbs).to(torch.int64).view(rows * width, -1, outputs)
+                    # weight = Σ_j limb_j · 128**j; the input is s · 2**ACTIVATION_BITS.
+                    accumulated = products[:, -1]
+                    for j in range(products.shape[1] - 2, -1, -1):
+                        accumulated = (accumulated << 7).add_(products[:, j])
+                    accumulated = (accumulated << ACTIVATION_BITS).add_(bias) >> self.shift
+                    out[b, :, top : top + rows] = accumulated.t().reshape(outputs, rows, width)
+        except RuntimeError:  # no int8 kernel for this device or build
+            return None
+        return self._finish(out.clamp_(-ACTIVATION_LIMIT, ACTIVATION_LIMIT).to(torch.float64))
+
+    def _int8_operands(self, device: torch.device) -> Tuple[Tensor, Tensor]:
+        """The weight as int8 limbs of 7 bits, ``weight = Σ_j limb_j · 128**j``, laid out
+        for a channels-last im2col: ``(9·in, L·out)``, rows in (ky, kx, c) order, limb j
+        in columns ``j·out … (j+1)·out − 1``; and the int64 bias (converted once)."""
+        cached = self.__dict__.get("_int8")
+        if cached is None or cached[0].device != device or cached[2] is not self.weight:
+            outputs, inputs = self.weight.shape[0], self.weight.shape[1] // 9
+            rest, limbs = self.weight.clone(), []
+            while True:
+                limb = (rest + 64).remainder(128) - 64  # balanced: in [-64, 63]
+                limbs.append(limb.reshape(outputs, inputs, 3, 3).permute(2, 3, 1, 0).reshape(9 * inputs, outputs))
+                rest = (rest - limb) // 128
+                if not bool(rest.any()):
+                    break
+            cached = (torch.cat(limbs, dim=1).to(device, torch.int8).contiguous(), self.bias.to(device), self.weight)
+            self.__dict__["_int8"] = cached
+        return cached[0], cached[1]
+
+    def _finish(self, out: Tensor) -> Tensor:
         if self.relu:
             out.clamp_(min=0)
         out.clamp_(-ACTIVATION_LIMIT, ACTIVATION_LIMIT)
@@ -320,9 +398,13 @@ class IntegerNetwork:
         return out
 
     def _run_window(self, inputs: Tensor) -> Tensor:
-        x = inputs.to(torch.float64) * float(1 << ACTIVATION_BITS)
-        x = x.clamp_(-ACTIVATION_LIMIT, ACTIVATION_LIMIT)
-        for layer in self.layers:
+        x = self.layers[0].on_small_integers(inputs)
+        rest = self.layers[1:]
+        if x is None:
+            x = inputs.to(torch.float64) * float(1 << ACTIVATION_BITS)
+            x = x.clamp_(-ACTIVATION_LIMIT, ACTIVATION_LIMIT)
+            rest = self.layers
+        for layer in rest:
             x = layer(x)
         return x.to(torch.int64)
 
