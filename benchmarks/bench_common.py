@@ -227,11 +227,14 @@ def set_threads(threads: int) -> int:
 def environment(threads: Optional[int] = None) -> dict:
     import torch
 
+    from ugcodec.precision import native_bfloat16
+
     info = {
         "python": sys.version.split()[0],
         "platform": platform.platform(),
         "processor": platform.processor() or platform.machine(),
         "cpu_count": os.cpu_count(),
+        "amx": native_bfloat16(),
         "torch": torch.__version__,
         "torch_threads": threads if threads is not None else torch.get_num_threads(),
         "pillow": PIL.__version__,

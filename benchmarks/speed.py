@@ -655,18 +655,27 @@ def bench_process(args: argparse.Namespace, model, photo: np.ndarray) -> dict:
 
 # --------------------------------------------------------------------------- main
 def precision_note(codec: dict) -> Optional[str]:
-    """What the rows of a codec block mean where ugc ran partly in bfloat16, else None."""
-    if codec.get("precision", "float32") == "float32":
+    """What the rows of a codec block mean: ugc in float32 (a CPU without AMX) or partly
+    in bfloat16; None for reports older than the precision field."""
+    if "precision" not in codec:
         return None
+    if codec["precision"] == "float32":
+        return ("ugc ran in float32, its default on a CPU without AMX tiles; on CPUs with AMX the default runs "
+                "most of its convolutions in bfloat16 (benchmarks/results/precision).")
     return (f"ugc ran in its default precision, {codec['precision']} for most of its convolutions on this CPU "
             "(AMX); the float32 rows are the reference decoder; compressai's bfloat16 row runs all of its g_s "
             "under autocast, for context.")
 
 
+def _amx(environment: dict) -> str:
+    """The CPU line's word on AMX tiles (absent from reports older than the field)."""
+    return "" if "amx" not in environment else (", AMX tiles" if environment["amx"] else ", no AMX tiles")
+
+
 def report(result: dict) -> str:
     lines = [f"Model: {result['model']}", f"Threads: {result['environment']['torch_threads']}, "
              f"runs: {result['runs']} (median after 1 warm-up), CPU: {result['environment']['processor']} "
-             f"x{result['environment']['cpu_count']}", ""]
+             f"x{result['environment']['cpu_count']}" + _amx(result['environment']), ""]
     codec = result.get("codec")
     if codec:
         lines.append(f"Codec speed on {result['photo']} {codec['image']} ({codec['megapixels']:.3f} MP), quality {result['quality']}:")

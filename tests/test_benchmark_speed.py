@@ -52,3 +52,16 @@ def test_large_image_children_are_measured_apart_from_this_process(tiny_model):
     for row in rows:
         assert "error" not in row, row
         assert row["rss_before_mib"] <= row["peak_rss_mib"] < own_peak_mib - 512, (row, own_peak_mib)
+
+
+def test_the_report_says_which_precision_ugc_ran_in_and_whether_the_cpu_has_amx():
+    from benchmarks import speed
+
+    environment = {"torch_threads": 1, "processor": "cpu", "cpu_count": 2}
+    assert "AMX" not in speed.report({"model": "m", "environment": environment, "runs": 1}).splitlines()[1]
+    for amx, precision, word in ((False, "float32", "no AMX tiles"), (True, "bfloat16", "AMX tiles")):
+        line = speed.report({"model": "m", "environment": {**environment, "amx": amx}, "runs": 1}).splitlines()[1]
+        assert line.endswith(word)
+        note = speed.precision_note({"precision": precision})
+        assert note.startswith("ugc ran in " + ("float32" if precision == "float32" else "its default precision"))
+    assert speed.precision_note({}) is None  # a report from before the field: no claim
