@@ -380,7 +380,7 @@ def test_training_tool_writes_context_weights_and_resumes(tiny_model, tmp_path, 
     assert load_model(out).channel_context.slices == 2
     # A compact copy (fp16, no optimiser moments) resumes the run elsewhere.
     compact = str(tmp_path / "compact.pt")
-    assert train.main(common + ["--save-compact", compact]) == 0
+    assert train.main(["--checkpoint", checkpoint, "--save-compact", compact]) == 0
     state = torch.load(compact, weights_only=True)
     assert state["step"] == 3 and "optimizer" not in state
     assert all(value.dtype == torch.float16 for value in state["context"].values() if value.is_floating_point())

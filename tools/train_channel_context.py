@@ -124,7 +124,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--corpus", default="data/corpus", help="folder of training images (tools/prepare_corpus.py)")
     parser.add_argument("--weights", help="weights to add the context to (default: the shipped file)")
-    parser.add_argument("--out", required=True, help="weights file to write (model id 2, or 3 with --means)")
+    parser.add_argument("--out", help="weights file to write (model id 2, or 3 with --means); required to train")
     parser.add_argument("--means", action="store_true", help="also correct the means (model id 3)")
     parser.add_argument("--init-from", metavar="CHECKPOINT",
                         help="with --means: start from a scales-only run's --checkpoint (same --slices and --hidden)")
@@ -161,6 +161,8 @@ def main(argv=None) -> int:
         save_atomically(compact, args.save_compact)
         print(f"step {compact['step']} -> {args.save_compact}")
         return 0
+    if not args.out:
+        parser.error("--out is required to train")
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     model = load_model(args.weights)
