@@ -411,3 +411,16 @@ def test_model_card_facts_of_the_transforms_serve_the_context_model(context_mode
     facts.write_text(json.dumps({"transforms": "0123456789abcdef"}))
     with pytest.raises(ValueError, match="record them with --run"):
         card.read_facts(str(facts), context)
+
+
+def test_model_card_facts_of_a_synthesis_fine_tune_serve_the_context_model(context_model, tmp_path):
+    # A context added to fine-tuned weights keeps the fine-tune's facts, which name the
+    # weights without the context.
+    plain, context, _ = context_model
+    assert card.fingerprint_before_context(context) == plain.fingerprint == card.fingerprint_before_context(plain)
+    facts = tmp_path / "facts.json"
+    facts.write_text(json.dumps({"transforms": "0123456789abcdef", "synthesis_finetune": {"weights": plain.fingerprint.hex()}}))
+    assert card.read_facts(str(facts), context)["synthesis_finetune"]["weights"] == plain.fingerprint.hex()
+    facts.write_text(json.dumps({"synthesis_finetune": {"weights": context.fingerprint.hex()}}))
+    with pytest.raises(ValueError, match="record it with --synthesis-run"):
+        card.read_facts(str(facts), context)

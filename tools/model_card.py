@@ -78,6 +78,15 @@ def transforms_fingerprint(model: CodecModel) -> bytes:
     return bundle_fingerprint(without_machine_adapters(bundle) or bundle)
 
 
+def fingerprint_before_context(model: CodecModel) -> bytes:
+    """The fingerprint of a model's weights without their channel context (model ids 2
+    and 3: the weights the context was added to, which the training facts describe); its
+    own for model id 1."""
+    if model.channel_context is None:
+        return model.fingerprint
+    return bundle_fingerprint(without_channel_context(read_bundle(model.path)))
+
+
 def fingerprint_before_adapters(model: CodecModel) -> Optional[str]:
     """For weights with machine adapters, the fingerprint of the weights they were added
     to (the same files and human decoding), else None."""
@@ -106,19 +115,20 @@ def read_facts(path: str, model: CodecModel) -> dict:
     """
     with open(path) as handle:
         facts = json.load(handle)
+    described = fingerprint_before_context(model).hex()  # a context added later keeps the facts
     finetune = facts.get("synthesis_finetune")
     if finetune:
-        if finetune["weights"] != model.fingerprint.hex():
+        if finetune["weights"] != described:
             raise ValueError(f"{os.path.relpath(path, ROOT)} describes the synthesis fine-tune of {finetune['weights']}, "
-                             f"not the weights {model.fingerprint.hex()}: record it with --synthesis-run RUN")
+                             f"not the weights {described}: record it with --synthesis-run RUN")
         return facts  # the weights before it were checked against the facts when it was recorded
     if facts.get("transforms") != transforms_fingerprint(model).hex():
         raise ValueError(f"{os.path.relpath(path, ROOT)} describes the transforms {facts.get('transforms')}, not "
                          f"those of the weights {model.fingerprint.hex()}: record them with --run RUN")
     adapters = facts.get("machine_adapters", {}).get("weights")
-    if model.config.machine_adapter and adapters != model.fingerprint.hex():
+    if model.config.machine_adapter and adapters != described:
         raise ValueError(f"{os.path.relpath(path, ROOT)} describes the machine adapters of {adapters}, not those of "
-                         f"the weights {model.fingerprint.hex()}: record them with --adapters-run RUN")
+                         f"the weights {described}: record them with --adapters-run RUN")
     return facts
 
 
