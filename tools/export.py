@@ -152,11 +152,14 @@ def without_machine_adapters(bundle: dict) -> Optional[dict]:
     (its base's fingerprint must be one of its ``also_decodes``)."""
     if not bundle["config"].get("machine_adapter", False):
         return None
-    stripped = strip_machine_adapters(bundle)
-    listed = list(bundle.get("also_decodes", []))
+    return _listed_base(strip_machine_adapters(bundle), list(bundle.get("also_decodes", [])))
+
+
+def _listed_base(stripped: dict, listed: Sequence[str]) -> Optional[dict]:
+    """The bundle that a derived bundle (``stripped``: it without what was added) was made
+    from, if it is among ``listed`` (the derived bundle's ``also_decodes``): the base
+    listed the others (it decoded older files itself), or none."""
     for candidate in listed:
-        # The base listed the others (adapters on weights that decode older files), or
-        # none (adapters trained again on weights that already had some).
         for others in (sorted(set(listed) - {candidate}), []):
             base = {**stripped, "also_decodes": others} if others else {
                 key: value for key, value in stripped.items() if key != "also_decodes"}
@@ -239,14 +242,7 @@ def without_channel_context(bundle: dict) -> dict:
         return bundle
     plain = {key: value for key, value in bundle.items() if key not in coder_entries()}
     plain["model_id"] = HyperpriorCoder.model_id
-    listed = list(bundle.get("also_decodes", []))
-    for candidate in listed:
-        others = sorted(set(listed) - {candidate})
-        base = {**plain, "also_decodes": others} if others else {
-            key: value for key, value in plain.items() if key != "also_decodes"}
-        if fingerprint_of(base).hex() == candidate:
-            return base
-    return plain
+    return _listed_base(plain, list(bundle.get("also_decodes", []))) or plain
 
 
 def write_bundle(bundle: dict, path: str) -> bytes:

@@ -401,23 +401,29 @@ def lite0_targets(results: str, fingerprint: str) -> Dict[str, str]:
 FLOAT32_SPEED = "speed-no-amx/speed.json"
 
 
+def decode_ratios(report: Optional[dict]) -> Optional[List[float]]:
+    """A speed report's decode time ratios ``[human, machine]`` against compressai, or
+    None where it has none."""
+    codec = (report or {}).get("codec") or {}
+    ratios = [codec.get(key) for key in ("ratio_decode_human", "ratio_decode_machine")]
+    return None if None in ratios else ratios
+
+
 def speed_target(results: str, fingerprint: str) -> Tuple[str, str, str]:
     """(measured, report, verdict) of the decode time ratio; both decodings must meet it,
     and on CPUs without AMX too where :data:`FLOAT32_SPEED` measured these weights."""
     report, cell = shipped_report(results, "speed.json", fingerprint)
-    codec = (report or {}).get("codec") or {}
-    ratios = [codec.get(key) for key in ("ratio_decode_human", "ratio_decode_machine")]
-    if None in ratios:
+    ratios = decode_ratios(report)
+    if ratios is None:
         return "–", cell, verdict(None)
-    precision = codec.get("precision", "float32")
+    precision = report["codec"].get("precision", "float32")
     measured = f"human {ratios[0]:.2f}×, machine {ratios[1]:.2f}×"
     if precision != "float32":
         # Partly in bfloat16 (a CPU with AMX): the figure holds on such CPUs only.
         measured += f" ({precision} on a CPU with AMX)"
         other, other_cell = shipped_report(results, FLOAT32_SPEED, fingerprint)
-        other_codec = (other or {}).get("codec") or {}
-        other_ratios = [other_codec.get(key) for key in ("ratio_decode_human", "ratio_decode_machine")]
-        if None in other_ratios:
+        other_ratios = decode_ratios(other)
+        if other_ratios is None:
             measured += "; float32 elsewhere, not measured"
         else:
             measured += f"; human {other_ratios[0]:.2f}×, machine {other_ratios[1]:.2f}× (float32, no AMX)"
