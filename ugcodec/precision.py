@@ -18,6 +18,9 @@ bfloat16 and the rest in float32:
   latent changes slightly, so a few symbols round the other way: the file is as valid
   as any other, but its bytes can differ from a float32 encoder's.
 
+In float32, g_s's full residual blocks run by Winograd convolution where NNPACK runs
+(:mod:`ugcodec.winograd`, applied by :meth:`ugcodec.weights.CodecModel.synthesis`).
+
 The symbols a file decodes to never depend on this: parsing is integer-exact either way.
 
     >>> import torch

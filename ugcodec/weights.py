@@ -37,6 +37,7 @@ from .integer_net import IntegerHyperSynthesis, entropy_parameters
 from .latent_coders import LATENT_CODERS, HyperpriorCoder, LatentCoder, coder_entries
 from .models import ModelConfig, UGHyperprior
 from .precision import DEFAULT_PRECISION, bfloat16_analysis, bfloat16_synthesis, resolve_precision
+from .winograd import winograd_synthesis
 
 __all__ = [
     "CodecModel",
@@ -129,7 +130,7 @@ class CodecModel:
     path: str
     latent_coder: LatentCoder
     also_decodes: FrozenSet[bytes] = frozenset()
-    _reduced: Dict[str, nn.Module] = field(default_factory=dict, init=False, repr=False, compare=False)
+    _forms: Dict[str, nn.Module] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def analysis(self, precision: str = DEFAULT_PRECISION) -> nn.Module:
         """g_a as the encoder runs it in ``precision`` (:mod:`ugcodec.precision`):
@@ -141,16 +142,31 @@ class CodecModel:
         return self._transform("g_a", precision, bfloat16_analysis)
 
     def synthesis(self, precision: str = DEFAULT_PRECISION) -> nn.Module:
-        """g_s as the decoder runs it in ``precision``, as :meth:`analysis` does g_a."""
-        return self._transform("g_s", precision, bfloat16_synthesis)
+        """g_s as the decoder runs it in ``precision``: its bfloat16 form as
+        :meth:`analysis` does g_a, and for float32 its residual blocks by Winograd
+        convolution where NNPACK runs (:mod:`ugcodec.winograd`), built once.
 
-    def _transform(self, name: str, precision: str, to_bfloat16: Callable[[nn.Module], nn.Module]) -> nn.Module:
-        """The network's transform ``name`` in ``precision``, its bfloat16 form cached."""
-        if resolve_precision(precision) == "float32":
+        Raises:
+            ValueError: unknown precision.
+        """
+        return self._transform("g_s", precision, bfloat16_synthesis, winograd_synthesis)
+
+    def _transform(
+        self,
+        name: str,
+        precision: str,
+        to_bfloat16: Callable[[nn.Module], nn.Module],
+        to_float32: Optional[Callable[[nn.Module], nn.Module]] = None,
+    ) -> nn.Module:
+        """The network's transform ``name`` in ``precision``, its derived forms cached."""
+        precision = resolve_precision(precision)
+        convert = to_bfloat16 if precision == "bfloat16" else to_float32
+        if convert is None:
             return getattr(self.network, name)
-        if name not in self._reduced:
-            self._reduced[name] = to_bfloat16(getattr(self.network, name))
-        return self._reduced[name]
+        key = f"{name}-{precision}"
+        if key not in self._forms:
+            self._forms[key] = convert(getattr(self.network, name))
+        return self._forms[key]
 
     @property
     def model_id(self) -> int:

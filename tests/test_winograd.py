@@ -1,0 +1,123 @@
+"""g_s's residual blocks by Winograd convolution (ugcodec.winograd): the same function as
+the direct convolutions to float rounding, on the layouts and sizes the decoder uses, and
+g_s itself wherever NNPACK is missing."""
+import numpy as np
+import pytest
+import torch
+
+from ugcodec import winograd
+from ugcodec.codec import decode_pixels, encode_latents
+from ugcodec.layers import BottleneckResidualBlock, ShiftedResidualBlock
+from ugcodec.models import PreferenceConditionalSynthesis
+from ugcodec.winograd import MIN_AREA, WinogradResidualBlock, winograd_synthesis
+
+from conftest import make_photo_like
+from pixels import assert_pixels_close
+
+needs_nnpack = pytest.mark.skipif(not winograd.nnpack_available(), reason="NNPACK does not run on this CPU")
+
+
+def _block(channels: int = 6, seed: int = 0) -> ShiftedResidualBlock:
+    torch.manual_seed(seed)
+    block = ShiftedResidualBlock(channels, 4).eval()
+    with torch.no_grad():  # the shifts start at zero: give them something to do
+        for parameter in block.parameters():
+            parameter.add_(0.1 * torch.randn(parameter.shape))
+    return block
+
+
+def _inputs(channels: int = 6, height: int = 70, width: int = 61, batch: int = 2):
+    assert height * width >= MIN_AREA
+    return torch.randn(batch, channels, height, width), torch.randn(batch, 4)
+
+
+@needs_nnpack
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last], ids=["nchw", "channels-last"])
+@pytest.mark.parametrize("mode", ["no_grad", "inference_mode"])
+def test_the_block_computes_the_direct_blocks_function(layout, mode):
+    block = _block()
+    x, embedding = _inputs()
+    x = x.contiguous(memory_format=layout)
+    context = torch.no_grad if mode == "no_grad" else torch.inference_mode
+    with context():
+        expected = block(x.clone(), embedding)
+        got = WinogradResidualBlock(block)(x.clone(), embedding)
+    assert got.shape == expected.shape
+    difference = (got - expected).abs().max().item()
+    assert 0 < difference < 1e-4, "by another algorithm, to float rounding"
+    assert got.is_contiguous(memory_format=layout), "the output keeps the input's layout"
+
+
+@needs_nnpack
+def test_outside_inference_mode_the_input_is_left_alone():
+    block = _block()
+    x, embedding = _inputs()
+    x = x.contiguous(memory_format=torch.channels_last)
+    before = x.clone()
+    with torch.no_grad():
+        WinogradResidualBlock(block)(x, embedding)
+    assert torch.equal(x, before)
+
+
+def test_small_grids_gradients_and_other_dtypes_run_the_block_itself():
+    block = _block()
+    fast = WinogradResidualBlock(block)
+    x, embedding = torch.randn(1, 6, 8, 9), torch.randn(1, 4)  # below MIN_AREA
+    with torch.no_grad():
+        assert torch.equal(fast(x.clone(), embedding), block(x.clone(), embedding))
+    large, embedding = _inputs(batch=1)
+    large.requires_grad_(True)
+    out = fast(large, embedding)  # with gradients: the direct path, differentiable
+    assert torch.equal(out, block(large, embedding))
+    out.sum().backward()
+    assert large.grad is not None
+    with torch.no_grad():
+        doubled = large.detach().double()
+        assert fast.double()(doubled, embedding.double()).dtype == torch.float64
+
+
+@needs_nnpack
+def test_winograd_synthesis_shares_g_s_and_replaces_only_full_blocks():
+    torch.manual_seed(3)
+    g_s = PreferenceConditionalSynthesis(N=8, M=12, embedding_dim=8, bottlenecks=(0, 4, 0)).eval()
+    before = {name: value.clone() for name, value in g_s.state_dict().items()}
+    fast = winograd_synthesis(g_s)
+    assert fast is not g_s and fast.up is g_s.up and fast.gdn is g_s.gdn
+    assert isinstance(fast.blocks[0], WinogradResidualBlock) and fast.blocks[0].block is g_s.blocks[0]
+    assert isinstance(fast.blocks[1], BottleneckResidualBlock)
+    assert isinstance(fast.blocks[2], WinogradResidualBlock)
+    assert all(isinstance(block, (ShiftedResidualBlock, BottleneckResidualBlock)) for block in g_s.blocks)
+    y_hat = torch.randn(1, 12, 20, 24)
+    for beta in (0.0, 1.0):
+        with torch.inference_mode():
+            exact, approximate = g_s(y_hat, torch.tensor([beta])), fast(y_hat, torch.tensor([beta]))
+        assert 0 < (approximate - exact).abs().max().item() < 1e-4
+    assert all(torch.equal(value, before[name]) for name, value in g_s.state_dict().items())
+
+
+def test_without_nnpack_g_s_is_returned_as_it_is(monkeypatch):
+    g_s = PreferenceConditionalSynthesis(N=8, M=12, embedding_dim=8).eval()
+    monkeypatch.setattr(winograd, "nnpack_available", lambda: False)
+    assert winograd_synthesis(g_s) is g_s
+
+
+def test_bottleneck_only_g_s_is_returned_as_it_is():
+    g_s = PreferenceConditionalSynthesis(N=8, M=12, embedding_dim=8, bottlenecks=(4, 4, 4)).eval()
+    assert winograd_synthesis(g_s) is g_s
+
+
+@needs_nnpack
+def test_float32_decoding_stays_within_the_pixel_tolerance_of_the_direct_synthesis(tiny_model):
+    # Large enough that g_s's two upper blocks run by Winograd.
+    _, latents = encode_latents(make_photo_like(320, 384, seed=5), 2, tiny_model)
+    fast = decode_pixels(latents, "human", tiny_model, precision="float32")
+    forms = tiny_model._forms
+    saved = dict(forms)
+    try:
+        forms["g_s-float32"] = tiny_model.network.g_s  # the direct convolutions
+        direct = decode_pixels(latents, "human", tiny_model, precision="float32")
+    finally:
+        forms.clear()
+        forms.update(saved)
+    assert_pixels_close(fast, direct)
+    assert np.array_equal(fast.shape, direct.shape)
