@@ -11,8 +11,9 @@ NNPACK works on NCHW tensors while the decoder keeps g_s's activations channels-
 layout oneDNN's transposed convolutions and GDNs run fastest in). A whole-tensor layout
 change walks memory with a large stride and costs a good part of what Winograd saves, so
 :class:`WinogradResidualBlock` converts a few rows at a time, which stays in cache, and
-folds the way back into the block's residual sum. Blocks over small grids (below
-:data:`MIN_AREA` positions) gain nothing from it and run as before.
+adds the identity before converting back (an addition across layouts is slower than a
+copy). Blocks over small grids (below :data:`MIN_AREA` positions) gain nothing from it
+and run as before.
 
 Where NNPACK is missing or fails its self-test, :func:`winograd_synthesis` returns g_s
 unchanged, so decoding never depends on it.
@@ -95,10 +96,10 @@ def _to_nchw(x: Tensor) -> Tensor:
     return out
 
 
-def _add_into(x: Tensor, other: Tensor) -> Tensor:
-    """``x += other`` a band of rows at a time (the two may differ in layout); returns x."""
+def _copy_into(x: Tensor, other: Tensor) -> Tensor:
+    """``x[:] = other`` a band of rows at a time (the two may differ in layout); returns x."""
     for top in range(0, x.shape[2], _BAND_ROWS):
-        x[:, :, top : top + _BAND_ROWS].add_(other[:, :, top : top + _BAND_ROWS])
+        x[:, :, top : top + _BAND_ROWS].copy_(other[:, :, top : top + _BAND_ROWS])
     return x
 
 
@@ -126,16 +127,14 @@ class WinogradResidualBlock(nn.Module):
         planar = x if x.is_contiguous() else _to_nchw(x)
         out = F.leaky_relu_(winograd_conv3x3(planar, block.conv1), slope)
         out.add_(block.shift1(embedding)[:, :, None, None])
-        del planar  # a copy of x's size: let it go before the second product
         out = F.leaky_relu_(winograd_conv3x3(out, block.conv2), slope)
-        out.add_(block.shift2(embedding)[:, :, None, None])
-        if x.is_contiguous():
-            return out.add_(x)
-        # Channels-last x: the sum takes x's layout. In inference mode x (g_s's
-        # intermediate, not kept) takes the sum itself, which saves a tensor of its size.
-        total = x if torch.is_inference_mode_enabled() else torch.empty_like(x).copy_(x)
-        return _add_into(total, out)
-
+        out.add_(block.shift2(embedding)[:, :, None, None]).add_(planar)
+        if planar is x:
+            return out
+        # Back to x's channels-last layout. In inference mode x (g_s's intermediate, not
+        # kept) takes the sum itself, which saves a tensor of its size.
+        total = x if torch.is_inference_mode_enabled() else torch.empty_like(x)
+        return _copy_into(total, out)
 
 def winograd_synthesis(g_s: nn.Module) -> nn.Module:
     """``g_s`` (a :class:`~ugcodec.models.PreferenceConditionalSynthesis`) with its full
