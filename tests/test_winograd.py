@@ -107,17 +107,12 @@ def test_bottleneck_only_g_s_is_returned_as_it_is():
 
 
 @needs_nnpack
-def test_float32_decoding_stays_within_the_pixel_tolerance_of_the_direct_synthesis(tiny_model):
+def test_float32_decoding_stays_within_the_pixel_tolerance_of_the_direct_synthesis(tiny_model, monkeypatch):
     # Large enough that g_s's two upper blocks run by Winograd.
     _, latents = encode_latents(make_photo_like(320, 384, seed=5), 2, tiny_model)
     fast = decode_pixels(latents, "human", tiny_model, precision="float32")
-    forms = tiny_model._forms
-    saved = dict(forms)
-    try:
-        forms["g_s-float32"] = tiny_model.network.g_s  # the direct convolutions
-        direct = decode_pixels(latents, "human", tiny_model, precision="float32")
-    finally:
-        forms.clear()
-        forms.update(saved)
+    # The cached float32 form swapped for g_s itself: the direct convolutions.
+    monkeypatch.setitem(tiny_model._forms, "g_s-float32", tiny_model.network.g_s)
+    direct = decode_pixels(latents, "human", tiny_model, precision="float32")
     assert_pixels_close(fast, direct)
     assert np.array_equal(fast.shape, direct.shape)

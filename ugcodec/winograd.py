@@ -88,14 +88,6 @@ def winograd_conv3x3(x: Tensor, convolution: nn.Conv2d) -> Tensor:
     return torch._nnpack_spatial_convolution(x, convolution.weight, convolution.bias, [1, 1])
 
 
-def _to_nchw(x: Tensor) -> Tensor:
-    """An NCHW-contiguous copy of ``x``, a band of rows at a time."""
-    out = torch.empty(x.shape, dtype=x.dtype)
-    for top in range(0, x.shape[2], _BAND_ROWS):
-        out[:, :, top : top + _BAND_ROWS].copy_(x[:, :, top : top + _BAND_ROWS])
-    return out
-
-
 def _copy_into(x: Tensor, other: Tensor) -> Tensor:
     """``x[:] = other`` a band of rows at a time (the two may differ in layout); returns x."""
     for top in range(0, x.shape[2], _BAND_ROWS):
@@ -124,7 +116,7 @@ class WinogradResidualBlock(nn.Module):
             return self.block(x, embedding)
         block = self.block
         slope = block.activation.negative_slope
-        planar = x if x.is_contiguous() else _to_nchw(x)
+        planar = x if x.is_contiguous() else _copy_into(torch.empty(x.shape, dtype=x.dtype), x)
         out = F.leaky_relu_(winograd_conv3x3(planar, block.conv1), slope)
         out.add_(block.shift1(embedding)[:, :, None, None])
         out = F.leaky_relu_(winograd_conv3x3(out, block.conv2), slope)
@@ -135,6 +127,7 @@ class WinogradResidualBlock(nn.Module):
         # kept) takes the sum itself, which saves a tensor of its size.
         total = x if torch.is_inference_mode_enabled() else torch.empty_like(x)
         return _copy_into(total, out)
+
 
 def winograd_synthesis(g_s: nn.Module) -> nn.Module:
     """``g_s`` (a :class:`~ugcodec.models.PreferenceConditionalSynthesis`) with its full
