@@ -1,6 +1,7 @@
-"""g_s's residual blocks by Winograd convolution (ugcodec.winograd): the same function as
-the direct convolutions to float rounding, on the layouts and sizes the decoder uses, and
-g_s itself wherever NNPACK is missing."""
+"""g_s's residual blocks by Winograd convolution (ugcodec.winograd) and the float32
+synthesis that uses them (ugcodec.precision.float32_synthesis): the same function as the
+direct convolutions to float rounding, on the layouts and sizes the decoder uses, and the
+direct blocks wherever NNPACK is missing."""
 import numpy as np
 import pytest
 import torch
@@ -9,7 +10,9 @@ from ugcodec import winograd
 from ugcodec.codec import decode_pixels, encode_latents
 from ugcodec.layers import BottleneckResidualBlock, ShiftedResidualBlock
 from ugcodec.models import PreferenceConditionalSynthesis
-from ugcodec.winograd import MIN_AREA, WinogradResidualBlock, winograd_synthesis
+from ugcodec.precision import float32_synthesis
+from ugcodec.scratch import ScratchGDN, reusing_scratch
+from ugcodec.winograd import MIN_AREA, WinogradResidualBlock
 
 from conftest import make_photo_like
 from pixels import assert_pixels_close
@@ -77,33 +80,34 @@ def test_small_grids_gradients_and_other_dtypes_run_the_block_itself():
 
 
 @needs_nnpack
-def test_winograd_synthesis_shares_g_s_and_replaces_only_full_blocks():
+def test_the_float32_synthesis_shares_g_s_and_replaces_full_blocks_and_gdns():
     torch.manual_seed(3)
     g_s = PreferenceConditionalSynthesis(N=8, M=12, embedding_dim=8, bottlenecks=(0, 4, 0)).eval()
     before = {name: value.clone() for name, value in g_s.state_dict().items()}
-    fast = winograd_synthesis(g_s)
-    assert fast is not g_s and fast.up is g_s.up and fast.gdn is g_s.gdn
+    fast = float32_synthesis(g_s)
+    assert fast is not g_s and fast.up is g_s.up
+    assert [gdn.gdn for gdn in fast.gdn] == list(g_s.gdn)
+    assert all(isinstance(gdn, ScratchGDN) for gdn in fast.gdn)
     assert isinstance(fast.blocks[0], WinogradResidualBlock) and fast.blocks[0].block is g_s.blocks[0]
     assert isinstance(fast.blocks[1], BottleneckResidualBlock)
     assert isinstance(fast.blocks[2], WinogradResidualBlock)
     assert all(isinstance(block, (ShiftedResidualBlock, BottleneckResidualBlock)) for block in g_s.blocks)
-    y_hat = torch.randn(1, 12, 20, 24)
+    y_hat = torch.randn(1, 12, 20, 24).contiguous(memory_format=torch.channels_last)
+    kept = y_hat.clone()
     for beta in (0.0, 1.0):
-        with torch.inference_mode():
+        with torch.inference_mode(), reusing_scratch():
             exact, approximate = g_s(y_hat, torch.tensor([beta])), fast(y_hat, torch.tensor([beta]))
         assert 0 < (approximate - exact).abs().max().item() < 1e-4
+    assert torch.equal(y_hat, kept), "inner layers overwrite their inputs, never g_s's input"
     assert all(torch.equal(value, before[name]) for name, value in g_s.state_dict().items())
 
 
-def test_without_nnpack_g_s_is_returned_as_it_is(monkeypatch):
+def test_without_nnpack_the_blocks_stay_direct(monkeypatch):
     g_s = PreferenceConditionalSynthesis(N=8, M=12, embedding_dim=8).eval()
-    monkeypatch.setattr(winograd, "nnpack_available", lambda: False)
-    assert winograd_synthesis(g_s) is g_s
-
-
-def test_bottleneck_only_g_s_is_returned_as_it_is():
-    g_s = PreferenceConditionalSynthesis(N=8, M=12, embedding_dim=8, bottlenecks=(4, 4, 4)).eval()
-    assert winograd_synthesis(g_s) is g_s
+    monkeypatch.setattr("ugcodec.precision.nnpack_available", lambda: False)
+    fast = float32_synthesis(g_s)
+    assert fast.blocks is g_s.blocks
+    assert all(isinstance(gdn, ScratchGDN) for gdn in fast.gdn)
 
 
 @needs_nnpack

@@ -27,6 +27,7 @@ from .progress import ANALYSIS, ENTROPY_CODING, HYPER, PARSING, READ_IMAGE, REFI
 from .settings import DEFAULT_PRECISION, DEFAULT_QUALITY, PRECISIONS
 from .precision import resolve_precision
 from .refinement import check_steps, planned_evaluations, refine_residuals
+from .scratch import reusing_scratch
 from .tiling import LATENT_STRIDE, analysis_tiles, synthesis_tiles
 from .weights import CodecModel, load_model
 
@@ -499,21 +500,23 @@ def _synthesize(
     g_s = model.synthesis(precision)
     beta_tensor = torch.tensor([beta])
     pixels = np.empty((header.height, header.width, 3), dtype=np.uint8)
-    for tile in synthesis_tiles(latents.y.shape[-2], latents.y.shape[-1]):
-        rows, cols = tile.window
-        # g_s's input, a window at a time (elementwise: the same numbers as all at once);
-        # channels-last: the layout the CPU convolution kernels run in, without reorders.
-        window = synthesis_input(model, latents.y[:, :, rows, cols], latents.mu[:, :, rows, cols], header.quality)
-        window = window.contiguous(memory_format=torch.channels_last)
-        x_hat = g_s(window, beta_tensor)
-        # Keep the tile's core (drop the margin) and the part inside the image.
-        inside = tile.pixels(header.height, header.width)
-        if all(part.stop > part.start for part in inside):
-            core = x_hat[(0, slice(None), *tile.pixels_in_window(header.height, header.width))]
-            core = core.clamp_(0.0, 1.0).mul_(255.0).round_().to(torch.uint8).permute(1, 2, 0)
-            pixels[inside] = core.numpy()
-        if meter is not None:
-            meter.advance(SYNTHESIS * tile.window_area)
+    # The tiles run the same layers: their temporaries are allocated once.
+    with reusing_scratch():
+        for tile in synthesis_tiles(latents.y.shape[-2], latents.y.shape[-1]):
+            rows, cols = tile.window
+            # g_s's input, a window at a time (elementwise: the same numbers as all at once);
+            # channels-last: the layout the CPU convolution kernels run in, without reorders.
+            window = synthesis_input(model, latents.y[:, :, rows, cols], latents.mu[:, :, rows, cols], header.quality)
+            window = window.contiguous(memory_format=torch.channels_last)
+            x_hat = g_s(window, beta_tensor)
+            # Keep the tile's core (drop the margin) and the part inside the image.
+            inside = tile.pixels(header.height, header.width)
+            if all(part.stop > part.start for part in inside):
+                core = x_hat[(0, slice(None), *tile.pixels_in_window(header.height, header.width))]
+                core = core.clamp_(0.0, 1.0).mul_(255.0).round_().to(torch.uint8).permute(1, 2, 0)
+                pixels[inside] = core.numpy()
+            if meter is not None:
+                meter.advance(SYNTHESIS * tile.window_area)
     return pixels
 
 

@@ -18,8 +18,9 @@ bfloat16 and the rest in float32:
   latent changes slightly, so a few symbols round the other way: the file is as valid
   as any other, but its bytes can differ from a float32 encoder's.
 
-In float32, g_s's full residual blocks run by Winograd convolution where NNPACK runs
-(:mod:`ugcodec.winograd`, applied by :meth:`ugcodec.weights.CodecModel.synthesis`).
+In float32 (:func:`float32_synthesis`), g_s's full residual blocks run by Winograd
+convolution where NNPACK runs (:mod:`ugcodec.winograd`), and its GDNs reuse their
+temporaries from tile to tile (:mod:`ugcodec.scratch`).
 
 The symbols a file decodes to never depend on this: parsing is integer-exact either way.
 
@@ -43,11 +44,13 @@ import os
 import torch
 from torch import Tensor, nn
 
-from .layers import MachineAdapter
+from .layers import MachineAdapter, ShiftedResidualBlock
+from .scratch import ScratchGDN
+from .winograd import WinogradResidualBlock, nnpack_available
 from .settings import DEFAULT_PRECISION, PRECISIONS
 
 __all__ = [
-    "BFLOAT16_DECONVOLUTIONS", "PRECISIONS", "DEFAULT_PRECISION", "bfloat16_analysis", "bfloat16_synthesis", "native_bfloat16", "resolve_precision"
+    "BFLOAT16_DECONVOLUTIONS", "PRECISIONS", "DEFAULT_PRECISION", "bfloat16_analysis", "bfloat16_synthesis", "float32_synthesis", "native_bfloat16", "resolve_precision"
 ]
 
 def native_bfloat16() -> bool:
@@ -138,6 +141,30 @@ def bfloat16_synthesis(g_s: nn.Module) -> nn.Module:
     if g_s.adapters is not None:
         fast.adapters = nn.ModuleList([_BFloat16Adapter(adapter) for adapter in g_s.adapters])
     return fast.eval().requires_grad_(False)
+
+
+def float32_synthesis(g_s: nn.Module) -> nn.Module:
+    """``g_s`` (a :class:`~ugcodec.models.PreferenceConditionalSynthesis`) as the float32
+    decoder runs it: its GDNs as :class:`~ugcodec.scratch.ScratchGDN` and, where NNPACK
+    runs, its full residual blocks as :class:`~ugcodec.winograd.WinogradResidualBlock`
+    (bottleneck blocks and machine adapters keep their direct convolutions: their 3x3
+    convolutions are narrow). The same function to float rounding, for inference only;
+    layers inside it overwrite their inputs, never the input of the whole.
+
+    Args:
+        g_s: the synthesis; left unchanged (the result shares its parameters).
+
+    Returns:
+        a module with ``g_s``'s call signature, ``(y_hat, beta) -> image``.
+    """
+    fast = copy.copy(g_s)  # shallow: the same parameters, its own module lists
+    fast._modules = dict(g_s._modules)
+    fast.gdn = nn.ModuleList([ScratchGDN(gdn) for gdn in g_s.gdn])
+    if nnpack_available():
+        fast.blocks = nn.ModuleList([
+            WinogradResidualBlock(block) if isinstance(block, ShiftedResidualBlock) else block for block in g_s.blocks
+        ])
+    return fast.eval()
 
 
 def bfloat16_analysis(g_a: nn.Sequential) -> nn.Sequential:

@@ -36,8 +36,7 @@ from .errors import UgcError, WeightsError
 from .integer_net import IntegerHyperSynthesis, entropy_parameters
 from .latent_coders import LATENT_CODERS, HyperpriorCoder, LatentCoder, coder_entries
 from .models import ModelConfig, UGHyperprior
-from .precision import DEFAULT_PRECISION, bfloat16_analysis, bfloat16_synthesis, resolve_precision
-from .winograd import winograd_synthesis
+from .precision import DEFAULT_PRECISION, bfloat16_analysis, bfloat16_synthesis, float32_synthesis, resolve_precision
 
 __all__ = [
     "CodecModel",
@@ -143,13 +142,13 @@ class CodecModel:
 
     def synthesis(self, precision: str = DEFAULT_PRECISION) -> nn.Module:
         """g_s as the decoder runs it in ``precision``: its bfloat16 form as
-        :meth:`analysis` does g_a, and for float32 its residual blocks by Winograd
-        convolution where NNPACK runs (:mod:`ugcodec.winograd`), built once.
+        :meth:`analysis` does g_a, and for float32
+        :func:`~ugcodec.precision.float32_synthesis`, built once.
 
         Raises:
             ValueError: unknown precision.
         """
-        return self._transform("g_s", precision, bfloat16_synthesis, winograd_synthesis)
+        return self._transform("g_s", precision, bfloat16_synthesis, float32_synthesis)
 
     def _transform(
         self,

@@ -8,29 +8,29 @@ throughout, so the result differs from the direct one by float rounding alone (r
 errors near 1e-5, far inside bitstream_spec.md §11's one-level pixel tolerance).
 
 NNPACK works on NCHW tensors while the decoder keeps g_s's activations channels-last (the
-layout oneDNN's transposed convolutions and GDNs run fastest in). A whole-tensor layout
-change walks memory with a large stride and costs a good part of what Winograd saves, so
-:class:`WinogradResidualBlock` converts a few rows at a time, which stays in cache, and
-adds the identity before converting back (an addition across layouts is slower than a
-copy). Blocks over small grids (below :data:`MIN_AREA` positions) gain nothing from it
+layout oneDNN's transposed convolutions and GDNs run fastest in). A layout change by an
+elementwise strided copy walks memory with a large stride and costs a good part of what
+Winograd saves; seen as a matrix of positions by channels it is a transpose, which
+PyTorch copies block by block in cache, so :class:`WinogradResidualBlock` converts that
+way, and adds the identity before converting back (an addition across layouts is slower
+than a copy). Blocks over small grids (below :data:`MIN_AREA` positions) gain nothing from it
 and run as before.
 
-Where NNPACK is missing or fails its self-test, :func:`winograd_synthesis` returns g_s
-unchanged, so decoding never depends on it.
+Where NNPACK is missing or fails its self-test (:func:`nnpack_available`), the float32
+synthesis (:func:`ugcodec.precision.float32_synthesis`) keeps the blocks as they are, so
+decoding never depends on it.
 
     >>> import torch
-    >>> from ugcodec.models import PreferenceConditionalSynthesis
-    >>> g_s = PreferenceConditionalSynthesis(N=8, M=12, embedding_dim=8).eval()
-    >>> fast = winograd_synthesis(g_s)
-    >>> y_hat, beta = torch.randn(1, 12, 20, 20), torch.tensor([0.0])
+    >>> from ugcodec.layers import ShiftedResidualBlock
+    >>> block = ShiftedResidualBlock(8, 4).eval()
+    >>> x, embedding = torch.randn(1, 8, 70, 70), torch.randn(1, 4)
     >>> with torch.no_grad():
-    ...     exact, winograd = g_s(y_hat, beta), fast(y_hat, beta)
+    ...     exact, winograd = block(x, embedding), WinogradResidualBlock(block)(x, embedding)
     >>> bool((winograd - exact).abs().max() < 1e-3)
     True
 """
 from __future__ import annotations
 
-import copy
 import functools
 
 import torch
@@ -38,16 +38,13 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .layers import ShiftedResidualBlock
+from .scratch import scratch
 
-__all__ = ["MIN_AREA", "WinogradResidualBlock", "nnpack_available", "winograd_conv3x3", "winograd_synthesis"]
+__all__ = ["MIN_AREA", "WinogradResidualBlock", "nnpack_available", "winograd_conv3x3"]
 
 #: Blocks whose input has fewer positions (height x width) than this run directly: below
 #: it, NNPACK's set-up and the layout changes cost more than the multiplications saved.
 MIN_AREA = 64 * 64
-
-#: Rows converted between layouts at a time: a band of them stays in the CPU's cache.
-_BAND_ROWS = 4
-
 
 @functools.lru_cache(maxsize=None)
 def nnpack_available() -> bool:
@@ -89,18 +86,28 @@ def winograd_conv3x3(x: Tensor, convolution: nn.Conv2d) -> Tensor:
 
 
 def _copy_into(x: Tensor, other: Tensor) -> Tensor:
-    """``x[:] = other`` a band of rows at a time (the two may differ in layout); returns x."""
-    for top in range(0, x.shape[2], _BAND_ROWS):
-        x[:, :, top : top + _BAND_ROWS].copy_(other[:, :, top : top + _BAND_ROWS])
+    """``x[:] = other`` where one of the two is NCHW-contiguous and the other channels-last
+    (otherwise a plain copy); returns x. Each sample is copied as the transpose of a
+    positions-by-channels matrix."""
+    channels = x.shape[1]
+    if x.is_contiguous():
+        for target, source in zip(x, other):
+            target.view(channels, -1).copy_(source.permute(1, 2, 0).reshape(-1, channels).t())
+    elif x.is_contiguous(memory_format=torch.channels_last):
+        for target, source in zip(x, other):
+            target.permute(1, 2, 0).view(-1, channels).copy_(source.reshape(channels, -1).t())
+    else:
+        x.copy_(other)
     return x
 
 
 class WinogradResidualBlock(nn.Module):
     """A :class:`~ugcodec.layers.ShiftedResidualBlock` whose two convolutions run by
     :func:`winograd_conv3x3` on float32 inputs of at least :data:`MIN_AREA` positions
-    when no gradients are recorded (otherwise the block runs as it is). It shares the
-    block's parameters. In inference mode a channels-last input is overwritten with the
-    output.
+    when no gradients are recorded and NNPACK runs (otherwise the block runs as it is).
+    It shares the block's parameters. Its NCHW copy of a channels-last input is a
+    :func:`~ugcodec.scratch.scratch` temporary, and in inference mode the input itself
+    is overwritten with the output.
 
     Args:
         block: the block to run.
@@ -112,11 +119,11 @@ class WinogradResidualBlock(nn.Module):
 
     def forward(self, x: Tensor, embedding: Tensor) -> Tensor:
         small = x.shape[-2] * x.shape[-1] < MIN_AREA
-        if small or x.dtype != torch.float32 or torch.is_grad_enabled():
+        if small or x.dtype != torch.float32 or torch.is_grad_enabled() or not nnpack_available():
             return self.block(x, embedding)
         block = self.block
         slope = block.activation.negative_slope
-        planar = x if x.is_contiguous() else _copy_into(torch.empty(x.shape, dtype=x.dtype), x)
+        planar = x if x.is_contiguous() else _copy_into(scratch(self, 0, x.shape), x)
         out = F.leaky_relu_(winograd_conv3x3(planar, block.conv1), slope)
         out.add_(block.shift1(embedding)[:, :, None, None])
         out = F.leaky_relu_(winograd_conv3x3(out, block.conv2), slope)
@@ -127,25 +134,3 @@ class WinogradResidualBlock(nn.Module):
         # kept) takes the sum itself, which saves a tensor of its size.
         total = x if torch.is_inference_mode_enabled() else torch.empty_like(x)
         return _copy_into(total, out)
-
-
-def winograd_synthesis(g_s: nn.Module) -> nn.Module:
-    """``g_s`` (a :class:`~ugcodec.models.PreferenceConditionalSynthesis`) with its full
-    residual blocks run by :class:`WinogradResidualBlock`, where NNPACK works; otherwise
-    ``g_s`` itself. Bottleneck blocks and machine adapters keep their direct
-    convolutions (their 3x3 convolutions are narrow). For inference only.
-
-    Args:
-        g_s: the synthesis; left unchanged (the result shares its parameters).
-
-    Returns:
-        a module with ``g_s``'s call signature, ``(y_hat, beta) -> image``.
-    """
-    if not nnpack_available() or not any(isinstance(block, ShiftedResidualBlock) for block in g_s.blocks):
-        return g_s
-    fast = copy.copy(g_s)  # shallow: the same parameters, its own module lists
-    fast._modules = dict(g_s._modules)
-    fast.blocks = nn.ModuleList([
-        WinogradResidualBlock(block) if isinstance(block, ShiftedResidualBlock) else block for block in g_s.blocks
-    ])
-    return fast.eval()

@@ -1,0 +1,119 @@
+"""Scratch temporaries (ugcodec.scratch): reused storage inside reusing_scratch() only,
+per owner, role and thread; and ScratchGDN, the GDN that takes its temporaries from it."""
+import threading
+
+import pytest
+import torch
+
+from ugcodec.layers import GDN
+from ugcodec.scratch import MIN_AREA, ScratchGDN, reusing_scratch, scratch
+
+
+def test_inside_the_block_an_owner_and_role_get_the_same_storage_and_outside_new():
+    with reusing_scratch():
+        first = scratch("a", 0, (1, 3, 4, 5))
+        assert scratch("a", 0, (1, 3, 4, 5)).data_ptr() == first.data_ptr()
+        assert scratch("a", 1, (1, 3, 4, 5)).data_ptr() != first.data_ptr()
+        assert scratch("b", 0, (1, 3, 4, 5)).data_ptr() != first.data_ptr()
+        smaller = scratch("a", 0, (1, 3, 2, 5))
+        assert smaller.data_ptr() == first.data_ptr() and smaller.shape == (1, 3, 2, 5)
+        larger = scratch("a", 0, (1, 3, 8, 5))
+        assert larger.shape == (1, 3, 8, 5) and larger.is_contiguous()
+        larger.fill_(1.0)  # all of it is writable storage of its own
+        assert scratch("a", 0, (1, 3, 8, 5)).data_ptr() == larger.data_ptr(), "grown once, then kept"
+    outside = [scratch("a", 0, (1, 3, 4, 5)) for _ in range(2)]
+    assert outside[0].data_ptr() != outside[1].data_ptr()
+
+
+def test_nested_blocks_share_the_pool_until_the_outer_one_ends():
+    with reusing_scratch():
+        first = scratch("a", 0, (2, 3))
+        with reusing_scratch():
+            assert scratch("a", 0, (2, 3)).data_ptr() == first.data_ptr()
+        assert scratch("a", 0, (2, 3)).data_ptr() == first.data_ptr()
+        kept = first  # keeps the storage alive, so a new one cannot reuse its address
+    assert scratch("a", 0, (2, 3)).data_ptr() != kept.data_ptr()
+
+
+def test_channels_last_scratch_has_that_layout():
+    with reusing_scratch():
+        x = scratch("a", 0, (2, 3, 4, 5), channels_last=True)
+        assert x.shape == (2, 3, 4, 5)
+        assert x.is_contiguous(memory_format=torch.channels_last)
+        x.copy_(torch.arange(120.0).reshape(2, 3, 4, 5))
+        assert torch.equal(x, torch.arange(120.0).reshape(2, 3, 4, 5))
+
+
+def test_threads_never_share_scratch():
+    addresses = {}
+
+    def worker(name):
+        with reusing_scratch():
+            tensor = scratch("shared owner", 0, (64, 64))
+            barrier.wait()  # both hold their scratch at once
+            addresses[name] = tensor.data_ptr()
+            barrier.wait()
+
+    barrier = threading.Barrier(2)
+    threads = [threading.Thread(target=worker, args=(name,)) for name in "ab"]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert addresses["a"] != addresses["b"]
+
+
+def _gdn(channels: int, inverse: bool) -> GDN:
+    torch.manual_seed(1)
+    gdn = GDN(channels, inverse=inverse).eval()
+    with torch.no_grad():  # away from the identity initialisation
+        gdn.gamma.add_(0.05 * torch.rand(gdn.gamma.shape))
+        gdn.beta.add_(0.05 * torch.rand(gdn.beta.shape))
+    return gdn
+
+
+def _channels_last_input(channels: int = 6, height: int = 66, width: int = 70):
+    assert height * width >= MIN_AREA
+    return torch.randn(2, channels, height, width).contiguous(memory_format=torch.channels_last)
+
+
+@pytest.mark.parametrize("inverse", [True, False], ids=["inverse", "forward"])
+def test_scratch_gdn_computes_the_gdn_into_its_input(inverse):
+    gdn = _gdn(6, inverse)
+    x = _channels_last_input()
+    with torch.no_grad():
+        expected = gdn(x.clone())
+        with reusing_scratch():
+            got = ScratchGDN(gdn)(x)
+    assert got is x, "the result is written into the input"
+    assert got.is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_scratch_gdn_gives_the_same_result_on_every_call_within_one_pool():
+    gdn = ScratchGDN(_gdn(6, True))
+    x = _channels_last_input()
+    with torch.no_grad(), reusing_scratch():
+        results = [gdn(x.clone()) for _ in range(3)]
+        smaller = gdn(x[:, :, :64, :64].contiguous(memory_format=torch.channels_last))
+    assert torch.equal(results[0], results[1]) and torch.equal(results[1], results[2])
+    torch.testing.assert_close(smaller, results[0][:, :, :64, :64], rtol=1e-5, atol=1e-5)
+
+
+def test_scratch_gdn_runs_the_gdn_itself_elsewhere():
+    gdn = _gdn(6, True)
+    fast = ScratchGDN(gdn)
+    small = torch.randn(1, 6, 8, 9).contiguous(memory_format=torch.channels_last)
+    planar = torch.randn(1, 6, 66, 70)
+    with torch.no_grad(), reusing_scratch():
+        for x in (small, planar):
+            kept = x.clone()
+            assert torch.equal(fast(x), gdn(kept))
+            assert torch.equal(x, kept), "the input is left alone"
+        wide = _channels_last_input().double()
+        assert torch.equal(ScratchGDN(_gdn(6, True).double())(wide), _gdn(6, True).double()(wide))
+    x = _channels_last_input().requires_grad_(True)
+    out = fast(x)  # with gradients: the GDN's own differentiable path
+    assert torch.equal(out, gdn(x))
+    out.sum().backward()
+    assert x.grad is not None
