@@ -1,12 +1,13 @@
 """Scratch temporaries (ugcodec.scratch): reused storage inside reusing_scratch() only,
-per owner, role and thread; and ScratchGDN, the GDN that takes its temporaries from it."""
+per owner, role and thread; and the GDN and machine adapter that take their temporaries
+from it."""
 import threading
 
 import pytest
 import torch
 
-from ugcodec.layers import GDN
-from ugcodec.scratch import MIN_AREA, ScratchGDN, reusing_scratch, scratch
+from ugcodec.layers import GDN, MachineAdapter
+from ugcodec.scratch import MIN_AREA, ScratchGDN, ScratchMachineAdapter, reusing_scratch, scratch
 
 
 def test_inside_the_block_an_owner_and_role_get_the_same_storage_and_outside_new():
@@ -115,5 +116,53 @@ def test_scratch_gdn_runs_the_gdn_itself_elsewhere():
     x = _channels_last_input().requires_grad_(True)
     out = fast(x)  # with gradients: the GDN's own differentiable path
     assert torch.equal(out, gdn(x))
+    out.sum().backward()
+    assert x.grad is not None
+
+
+def _adapter(width: int) -> MachineAdapter:
+    torch.manual_seed(2)
+    adapter = MachineAdapter(6, width).eval()
+    with torch.no_grad():  # the last convolution starts at zero: give it something to do
+        for parameter in adapter.parameters():
+            parameter.add_(0.1 * torch.randn(parameter.shape))
+    return adapter
+
+
+def test_scratch_adapter_adds_the_gated_residual_into_its_input():
+    adapter = _adapter(4)
+    x = _channels_last_input()
+    gate = torch.tensor([0.0, 0.5])  # per sample: the first is left as it is
+    with torch.no_grad():
+        expected = adapter(x.clone(), gate)
+        with reusing_scratch():
+            got = ScratchMachineAdapter(adapter)(x, gate)
+    assert got is x, "the result is written into the input"
+    assert got.is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+    assert torch.equal(got[0], expected[0])
+    assert not torch.equal(got[1], _channels_last_input()[1])
+
+
+def test_scratch_adapter_with_gate_zero_returns_its_input_untouched():
+    x = _channels_last_input()
+    kept = x.clone()
+    with torch.no_grad(), reusing_scratch():
+        assert ScratchMachineAdapter(_adapter(4))(x, torch.tensor([0.0])) is x
+    assert torch.equal(x, kept)
+
+
+def test_scratch_adapter_runs_the_adapter_itself_elsewhere():
+    gate = torch.tensor([1.0])
+    small = torch.randn(1, 6, 8, 9).contiguous(memory_format=torch.channels_last)
+    planar = torch.randn(1, 6, 66, 70)
+    with torch.no_grad(), reusing_scratch():
+        for adapter, x in ((_adapter(4), small), (_adapter(4), planar), (_adapter(0), _channels_last_input())):
+            kept = x.clone()
+            assert torch.equal(ScratchMachineAdapter(adapter)(x, gate), adapter(kept, gate))
+    adapter = _adapter(4)
+    x = _channels_last_input().requires_grad_(True)
+    out = ScratchMachineAdapter(adapter)(x, gate)  # with gradients: the adapter's own path
+    assert torch.equal(out, adapter(x, gate))
     out.sum().backward()
     assert x.grad is not None

@@ -80,14 +80,20 @@ def test_small_grids_gradients_and_other_dtypes_run_the_block_itself():
 
 
 @needs_nnpack
-def test_the_float32_synthesis_shares_g_s_and_replaces_full_blocks_and_gdns():
+def test_the_float32_synthesis_shares_g_s_and_replaces_blocks_gdns_and_adapters():
     torch.manual_seed(3)
-    g_s = PreferenceConditionalSynthesis(N=8, M=12, embedding_dim=8, bottlenecks=(0, 4, 0)).eval()
+    g_s = PreferenceConditionalSynthesis(
+        N=8, M=12, embedding_dim=8, bottlenecks=(0, 4, 0), machine_adapter=True, adapter_width=4
+    ).eval()
+    with torch.no_grad():  # the adapters start as the identity: give them something to do
+        for adapter in g_s.adapters:
+            adapter.expand.weight.normal_(0, 0.1)
     before = {name: value.clone() for name, value in g_s.state_dict().items()}
     fast = float32_synthesis(g_s)
     assert fast is not g_s and fast.up is g_s.up
     assert [gdn.gdn for gdn in fast.gdn] == list(g_s.gdn)
     assert all(isinstance(gdn, ScratchGDN) for gdn in fast.gdn)
+    assert [adapter.adapter for adapter in fast.adapters] == list(g_s.adapters)
     assert isinstance(fast.blocks[0], WinogradResidualBlock) and fast.blocks[0].block is g_s.blocks[0]
     assert isinstance(fast.blocks[1], BottleneckResidualBlock)
     assert isinstance(fast.blocks[2], WinogradResidualBlock)

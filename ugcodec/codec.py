@@ -500,8 +500,8 @@ def _synthesize(
     g_s = model.synthesis(precision)
     beta_tensor = torch.tensor([beta])
     pixels = np.empty((header.height, header.width, 3), dtype=np.uint8)
-    # The tiles run the same layers: their temporaries are allocated once.
-    with reusing_scratch():
+    # Tiles and decodings run the same layers: their temporaries are allocated once.
+    with reusing_scratch(model.scratch):
         for tile in synthesis_tiles(latents.y.shape[-2], latents.y.shape[-1]):
             rows, cols = tile.window
             # g_s's input, a window at a time (elementwise: the same numbers as all at once);

@@ -45,7 +45,7 @@ import torch
 from torch import Tensor, nn
 
 from .layers import MachineAdapter, ShiftedResidualBlock
-from .scratch import ScratchGDN
+from .scratch import ScratchGDN, ScratchMachineAdapter
 from .winograd import WinogradResidualBlock, nnpack_available
 from .settings import DEFAULT_PRECISION, PRECISIONS
 
@@ -145,11 +145,13 @@ def bfloat16_synthesis(g_s: nn.Module) -> nn.Module:
 
 def float32_synthesis(g_s: nn.Module) -> nn.Module:
     """``g_s`` (a :class:`~ugcodec.models.PreferenceConditionalSynthesis`) as the float32
-    decoder runs it: its GDNs as :class:`~ugcodec.scratch.ScratchGDN` and, where NNPACK
-    runs, its full residual blocks as :class:`~ugcodec.winograd.WinogradResidualBlock`
-    (bottleneck blocks and machine adapters keep their direct convolutions: their 3x3
-    convolutions are narrow). The same function to float rounding, for inference only;
-    layers inside it overwrite their inputs, never the input of the whole.
+    decoder runs it: its GDNs and machine adapters as
+    :class:`~ugcodec.scratch.ScratchGDN` and :class:`~ugcodec.scratch.ScratchMachineAdapter`
+    and, where NNPACK runs, its full residual blocks as
+    :class:`~ugcodec.winograd.WinogradResidualBlock` (bottleneck blocks keep their direct
+    convolutions: their 3x3 convolutions are narrow). The same function to float
+    rounding, for inference only; layers inside it overwrite their inputs, never the
+    input of the whole.
 
     Args:
         g_s: the synthesis; left unchanged (the result shares its parameters).
@@ -160,6 +162,8 @@ def float32_synthesis(g_s: nn.Module) -> nn.Module:
     fast = copy.copy(g_s)  # shallow: the same parameters, its own module lists
     fast._modules = dict(g_s._modules)
     fast.gdn = nn.ModuleList([ScratchGDN(gdn) for gdn in g_s.gdn])
+    if g_s.adapters is not None:
+        fast.adapters = nn.ModuleList([ScratchMachineAdapter(adapter) for adapter in g_s.adapters])
     if nnpack_available():
         fast.blocks = nn.ModuleList([
             WinogradResidualBlock(block) if isinstance(block, ShiftedResidualBlock) else block for block in g_s.blocks

@@ -1,21 +1,24 @@
-"""Temporaries that one decoding reuses from tile to tile.
+"""Temporaries that decoding reuses from tile to tile and from one decoding to the next.
 
 A freshly allocated tensor of tens of megabytes comes from the operating system as
 untouched pages, and filling it costs a page fault per page: for g_s's activations at
 half the image's resolution that is a good part of an elementwise layer's time. The
-decoder runs the same layers on tile after tile, so inside :func:`reusing_scratch` the
-float32 synthesis takes its temporaries from :func:`scratch`, which hands each layer the
-same storage on every call; outside it, :func:`scratch` allocates as usual.
+decoder runs the same layers on tile after tile and file after file, so inside
+:func:`reusing_scratch` the float32 synthesis takes its temporaries from
+:func:`scratch`, which hands each layer the same storage on every call; outside it,
+:func:`scratch` allocates as usual.
 
-The pool belongs to the thread that opened it and is dropped when the ``with`` block
-ends, so nothing stays allocated between decodings and threads never share storage.
+The storage lives in a :class:`ScratchPool`, one set per thread (threads never share
+it). A loaded model keeps one (:attr:`ugcodec.weights.CodecModel.scratch`), which holds
+a few tensors of the largest synthesis tile's size until the model goes or
+:meth:`ScratchPool.release` is called.
 
-    >>> with reusing_scratch():
+    >>> with reusing_scratch() as pool:
     ...     first = scratch("layer", 0, (1, 2, 3, 4))
     ...     again = scratch("layer", 0, (1, 2, 3, 4))
     ...     other = scratch("layer", 1, (1, 2, 3, 4))
-    >>> first.data_ptr() == again.data_ptr() != other.data_ptr()
-    True
+    >>> first.data_ptr() == again.data_ptr() != other.data_ptr(), pool.nbytes()
+    (True, 192)
     >>> scratch("layer", 0, (1, 2, 3, 4)).data_ptr() == first.data_ptr()  # outside: new
     False
 """
@@ -24,41 +27,71 @@ from __future__ import annotations
 import contextlib
 import math
 import threading
-from typing import Dict, Hashable, Iterator, Sequence, Tuple
+from typing import Dict, Hashable, Iterator, Optional, Sequence, Tuple
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .layers import GDN
+from .layers import GDN, MachineAdapter
 
-__all__ = ["MIN_AREA", "ScratchGDN", "reusing_scratch", "scratch"]
+__all__ = ["MIN_AREA", "ScratchGDN", "ScratchMachineAdapter", "ScratchPool", "reusing_scratch", "scratch"]
 
 #: Tensors over fewer positions (height x width) than this are allocated as usual: their
 #: page faults cost little.
 MIN_AREA = 64 * 64
 
-_local = threading.local()
+_local = threading.local()  # .pool: the pool scratch() draws from in this thread
+
+
+class ScratchPool:
+    """Storage for :func:`scratch` tensors: one set per thread, kept while the pool lives."""
+
+    def __init__(self) -> None:
+        self._local = threading.local()
+
+    def buffers(self) -> "Dict[Tuple[Hashable, int], Tensor]":
+        """This thread's storage, by owner and role."""
+        buffers = getattr(self._local, "buffers", None)
+        if buffers is None:
+            buffers = self._local.buffers = {}
+        return buffers
+
+    def nbytes(self) -> int:
+        """Bytes of this thread's storage."""
+        return sum(tensor.numel() * tensor.element_size() for tensor in self.buffers().values())
+
+    def release(self) -> None:
+        """Frees this thread's storage (the next use allocates it again)."""
+        self._local.buffers = {}
 
 
 @contextlib.contextmanager
-def reusing_scratch() -> Iterator[None]:
-    """Within the block, :func:`scratch` reuses storage in this thread (a nested block
-    shares the outer one's pool); at its end the storage is released."""
-    if getattr(_local, "pool", None) is not None:
-        yield
-        return
-    _local.pool = {}
+def reusing_scratch(pool: Optional[ScratchPool] = None) -> Iterator[ScratchPool]:
+    """Within the block, :func:`scratch` draws on ``pool`` in this thread. Without one it
+    draws on the enclosing block's pool, or else on a new pool dropped at the end.
+
+    Yields:
+        the pool in use.
+    """
+    previous = getattr(_local, "pool", None)
+    if pool is None:
+        if previous is not None:
+            yield previous
+            return
+        pool = ScratchPool()
+    _local.pool = pool
     try:
-        yield
+        yield pool
     finally:
-        _local.pool = None
+        _local.pool = previous
 
 
 def scratch(owner: Hashable, role: int, shape: Sequence[int], channels_last: bool = False) -> Tensor:
     """An uninitialised float32 tensor of ``shape`` (4-D when ``channels_last``).
 
-    Inside :func:`reusing_scratch` it is a view of the storage kept for ``(owner, role)``
-    (grown when ``shape`` needs more), so it overwrites what the previous call with the
+    Inside :func:`reusing_scratch` it is a view of the pool's storage for ``(owner,
+    role)`` (grown when ``shape`` needs more), so it overwrites what the previous call with the
     same owner and role returned: an owner uses a role for one temporary at a time.
     Outside, it is a new tensor.
 
@@ -72,13 +105,14 @@ def scratch(owner: Hashable, role: int, shape: Sequence[int], channels_last: boo
         the tensor, contiguous in the layout asked for.
     """
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
-    pool: "Dict[Tuple[Hashable, int], Tensor] | None" = getattr(_local, "pool", None)
+    pool: Optional[ScratchPool] = getattr(_local, "pool", None)
     if pool is None:
         return torch.empty(tuple(shape), memory_format=memory_format)
     size = math.prod(shape)
-    storage = pool.get((owner, role))
+    buffers = pool.buffers()
+    storage = buffers.get((owner, role))
     if storage is None or storage.numel() < size:
-        storage = pool[(owner, role)] = torch.empty(size)
+        storage = buffers[(owner, role)] = torch.empty(size)
     flat = storage[:size]
     if not channels_last:
         return flat.view(tuple(shape))
@@ -116,6 +150,49 @@ class ScratchGDN(nn.Module):
                     out=_positions_by_channels(norm))
         norm = norm.sqrt_() if gdn.inverse else norm.rsqrt_()
         return x.mul_(norm)
+
+
+class ScratchMachineAdapter(nn.Module):
+    """A bottleneck :class:`~ugcodec.layers.MachineAdapter` for decoding: without
+    gradients, on a float32 channels-last input of at least :data:`MIN_AREA` positions,
+    it computes the same function with its narrow 1x1 reduction in a :func:`scratch`
+    tensor and its gated expansion added into its input by one matrix product, and
+    returns the input. Otherwise (and for the full form) it runs the adapter as it is.
+    It shares the adapter's parameters.
+
+    Args:
+        adapter: the adapter to run.
+    """
+
+    def __init__(self, adapter: MachineAdapter) -> None:
+        super().__init__()
+        self.adapter = adapter
+
+    def forward(self, x: Tensor, gate: Tensor) -> Tensor:
+        adapter = self.adapter
+        small = x.shape[-2] * x.shape[-1] < MIN_AREA
+        channels_last = x.is_contiguous(memory_format=torch.channels_last)
+        full = not hasattr(adapter, "reduce")
+        if full or small or x.dtype != torch.float32 or not channels_last or torch.is_grad_enabled():
+            return adapter(x, gate)
+        gates = gate.reshape(-1).to(x.dtype).expand(x.shape[0]).tolist()
+        if not any(gates):
+            return x
+        slope = adapter.activation.negative_slope
+        batch, channels, height, width = x.shape
+        inner = adapter.reduce.out_channels
+        reduced = scratch(self, 0, (batch, inner, height, width), channels_last=True)
+        torch.addmm(adapter.reduce.bias, _positions_by_channels(x), adapter.reduce.weight.reshape(inner, channels).t(),
+                    out=_positions_by_channels(reduced))
+        hidden = F.leaky_relu_(adapter.conv(F.leaky_relu_(reduced, slope)), slope)
+        hidden = hidden.contiguous(memory_format=torch.channels_last)
+        expand = adapter.expand.weight.reshape(channels, inner).t()
+        for sample, value in enumerate(gates):
+            if value:  # x += value * expand(hidden), as a product added in place
+                target = x[sample : sample + 1]
+                _positions_by_channels(target).addmm_(_positions_by_channels(hidden[sample : sample + 1]), expand, alpha=value)
+                target.add_(adapter.expand.bias[:, None, None], alpha=value)
+        return x
 
 
 def _positions_by_channels(x: Tensor) -> Tensor:

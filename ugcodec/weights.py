@@ -37,6 +37,7 @@ from .integer_net import IntegerHyperSynthesis, entropy_parameters
 from .latent_coders import LATENT_CODERS, HyperpriorCoder, LatentCoder, coder_entries
 from .models import ModelConfig, UGHyperprior
 from .precision import DEFAULT_PRECISION, bfloat16_analysis, bfloat16_synthesis, float32_synthesis, resolve_precision
+from .scratch import ScratchPool
 
 __all__ = [
     "CodecModel",
@@ -116,6 +117,8 @@ class CodecModel:
             class is the model id's.
         also_decodes: fingerprints of other weights whose files these decode (the
             bundle's ``also_decodes``, bitstream_spec.md §3).
+        scratch: the temporaries the decoder reuses from one decoding to the next
+            (:mod:`ugcodec.scratch`); ``scratch.release()`` frees this thread's.
     """
 
     network: UGHyperprior
@@ -129,6 +132,7 @@ class CodecModel:
     path: str
     latent_coder: LatentCoder
     also_decodes: FrozenSet[bytes] = frozenset()
+    scratch: ScratchPool = field(default_factory=ScratchPool, init=False, repr=False, compare=False)
     _forms: Dict[str, nn.Module] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def analysis(self, precision: str = DEFAULT_PRECISION) -> nn.Module:
