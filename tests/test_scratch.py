@@ -1,5 +1,5 @@
 """Scratch temporaries (ugcodec.scratch): reused storage inside reusing_scratch() only,
-per owner, role and thread; and the GDN and machine adapter that take their temporaries
+per role and thread; and the GDN and machine adapter that take their temporaries
 from it."""
 import threading
 
@@ -10,35 +10,34 @@ from ugcodec.layers import GDN, MachineAdapter
 from ugcodec.scratch import MIN_AREA, ScratchGDN, ScratchMachineAdapter, reusing_scratch, scratch
 
 
-def test_inside_the_block_an_owner_and_role_get_the_same_storage_and_outside_new():
+def test_inside_the_block_a_role_gets_the_same_storage_and_outside_new():
     with reusing_scratch():
-        first = scratch("a", 0, (1, 3, 4, 5))
-        assert scratch("a", 0, (1, 3, 4, 5)).data_ptr() == first.data_ptr()
-        assert scratch("a", 1, (1, 3, 4, 5)).data_ptr() != first.data_ptr()
-        assert scratch("b", 0, (1, 3, 4, 5)).data_ptr() != first.data_ptr()
-        smaller = scratch("a", 0, (1, 3, 2, 5))
+        first = scratch(0, (1, 3, 4, 5))
+        assert scratch(0, (1, 3, 4, 5)).data_ptr() == first.data_ptr()
+        assert scratch(1, (1, 3, 4, 5)).data_ptr() != first.data_ptr()
+        smaller = scratch(0, (1, 3, 2, 5))
         assert smaller.data_ptr() == first.data_ptr() and smaller.shape == (1, 3, 2, 5)
-        larger = scratch("a", 0, (1, 3, 8, 5))
+        larger = scratch(0, (1, 3, 8, 5))
         assert larger.shape == (1, 3, 8, 5) and larger.is_contiguous()
         larger.fill_(1.0)  # all of it is writable storage of its own
-        assert scratch("a", 0, (1, 3, 8, 5)).data_ptr() == larger.data_ptr(), "grown once, then kept"
-    outside = [scratch("a", 0, (1, 3, 4, 5)) for _ in range(2)]
+        assert scratch(0, (1, 3, 8, 5)).data_ptr() == larger.data_ptr(), "grown once, then kept"
+    outside = [scratch(0, (1, 3, 4, 5)) for _ in range(2)]
     assert outside[0].data_ptr() != outside[1].data_ptr()
 
 
 def test_nested_blocks_share_the_pool_until_the_outer_one_ends():
     with reusing_scratch():
-        first = scratch("a", 0, (2, 3))
+        first = scratch(0, (2, 3))
         with reusing_scratch():
-            assert scratch("a", 0, (2, 3)).data_ptr() == first.data_ptr()
-        assert scratch("a", 0, (2, 3)).data_ptr() == first.data_ptr()
+            assert scratch(0, (2, 3)).data_ptr() == first.data_ptr()
+        assert scratch(0, (2, 3)).data_ptr() == first.data_ptr()
         kept = first  # keeps the storage alive, so a new one cannot reuse its address
-    assert scratch("a", 0, (2, 3)).data_ptr() != kept.data_ptr()
+    assert scratch(0, (2, 3)).data_ptr() != kept.data_ptr()
 
 
 def test_channels_last_scratch_has_that_layout():
     with reusing_scratch():
-        x = scratch("a", 0, (2, 3, 4, 5), channels_last=True)
+        x = scratch(0, (2, 3, 4, 5), channels_last=True)
         assert x.shape == (2, 3, 4, 5)
         assert x.is_contiguous(memory_format=torch.channels_last)
         x.copy_(torch.arange(120.0).reshape(2, 3, 4, 5))
@@ -50,7 +49,7 @@ def test_threads_never_share_scratch():
 
     def worker(name):
         with reusing_scratch():
-            tensor = scratch("shared owner", 0, (64, 64))
+            tensor = scratch(0, (64, 64))
             barrier.wait()  # both hold their scratch at once
             addresses[name] = tensor.data_ptr()
             barrier.wait()

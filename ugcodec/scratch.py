@@ -5,8 +5,10 @@ untouched pages, and filling it costs a page fault per page: for g_s's activatio
 half the image's resolution that is a good part of an elementwise layer's time. The
 decoder runs the same layers on tile after tile and file after file, so inside
 :func:`reusing_scratch` the float32 synthesis takes its temporaries from
-:func:`scratch`, which hands each layer the same storage on every call; outside it,
-:func:`scratch` allocates as usual.
+:func:`scratch`, which hands out the same storage on every call; outside it,
+:func:`scratch` allocates as usual. The layers that use it are done with their scratch
+when they return and never call one another, so they all share one storage per role:
+the pool holds as many tensors as a layer needs at once, of the largest layer's size.
 
 The storage lives in a :class:`ScratchPool`, one set per thread (threads never share
 it). A loaded model keeps one (:attr:`ugcodec.weights.CodecModel.scratch`), which holds
@@ -14,12 +16,12 @@ a few tensors of the largest synthesis tile's size until the model goes or
 :meth:`ScratchPool.release` is called.
 
     >>> with reusing_scratch() as pool:
-    ...     first = scratch("layer", 0, (1, 2, 3, 4))
-    ...     again = scratch("layer", 0, (1, 2, 3, 4))
-    ...     other = scratch("layer", 1, (1, 2, 3, 4))
+    ...     first = scratch(0, (1, 2, 3, 4))
+    ...     again = scratch(0, (1, 2, 3, 4))
+    ...     other = scratch(1, (1, 2, 3, 4))
     >>> first.data_ptr() == again.data_ptr() != other.data_ptr(), pool.nbytes()
     (True, 192)
-    >>> scratch("layer", 0, (1, 2, 3, 4)).data_ptr() == first.data_ptr()  # outside: new
+    >>> scratch(0, (1, 2, 3, 4)).data_ptr() == first.data_ptr()  # outside: new
     False
 """
 from __future__ import annotations
@@ -27,7 +29,7 @@ from __future__ import annotations
 import contextlib
 import math
 import threading
-from typing import Dict, Hashable, Iterator, Optional, Sequence, Tuple
+from typing import Dict, Iterator, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -50,8 +52,8 @@ class ScratchPool:
     def __init__(self) -> None:
         self._local = threading.local()
 
-    def buffers(self) -> "Dict[Tuple[Hashable, int], Tensor]":
-        """This thread's storage, by owner and role."""
+    def buffers(self) -> "Dict[int, Tensor]":
+        """This thread's storage, by role."""
         buffers = getattr(self._local, "buffers", None)
         if buffers is None:
             buffers = self._local.buffers = {}
@@ -87,17 +89,17 @@ def reusing_scratch(pool: Optional[ScratchPool] = None) -> Iterator[ScratchPool]
         _local.pool = previous
 
 
-def scratch(owner: Hashable, role: int, shape: Sequence[int], channels_last: bool = False) -> Tensor:
+def scratch(role: int, shape: Sequence[int], channels_last: bool = False) -> Tensor:
     """An uninitialised float32 tensor of ``shape`` (4-D when ``channels_last``).
 
-    Inside :func:`reusing_scratch` it is a view of the pool's storage for ``(owner,
-    role)`` (grown when ``shape`` needs more), so it overwrites what the previous call with the
-    same owner and role returned: an owner uses a role for one temporary at a time.
-    Outside, it is a new tensor.
+    Inside :func:`reusing_scratch` it is a view of the pool's storage for ``role`` (grown
+    when ``shape`` needs more), which every caller's temporaries of that role share: it
+    overwrites what the previous call with the same role returned. A caller takes one
+    role per temporary it needs at once, is done with them when it returns, and does
+    not call another user of scratch while it holds one. Outside, it is a new tensor.
 
     Args:
-        owner: whose temporary it is (a layer).
-        role: which of the owner's temporaries.
+        role: which of the caller's simultaneous temporaries (0, 1, ...).
         shape: its shape.
         channels_last: channels-last layout instead of contiguous.
 
@@ -110,9 +112,9 @@ def scratch(owner: Hashable, role: int, shape: Sequence[int], channels_last: boo
         return torch.empty(tuple(shape), memory_format=memory_format)
     size = math.prod(shape)
     buffers = pool.buffers()
-    storage = buffers.get((owner, role))
+    storage = buffers.get(role)
     if storage is None or storage.numel() < size:
-        storage = buffers[(owner, role)] = torch.empty(size)
+        storage = buffers[role] = torch.empty(size)
     flat = storage[:size]
     if not channels_last:
         return flat.view(tuple(shape))
@@ -141,8 +143,8 @@ class ScratchGDN(nn.Module):
         if small or x.dtype != torch.float32 or not channels_last or torch.is_grad_enabled():
             return self.gdn(x)
         gdn, channels = self.gdn, x.shape[1]
-        square = torch.mul(x, x, out=scratch(self, 0, x.shape, channels_last=True))
-        norm = scratch(self, 1, x.shape, channels_last=True)
+        square = torch.mul(x, x, out=scratch(0, x.shape, channels_last=True))
+        norm = scratch(1, x.shape, channels_last=True)
         # A 1x1 convolution over a channels-last tensor is a matrix product of its
         # (positions x channels) view with the weights: written straight into the scratch.
         gamma = gdn.gamma_reparam(gdn.gamma).reshape(channels, channels)
@@ -181,7 +183,7 @@ class ScratchMachineAdapter(nn.Module):
         slope = adapter.activation.negative_slope
         batch, channels, height, width = x.shape
         inner = adapter.reduce.out_channels
-        reduced = scratch(self, 0, (batch, inner, height, width), channels_last=True)
+        reduced = scratch(0, (batch, inner, height, width), channels_last=True)
         torch.addmm(adapter.reduce.bias, _positions_by_channels(x), adapter.reduce.weight.reshape(inner, channels).t(),
                     out=_positions_by_channels(reduced))
         hidden = F.leaky_relu_(adapter.conv(F.leaky_relu_(reduced, slope)), slope)

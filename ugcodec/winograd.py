@@ -123,7 +123,7 @@ class WinogradResidualBlock(nn.Module):
             return self.block(x, embedding)
         block = self.block
         slope = block.activation.negative_slope
-        planar = x if x.is_contiguous() else _copy_into(scratch(self, 0, x.shape), x)
+        planar = x if x.is_contiguous() else _copy_into(scratch(0, x.shape), x)
         out = F.leaky_relu_(winograd_conv3x3(planar, block.conv1), slope)
         out.add_(block.shift1(embedding)[:, :, None, None])
         out = F.leaky_relu_(winograd_conv3x3(out, block.conv2), slope)
