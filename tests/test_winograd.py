@@ -20,6 +20,15 @@ from pixels import assert_pixels_close
 needs_nnpack = pytest.mark.skipif(not winograd.nnpack_available(), reason="NNPACK does not run on this CPU")
 
 
+@pytest.fixture(autouse=True)
+def nnpack_thread_count():
+    """Each test runs at the thread count of NNPACK's pool, where the Winograd path runs."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(winograd.nnpack_threads() or before)
+    yield
+    torch.set_num_threads(before)
+
+
 def _block(channels: int = 6, seed: int = 0) -> ShiftedResidualBlock:
     torch.manual_seed(seed)
     block = ShiftedResidualBlock(channels, 4).eval()
@@ -60,6 +69,16 @@ def test_outside_inference_mode_the_input_is_left_alone():
     with torch.no_grad():
         WinogradResidualBlock(block)(x, embedding)
     assert torch.equal(x, before)
+
+
+@needs_nnpack
+def test_at_another_thread_count_than_nnpacks_the_block_runs_directly():
+    block = _block()
+    x, embedding = _inputs()
+    torch.set_num_threads(winograd.nnpack_threads() % 2 + 1)  # 1 <-> 2
+    assert not winograd.winograd_runs_now()
+    with torch.no_grad():
+        assert torch.equal(WinogradResidualBlock(block)(x.clone(), embedding), block(x.clone(), embedding))
 
 
 def test_small_grids_gradients_and_other_dtypes_run_the_block_itself():

@@ -18,7 +18,8 @@ and run as before.
 
 Where NNPACK is missing or fails its self-test (:func:`nnpack_available`), the float32
 synthesis (:func:`ugcodec.precision.float32_synthesis`) keeps the blocks as they are, so
-decoding never depends on it.
+decoding never depends on it. NNPACK's thread pool is sized once per process, so the
+blocks also run directly at any other thread count (:func:`winograd_runs_now`).
 
     >>> import torch
     >>> from ugcodec.layers import ShiftedResidualBlock
@@ -32,6 +33,7 @@ decoding never depends on it.
 from __future__ import annotations
 
 import functools
+from typing import Optional
 
 import torch
 import torch.nn.functional as F
@@ -40,32 +42,61 @@ from torch import Tensor, nn
 from .layers import ShiftedResidualBlock
 from .scratch import scratch
 
-__all__ = ["MIN_AREA", "WinogradResidualBlock", "nnpack_available", "winograd_conv3x3"]
+__all__ = ["MIN_AREA", "WinogradResidualBlock", "nnpack_available", "nnpack_threads", "winograd_conv3x3", "winograd_runs_now"]
 
 #: Blocks whose input has fewer positions (height x width) than this run directly: below
 #: it, NNPACK's set-up and the layout changes cost more than the multiplications saved.
 MIN_AREA = 64 * 64
 
-@functools.lru_cache(maxsize=None)
+
 def nnpack_available() -> bool:
-    """Whether NNPACK runs here and agrees with the direct convolution on a small probe.
+    """Whether NNPACK runs here and agrees with the direct convolution on a small probe
+    (run once per process).
 
     PyTorch initialises NNPACK in ``torch.backends.nnpack.is_available()``; without that
     call its convolutions fail, so this is asked before the first use.
     """
+    return nnpack_threads() is not None
+
+
+def nnpack_threads() -> Optional[int]:
+    """How many threads NNPACK's convolutions use in this process, or None where NNPACK
+    does not run (see :func:`nnpack_available`).
+
+    PyTorch makes NNPACK's thread pool at its first convolution, of as many threads as
+    it uses itself at that moment, and keeps it: the probe that makes it is the first
+    NNPACK convolution of ugcodec, and this is the count it saw.
+    """
+    return _probe()
+
+
+def winograd_runs_now() -> bool:
+    """Whether :class:`WinogradResidualBlock` takes NNPACK's path at PyTorch's present
+    thread count: only where NNPACK's pool has as many threads, so that a decoder asked
+    for one thread uses one, and one asked for more gets them (the direct convolutions
+    use them; a smaller pool would leave them idle)."""
+    threads = nnpack_threads()
+    return threads is not None and threads == torch.get_num_threads()
+
+
+@functools.lru_cache(maxsize=None)
+def _probe() -> Optional[int]:
+    """PyTorch's thread count, after one NNPACK convolution that agrees with the direct
+    one; None where it fails or disagrees."""
     try:
         if not torch.backends.nnpack.is_available():
-            return False
+            return None
         generator = torch.Generator().manual_seed(0)
         x = torch.randn((1, 8, 9, 11), generator=generator)
         weight = torch.randn((8, 8, 3, 3), generator=generator)
         bias = torch.randn((8,), generator=generator)
+        threads = torch.get_num_threads()
         with torch.no_grad():
             probe = torch._nnpack_spatial_convolution(x, weight, bias, [1, 1])
             direct = F.conv2d(x, weight, bias, padding=1)
-        return bool(torch.allclose(probe, direct, rtol=1e-4, atol=1e-4))
+        return threads if bool(torch.allclose(probe, direct, rtol=1e-4, atol=1e-4)) else None
     except (RuntimeError, AttributeError):
-        return False
+        return None
 
 
 def winograd_conv3x3(x: Tensor, convolution: nn.Conv2d) -> Tensor:
@@ -104,7 +135,8 @@ def _copy_into(x: Tensor, other: Tensor) -> Tensor:
 class WinogradResidualBlock(nn.Module):
     """A :class:`~ugcodec.layers.ShiftedResidualBlock` whose two convolutions run by
     :func:`winograd_conv3x3` on float32 inputs of at least :data:`MIN_AREA` positions
-    when no gradients are recorded and NNPACK runs (otherwise the block runs as it is).
+    when no gradients are recorded and :func:`winograd_runs_now` (otherwise the block
+    runs as it is).
     It shares the block's parameters. Its NCHW copy of a channels-last input is a
     :func:`~ugcodec.scratch.scratch` temporary, and in inference mode the input itself
     is overwritten with the output.
@@ -119,7 +151,7 @@ class WinogradResidualBlock(nn.Module):
 
     def forward(self, x: Tensor, embedding: Tensor) -> Tensor:
         small = x.shape[-2] * x.shape[-1] < MIN_AREA
-        if small or x.dtype != torch.float32 or torch.is_grad_enabled() or not nnpack_available():
+        if small or x.dtype != torch.float32 or torch.is_grad_enabled() or not winograd_runs_now():
             return self.block(x, embedding)
         block = self.block
         slope = block.activation.negative_slope
