@@ -19,8 +19,9 @@ bfloat16 and the rest in float32:
   as any other, but its bytes can differ from a float32 encoder's.
 
 In float32 (:func:`float32_synthesis`), g_s's full residual blocks run by Winograd
-convolution where NNPACK runs (:mod:`ugcodec.winograd`), and its GDNs reuse their
-temporaries from tile to tile (:mod:`ugcodec.scratch`).
+convolution where NNPACK runs (:mod:`ugcodec.winograd`), and its GDNs, machine adapters
+and Winograd blocks reuse their temporaries from tile to tile and file to file
+(:mod:`ugcodec.scratch`).
 
 The symbols a file decodes to never depend on this: parsing is integer-exact either way.
 

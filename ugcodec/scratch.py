@@ -138,9 +138,7 @@ class ScratchGDN(nn.Module):
         self.gdn = gdn
 
     def forward(self, x: Tensor) -> Tensor:
-        small = x.shape[-2] * x.shape[-1] < MIN_AREA
-        channels_last = x.is_contiguous(memory_format=torch.channels_last)
-        if small or x.dtype != torch.float32 or not channels_last or torch.is_grad_enabled():
+        if not _takes_scratch(x):
             return self.gdn(x)
         gdn, channels = self.gdn, x.shape[1]
         square = torch.mul(x, x, out=scratch(0, x.shape, channels_last=True))
@@ -172,10 +170,7 @@ class ScratchMachineAdapter(nn.Module):
 
     def forward(self, x: Tensor, gate: Tensor) -> Tensor:
         adapter = self.adapter
-        small = x.shape[-2] * x.shape[-1] < MIN_AREA
-        channels_last = x.is_contiguous(memory_format=torch.channels_last)
-        full = not hasattr(adapter, "reduce")
-        if full or small or x.dtype != torch.float32 or not channels_last or torch.is_grad_enabled():
+        if not hasattr(adapter, "reduce") or not _takes_scratch(x):  # the full form, or elsewhere
             return adapter(x, gate)
         gates = gate.reshape(-1).to(x.dtype).expand(x.shape[0]).tolist()
         if not any(gates):
@@ -195,6 +190,13 @@ class ScratchMachineAdapter(nn.Module):
                 _positions_by_channels(target).addmm_(_positions_by_channels(hidden[sample : sample + 1]), expand, alpha=value)
                 target.add_(adapter.expand.bias[:, None, None], alpha=value)
         return x
+
+
+def _takes_scratch(x: Tensor) -> bool:
+    """Whether a layer here takes its scratch path on ``x``: float32, channels-last, at
+    least :data:`MIN_AREA` positions, no gradients recorded."""
+    return (x.shape[-2] * x.shape[-1] >= MIN_AREA and x.dtype == torch.float32
+            and x.is_contiguous(memory_format=torch.channels_last) and not torch.is_grad_enabled())
 
 
 def _positions_by_channels(x: Tensor) -> Tensor:

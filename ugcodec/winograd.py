@@ -13,8 +13,8 @@ elementwise strided copy walks memory with a large stride and costs a good part 
 Winograd saves; seen as a matrix of positions by channels it is a transpose, which
 PyTorch copies block by block in cache, so :class:`WinogradResidualBlock` converts that
 way, and adds the identity before converting back (an addition across layouts is slower
-than a copy). Blocks over small grids (below :data:`MIN_AREA` positions) gain nothing from it
-and run as before.
+than a copy). Blocks over small grids (below :data:`MIN_AREA` positions) gain nothing
+from it and run as before.
 
 Where NNPACK is missing or fails its self-test (:func:`nnpack_available`), the float32
 synthesis (:func:`ugcodec.precision.float32_synthesis`) keeps the blocks as they are, so
@@ -59,17 +59,6 @@ def nnpack_available() -> bool:
     return nnpack_threads() is not None
 
 
-def nnpack_threads() -> Optional[int]:
-    """How many threads NNPACK's convolutions use in this process, or None where NNPACK
-    does not run (see :func:`nnpack_available`).
-
-    PyTorch makes NNPACK's thread pool at its first convolution, of as many threads as
-    it uses itself at that moment, and keeps it: the probe that makes it is the first
-    NNPACK convolution of ugcodec, and this is the count it saw.
-    """
-    return _probe()
-
-
 def winograd_runs_now() -> bool:
     """Whether :class:`WinogradResidualBlock` takes NNPACK's path at PyTorch's present
     thread count: only where NNPACK's pool has as many threads, so that a decoder asked
@@ -80,9 +69,14 @@ def winograd_runs_now() -> bool:
 
 
 @functools.lru_cache(maxsize=None)
-def _probe() -> Optional[int]:
-    """PyTorch's thread count, after one NNPACK convolution that agrees with the direct
-    one; None where it fails or disagrees."""
+def nnpack_threads() -> Optional[int]:
+    """How many threads NNPACK's convolutions use in this process, or None where NNPACK
+    does not run or disagrees with the direct convolution on a small probe.
+
+    PyTorch makes NNPACK's thread pool at its first convolution, of as many threads as
+    it uses itself at that moment, and keeps it: the probe here is ugcodec's first NNPACK
+    convolution, and this is the count it saw.
+    """
     try:
         if not torch.backends.nnpack.is_available():
             return None
