@@ -233,3 +233,20 @@ def test_bfloat16_autocast_trains_float32_parameters(corpus, base_weights, tmp_p
     steps = [record for record in records if record["phase"] == "finetune"]
     assert len(steps) == 2 and all(record["autocast"] == "bfloat16" for record in steps)
     assert all(math.isfinite(record["loss"]) for record in steps)
+
+
+def test_a_semantic_weight_adds_the_teachers_distance_to_the_machine_loss(corpus, base_weights, tmp_path, clip_teacher):  # noqa: F811
+    common = dict(bottlenecks=(0, 0, 0), base=base_weights, corpus=corpus, crop=64, pool=4, feature_pool=0,
+                  quality_weights=(1, 1, 1), steps=1, batch=4, teacher_weight=0.0)
+    plain = Distiller(DistillConfig(**common), str(tmp_path / "run"))
+    plain.build_pool()
+    pool = plain._load_pool()
+    semantic = Distiller(DistillConfig(**common, semantic_weight=2.5, semantic_teacher="clip:ugc-test-tiny"),
+                         str(tmp_path / "run"))
+    assert plain.semantic is None and semantic.semantic is not None
+    without, with_semantic = plain.image_loss(pool), semantic.image_loss(pool)  # same seed: the same crops
+    assert "semantic_total" not in without
+    assert float(with_semantic["semantic_total"]) > 0
+    assert float(with_semantic["loss"] - without["loss"]) == pytest.approx(
+        2.5 * float(with_semantic["semantic_total"]), rel=1e-4)
+    assert float(with_semantic["human_db"]) == pytest.approx(float(without["human_db"]), abs=1e-6)

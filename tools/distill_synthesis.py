@@ -28,9 +28,11 @@ g_s makes of it change. Three phases, each resumable (re-run the same command):
 3. finetune (``--steps``): the whole g_s (``--tune g_s``) or only the new blocks
    (``--tune blocks``) trains on the final image. beta = 0: ``MSE(x_hat, x) +
    --teacher-weight * MSE(x_hat, teacher_0)``; beta = 1: ``MSE(x_hat, teacher_1)``
-   (the machine decoding follows the teacher's without the semantic teacher); each
-   sample's terms are divided by the teacher's own MSE to x, so every level counts by
-   its relative (dB) change rather than by its absolute error.
+   plus, with ``--semantic-weight``, that weight times the multi-scale semantic distance
+   (:class:`tools.losses.MultiScaleSemanticLoss`, teacher ``--semantic-teacher``) between
+   the machine decoding and x. Each sample's MSE terms are divided by the teacher's own
+   MSE to x, so every level counts by its relative (dB) change rather than by its
+   absolute error.
 
 ``RUN/checkpoint.pt`` holds the student, optimiser, phase and step; ``RUN/log.jsonl`` a
 record every ``--log-every`` steps. ``--save-compact PATH`` writes a compact copy (g_s in
@@ -59,6 +61,8 @@ from ugcodec.models import ModelConfig, PreferenceConditionalSynthesis, UGHyperp
 from ugcodec.weights import DEFAULT_WEIGHTS, CodecModel, load_model
 
 from .export import export_synthesis_bundle, save_atomically, write_bundle
+from .losses import MultiScaleSemanticLoss
+from .teachers import load_teacher
 from .training import CropSampler, coded_synthesis_input
 
 __all__ = [
@@ -104,6 +108,10 @@ class DistillConfig:
     lr: float = 1e-4
     block_lr_scale: float = 1.0
     teacher_weight: float = 1.0
+    # beta = 1: weight of the semantic distance (global + local + instance) between the
+    # frozen image encoder's view of the machine decoding and of the image.
+    semantic_weight: float = 0.0
+    semantic_teacher: str = "mobilenet_v2"
     log_every: int = 25
     checkpoint_every: int = 100
 
@@ -182,6 +190,9 @@ class Distiller:
         self.checkpoint_path = os.path.join(run_dir, "checkpoint.pt")
         self.rng = np.random.default_rng(config.seed)
         self.optimizer = self._make_optimizer()
+        self.semantic: Optional[MultiScaleSemanticLoss] = None
+        if config.semantic_weight:
+            self.semantic = MultiScaleSemanticLoss(load_teacher(config.semantic_teacher).freeze())
         if os.path.exists(self.checkpoint_path):
             self.load()
 
@@ -299,8 +310,14 @@ class Distiller:
         human_to_x = mse(human, x)
         loss_human = (human_to_x + self.config.teacher_weight * mse(human, human_teacher)) / reference_human
         loss_machine = mse(machine, machine_teacher) / reference_machine
+        logs = {}
+        if self.semantic is not None:
+            semantic = self.semantic(machine, x)
+            loss_machine = loss_machine + self.config.semantic_weight * semantic["total"]
+            logs = {f"semantic_{name}": value.detach().mean() for name, value in semantic.items()}
         machine_to_x = mse(machine.detach(), x)
         return {
+            **logs,
             "loss": (loss_human + loss_machine).mean(),
             # dB against the teacher's own decoding (negative: worse than the teacher)
             "human_db": (10 * torch.log10(reference_human / human_to_x.detach().clamp(min=1e-10))).mean(),
@@ -440,6 +457,10 @@ def main(argv=None) -> int:
     parser.add_argument("--tune", default="g_s", choices=("g_s", "blocks"))
     parser.add_argument("--teacher-weight", type=float, default=1.0,
                         help="finetune, beta = 0: weight of the distance to the teacher's decoding against the image's")
+    parser.add_argument("--semantic-weight", type=float, default=0.0,
+                        help="finetune, beta = 1: weight of the semantic distance to the image (0: none)")
+    parser.add_argument("--semantic-teacher", default="mobilenet_v2",
+                        help="the frozen image encoder of --semantic-weight (tools.teachers.load_teacher)")
     parser.add_argument("--threads", type=int, help="torch CPU threads")
     parser.add_argument("--max-minutes", type=float, help="stop (with a checkpoint) after this much training time")
     parser.add_argument("--bfloat16", action="store_true",
@@ -485,6 +506,8 @@ def main(argv=None) -> int:
             block_lr_scale=1.0 if args.block_lr_scale is None else args.block_lr_scale,
             tune=args.tune,
             teacher_weight=args.teacher_weight,
+            semantic_weight=args.semantic_weight,
+            semantic_teacher=args.semantic_teacher,
         )
     distiller = Distiller(config, args.run)
     if resume_from and resume_from != checkpoint:
