@@ -77,16 +77,25 @@ def _channels_last_input(channels: int = 6, height: int = 66, width: int = 70):
     return torch.randn(2, channels, height, width).contiguous(memory_format=torch.channels_last)
 
 
+LAYOUTS = {"channels_last": torch.channels_last, "nchw": torch.contiguous_format}
+
+
+def _strided_input():
+    """Neither channels-last nor NCHW-contiguous: every other column of a wider tensor."""
+    return torch.randn(1, 6, 66, 140)[..., ::2]
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
 @pytest.mark.parametrize("inverse", [True, False], ids=["inverse", "forward"])
-def test_scratch_gdn_computes_the_gdn_into_its_input(inverse):
+def test_scratch_gdn_computes_the_gdn_into_its_input(inverse, layout):
     gdn = _gdn(6, inverse)
-    x = _channels_last_input()
+    x = _channels_last_input().contiguous(memory_format=LAYOUTS[layout])
     with torch.no_grad():
         expected = gdn(x.clone())
         with reusing_scratch():
             got = ScratchGDN(gdn)(x)
     assert got is x, "the result is written into the input"
-    assert got.is_contiguous(memory_format=torch.channels_last)
+    assert got.is_contiguous(memory_format=LAYOUTS[layout])
     torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
 
 
@@ -104,9 +113,8 @@ def test_scratch_gdn_runs_the_gdn_itself_elsewhere():
     gdn = _gdn(6, True)
     fast = ScratchGDN(gdn)
     small = torch.randn(1, 6, 8, 9).contiguous(memory_format=torch.channels_last)
-    planar = torch.randn(1, 6, 66, 70)
     with torch.no_grad(), reusing_scratch():
-        for x in (small, planar):
+        for x in (small, _strided_input()):
             kept = x.clone()
             assert torch.equal(fast(x), gdn(kept))
             assert torch.equal(x, kept), "the input is left alone"
@@ -128,16 +136,17 @@ def _adapter(width: int) -> MachineAdapter:
     return adapter
 
 
-def test_scratch_adapter_adds_the_gated_residual_into_its_input():
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_scratch_adapter_adds_the_gated_residual_into_its_input(layout):
     adapter = _adapter(4)
-    x = _channels_last_input()
+    x = _channels_last_input().contiguous(memory_format=LAYOUTS[layout])
     gate = torch.tensor([0.0, 0.5])  # per sample: the first is left as it is
     with torch.no_grad():
         expected = adapter(x.clone(), gate)
         with reusing_scratch():
             got = ScratchMachineAdapter(adapter)(x, gate)
     assert got is x, "the result is written into the input"
-    assert got.is_contiguous(memory_format=torch.channels_last)
+    assert got.is_contiguous(memory_format=LAYOUTS[layout])
     torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
     assert torch.equal(got[0], expected[0])
     assert not torch.equal(got[1], _channels_last_input()[1])
@@ -154,9 +163,8 @@ def test_scratch_adapter_with_gate_zero_returns_its_input_untouched():
 def test_scratch_adapter_runs_the_adapter_itself_elsewhere():
     gate = torch.tensor([1.0])
     small = torch.randn(1, 6, 8, 9).contiguous(memory_format=torch.channels_last)
-    planar = torch.randn(1, 6, 66, 70)
     with torch.no_grad(), reusing_scratch():
-        for adapter, x in ((_adapter(4), small), (_adapter(4), planar), (_adapter(0), _channels_last_input())):
+        for adapter, x in ((_adapter(4), small), (_adapter(4), _strided_input()), (_adapter(0), _channels_last_input())):
             kept = x.clone()
             assert torch.equal(ScratchMachineAdapter(adapter)(x, gate), adapter(kept, gate))
     adapter = _adapter(4)

@@ -1,4 +1,4 @@
-"""g_s's residual blocks by Winograd convolution (ugcodec.winograd) and the float32
+"""g_s's residual blocks and upsamplings by Winograd convolution (ugcodec.winograd) and the float32
 synthesis that uses them (ugcodec.precision.float32_synthesis): the same function as the
 direct convolutions to float rounding, on the layouts and sizes the decoder uses, and the
 direct blocks wherever NNPACK is missing."""
@@ -8,11 +8,12 @@ import torch
 
 from ugcodec import winograd
 from ugcodec.codec import decode_pixels, encode_latents
+from ugcodec._compressai import deconv
 from ugcodec.layers import BottleneckResidualBlock, ShiftedResidualBlock
 from ugcodec.models import PreferenceConditionalSynthesis
 from ugcodec.precision import float32_synthesis
-from ugcodec.scratch import ScratchGDN, reusing_scratch
-from ugcodec.winograd import MIN_AREA, WinogradResidualBlock
+from ugcodec.scratch import UPSAMPLING_ROLES, ScratchGDN, reusing_scratch, scratch
+from ugcodec.winograd import MIN_AREA, WinogradResidualBlock, WinogradUpsampling, subpixel_convolution
 
 from conftest import make_photo_like
 from pixels import assert_pixels_close
@@ -109,7 +110,9 @@ def test_the_float32_synthesis_shares_g_s_and_replaces_blocks_gdns_and_adapters(
             adapter.expand.weight.normal_(0, 0.1)
     before = {name: value.clone() for name, value in g_s.state_dict().items()}
     fast = float32_synthesis(g_s)
-    assert fast is not g_s and fast.up is g_s.up
+    assert fast is not g_s
+    assert [up.deconv for up in fast.up] == list(g_s.up)
+    assert [up.role for up in fast.up] == [*UPSAMPLING_ROLES, UPSAMPLING_ROLES[0], None], "the image gets its own tensor"
     assert [gdn.gdn for gdn in fast.gdn] == list(g_s.gdn)
     assert all(isinstance(gdn, ScratchGDN) for gdn in fast.gdn)
     assert [adapter.adapter for adapter in fast.adapters] == list(g_s.adapters)
@@ -131,7 +134,7 @@ def test_without_nnpack_the_blocks_stay_direct(monkeypatch):
     g_s = PreferenceConditionalSynthesis(N=8, M=12, embedding_dim=8).eval()
     monkeypatch.setattr("ugcodec.precision.nnpack_available", lambda: False)
     fast = float32_synthesis(g_s)
-    assert fast.blocks is g_s.blocks
+    assert fast.blocks is g_s.blocks and fast.up is g_s.up
     assert all(isinstance(gdn, ScratchGDN) for gdn in fast.gdn)
 
 
@@ -145,3 +148,68 @@ def test_float32_decoding_stays_within_the_pixel_tolerance_of_the_direct_synthes
     direct = decode_pixels(latents, "human", tiny_model, precision="float32")
     assert_pixels_close(fast, direct)
     assert np.array_equal(fast.shape, direct.shape)
+
+
+def _deconv(inputs: int = 5, outputs: int = 7, seed: int = 4) -> torch.nn.ConvTranspose2d:
+    torch.manual_seed(seed)
+    return deconv(inputs, outputs).eval()
+
+
+@pytest.mark.parametrize("size", [(9, 11), (1, 1), (6, 4)])
+def test_the_subpixel_convolution_pixel_shuffled_is_the_transposed_convolution(size):
+    layer = _deconv()
+    weight, bias = subpixel_convolution(layer)
+    assert weight.shape == (28, 5, 3, 3) and bias.shape == (28,)
+    x = torch.randn(2, 5, *size, dtype=torch.float64)
+    with torch.no_grad():
+        expected = layer.double()(x)
+        got = torch.nn.functional.pixel_shuffle(
+            torch.nn.functional.conv2d(x, weight.double(), bias.double(), padding=1), 2)
+    assert got.shape == expected.shape == (2, 7, 2 * size[0], 2 * size[1])
+    torch.testing.assert_close(got, expected, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("change", [dict(stride=1), dict(padding=1), dict(output_padding=0), dict(bias=False)])
+def test_the_subpixel_convolution_refuses_other_transposed_convolutions(change):
+    settings = {**dict(kernel_size=5, stride=2, padding=2, output_padding=1, bias=True), **change}
+    if settings["stride"] == 1:
+        settings["output_padding"] = 0
+    with pytest.raises(ValueError, match="5x5 stride-2"):
+        subpixel_convolution(torch.nn.ConvTranspose2d(3, 4, **settings))
+
+
+@needs_nnpack
+@pytest.mark.parametrize("layout", [torch.channels_last, torch.contiguous_format], ids=["channels_last", "nchw"])
+def test_winograd_upsampling_writes_the_transposed_convolution_into_its_role(layout):
+    layer = _deconv()
+    x = torch.randn(2, 5, 33, 40).contiguous(memory_format=layout)
+    kept = x.clone()
+    with torch.no_grad():
+        expected = layer(x)
+        with reusing_scratch():
+            got = WinogradUpsampling(layer, role=UPSAMPLING_ROLES[1])(x)
+            held = scratch(UPSAMPLING_ROLES[1], got.shape)
+        fresh = WinogradUpsampling(layer)(x)
+    assert got.is_contiguous() and got.data_ptr() == held.data_ptr(), "in the role's storage, NCHW"
+    torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-4)
+    assert torch.equal(fresh, got) and torch.equal(x, kept)
+
+
+@needs_nnpack
+def test_winograd_upsampling_runs_the_transposed_convolution_itself_elsewhere():
+    layer = _deconv()
+    fast = WinogradUpsampling(layer, role=UPSAMPLING_ROLES[0])
+    x = torch.randn(1, 5, 12, 10, requires_grad=True)
+    out = fast(x)  # with gradients: the transposed convolution, differentiable
+    assert torch.equal(out, layer(x))
+    out.sum().backward()
+    assert x.grad is not None
+    with torch.no_grad():
+        before = torch.get_num_threads()
+        torch.set_num_threads(before + 1)  # NNPACK's pool has another count: direct
+        try:
+            assert torch.equal(fast(x.detach()), layer(x.detach()))
+        finally:
+            torch.set_num_threads(before)
+        doubled = x.detach().double()
+        assert torch.equal(fast.double()(doubled), layer(doubled))

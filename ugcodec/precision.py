@@ -46,8 +46,8 @@ import torch
 from torch import Tensor, nn
 
 from .layers import MachineAdapter, ShiftedResidualBlock
-from .scratch import ScratchGDN, ScratchMachineAdapter
-from .winograd import WinogradResidualBlock, nnpack_available
+from .scratch import UPSAMPLING_ROLES, ScratchGDN, ScratchMachineAdapter
+from .winograd import WinogradResidualBlock, WinogradUpsampling, nnpack_available
 from .settings import DEFAULT_PRECISION, PRECISIONS
 
 __all__ = [
@@ -148,7 +148,8 @@ def float32_synthesis(g_s: nn.Module) -> nn.Module:
     """``g_s`` (a :class:`~ugcodec.models.PreferenceConditionalSynthesis`) as the float32
     decoder runs it: its GDNs and machine adapters as
     :class:`~ugcodec.scratch.ScratchGDN` and :class:`~ugcodec.scratch.ScratchMachineAdapter`
-    and, where NNPACK runs, its full residual blocks as
+    and, where NNPACK runs, its upsamplings as
+    :class:`~ugcodec.winograd.WinogradUpsampling` and its full residual blocks as
     :class:`~ugcodec.winograd.WinogradResidualBlock` (bottleneck blocks keep their direct
     convolutions: their 3x3 convolutions are narrow). The same function to float
     rounding, for inference only; layers inside it overwrite their inputs, never the
@@ -166,6 +167,10 @@ def float32_synthesis(g_s: nn.Module) -> nn.Module:
     if g_s.adapters is not None:
         fast.adapters = nn.ModuleList([ScratchMachineAdapter(adapter) for adapter in g_s.adapters])
     if nnpack_available():
+        # Consecutive upsamplings' outputs in alternating scratch roles; the image (the
+        # last) in a tensor of its own, since it leaves g_s.
+        roles = [UPSAMPLING_ROLES[index % 2] for index in range(len(g_s.up) - 1)] + [None]
+        fast.up = nn.ModuleList([WinogradUpsampling(up, role) for up, role in zip(g_s.up, roles)])
         fast.blocks = nn.ModuleList([
             WinogradResidualBlock(block) if isinstance(block, ShiftedResidualBlock) else block for block in g_s.blocks
         ])

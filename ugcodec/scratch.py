@@ -37,7 +37,12 @@ from torch import Tensor, nn
 
 from .layers import GDN, MachineAdapter
 
-__all__ = ["MIN_AREA", "ScratchGDN", "ScratchMachineAdapter", "ScratchPool", "reusing_scratch", "scratch"]
+__all__ = ["MIN_AREA", "UPSAMPLING_ROLES", "ScratchGDN", "ScratchMachineAdapter", "ScratchPool", "reusing_scratch", "scratch"]
+
+#: Roles that :class:`~ugcodec.winograd.WinogradUpsampling` writes g_s's upsampled
+#: activations into, which live from one upsampling to the next: no layer takes them for
+#: its temporaries (roles 0 and 1).
+UPSAMPLING_ROLES = (2, 3)
 
 #: Tensors over fewer positions (height x width) than this are allocated as usual: their
 #: page faults cost little.
@@ -124,7 +129,7 @@ def scratch(role: int, shape: Sequence[int], channels_last: bool = False) -> Ten
 
 class ScratchGDN(nn.Module):
     """A :class:`~ugcodec.layers.GDN` for decoding: without gradients, on a float32
-    channels-last input of at least :data:`MIN_AREA` positions, it computes the same
+    channels-last or NCHW-contiguous input of at least :data:`MIN_AREA` positions, it computes the same
     function with its two temporaries from :func:`scratch` and writes the result into
     its input, which it returns. Otherwise it runs the GDN as it is. It shares the GDN's
     parameters.
@@ -141,21 +146,19 @@ class ScratchGDN(nn.Module):
         if not _takes_scratch(x):
             return self.gdn(x)
         gdn, channels = self.gdn, x.shape[1]
-        square = torch.mul(x, x, out=scratch(0, x.shape, channels_last=True))
-        norm = scratch(1, x.shape, channels_last=True)
-        # A 1x1 convolution over a channels-last tensor is a matrix product of its
-        # (positions x channels) view with the weights: written straight into the scratch.
+        layout = _layout(x)
+        square = torch.mul(x, x, out=scratch(0, x.shape, layout))
+        norm = scratch(1, x.shape, layout)
         gamma = gdn.gamma_reparam(gdn.gamma).reshape(channels, channels)
-        torch.addmm(gdn.beta_reparam(gdn.beta), _positions_by_channels(square), gamma.t(),
-                    out=_positions_by_channels(norm))
+        _pointwise_into(norm, square, gamma, gdn.beta_reparam(gdn.beta))
         norm = norm.sqrt_() if gdn.inverse else norm.rsqrt_()
         return x.mul_(norm)
 
 
 class ScratchMachineAdapter(nn.Module):
     """A bottleneck :class:`~ugcodec.layers.MachineAdapter` for decoding: without
-    gradients, on a float32 channels-last input of at least :data:`MIN_AREA` positions,
-    it computes the same function with its narrow 1x1 reduction in a :func:`scratch`
+    gradients, on a float32 channels-last or NCHW-contiguous input of at least
+    :data:`MIN_AREA` positions, it computes the same function with its narrow 1x1 reduction in a :func:`scratch`
     tensor and its gated expansion added into its input by one matrix product, and
     returns the input. Otherwise (and for the full form) it runs the adapter as it is.
     It shares the adapter's parameters.
@@ -178,25 +181,50 @@ class ScratchMachineAdapter(nn.Module):
         slope = adapter.activation.negative_slope
         batch, channels, height, width = x.shape
         inner = adapter.reduce.out_channels
-        reduced = scratch(0, (batch, inner, height, width), channels_last=True)
-        torch.addmm(adapter.reduce.bias, _positions_by_channels(x), adapter.reduce.weight.reshape(inner, channels).t(),
-                    out=_positions_by_channels(reduced))
+        layout = _layout(x)
+        reduced = scratch(0, (batch, inner, height, width), layout)
+        _pointwise_into(reduced, x, adapter.reduce.weight.reshape(inner, channels), adapter.reduce.bias)
         hidden = F.leaky_relu_(adapter.conv(F.leaky_relu_(reduced, slope)), slope)
-        hidden = hidden.contiguous(memory_format=torch.channels_last)
-        expand = adapter.expand.weight.reshape(channels, inner).t()
+        hidden = hidden.contiguous(memory_format=torch.channels_last if layout else torch.contiguous_format)
+        expand = adapter.expand.weight.reshape(channels, inner)
         for sample, value in enumerate(gates):
             if value:  # x += value * expand(hidden), as a product added in place
                 target = x[sample : sample + 1]
-                _positions_by_channels(target).addmm_(_positions_by_channels(hidden[sample : sample + 1]), expand, alpha=value)
+                _pointwise_into(target, hidden[sample : sample + 1], expand, None, alpha=value)
                 target.add_(adapter.expand.bias[:, None, None], alpha=value)
         return x
 
 
 def _takes_scratch(x: Tensor) -> bool:
-    """Whether a layer here takes its scratch path on ``x``: float32, channels-last, at
-    least :data:`MIN_AREA` positions, no gradients recorded."""
-    return (x.shape[-2] * x.shape[-1] >= MIN_AREA and x.dtype == torch.float32
-            and x.is_contiguous(memory_format=torch.channels_last) and not torch.is_grad_enabled())
+    """Whether a layer here takes its scratch path on ``x``: float32, channels-last or
+    NCHW-contiguous, at least :data:`MIN_AREA` positions, no gradients recorded."""
+    return (x.shape[-2] * x.shape[-1] >= MIN_AREA and x.dtype == torch.float32 and not torch.is_grad_enabled()
+            and (x.is_contiguous() or x.is_contiguous(memory_format=torch.channels_last)))
+
+
+def _layout(x: Tensor) -> bool:
+    """The ``channels_last`` argument of :func:`scratch` for a tensor laid out like ``x``."""
+    return not x.is_contiguous()
+
+
+def _pointwise_into(out: Tensor, x: Tensor, weight: Tensor, bias: Optional[Tensor], alpha: float = 0.0) -> None:
+    """A 1x1 convolution as matrix products: ``out = weight @ x + bias`` per position, or
+    with ``alpha`` (and no bias) ``out += alpha * weight @ x``. ``x`` and ``out`` are
+    ``(B, C, H, W)`` and ``(B, O, H, W)``, both channels-last or both NCHW-contiguous;
+    ``weight`` is ``(O, C)``."""
+    if not x.is_contiguous():  # channels-last: the (positions x channels) matrices
+        matrix, target = _positions_by_channels(x), _positions_by_channels(out)
+        if alpha:
+            target.addmm_(matrix, weight.t(), alpha=alpha)
+        else:
+            torch.addmm(bias, matrix, weight.t(), out=target)
+        return
+    for sample, result in zip(x, out):  # NCHW: each sample a (channels x positions) matrix
+        matrix, target = sample.view(sample.shape[0], -1), result.view(result.shape[0], -1)
+        if alpha:
+            target.addmm_(weight, matrix, alpha=alpha)
+        else:
+            torch.addmm(bias[:, None], weight, matrix, out=target)
 
 
 def _positions_by_channels(x: Tensor) -> Tensor:

@@ -1,4 +1,4 @@
-"""g_s's residual blocks by Winograd convolution, for float32 decoding on CPUs.
+"""g_s's residual blocks and upsamplings by Winograd convolution, for float32 decoding on CPUs.
 
 A full residual block of g_s is two 3x3 convolutions over N channels, and at half the
 image's resolution those two are most of the decoder's arithmetic. NNPACK, which PyTorch
@@ -7,8 +7,8 @@ fifth of the multiplications of the direct convolution that oneDNN runs, in floa
 throughout, so the result differs from the direct one by float rounding alone (relative
 errors near 1e-5, far inside bitstream_spec.md §11's one-level pixel tolerance).
 
-NNPACK works on NCHW tensors while the decoder keeps g_s's activations channels-last (the
-layout oneDNN's transposed convolutions and GDNs run fastest in). A layout change by an
+NNPACK works on NCHW tensors, while a block's input may be channels-last (the layout
+oneDNN's transposed convolutions run fastest in, and the decoder's input). A layout change by an
 elementwise strided copy walks memory with a large stride and costs a good part of what
 Winograd saves; seen as a matrix of positions by channels it is a transpose, which
 PyTorch copies block by block in cache, so :class:`WinogradResidualBlock` converts that
@@ -16,10 +16,17 @@ way, and adds the identity before converting back (an addition across layouts is
 than a copy). Blocks over small grids (below :data:`MIN_AREA` positions) gain nothing
 from it and run as before.
 
+g_s's upsamplings are 5x5 transposed convolutions of stride 2; by output phase (even or
+odd row and column) each is a 3x3 convolution to four times the channels followed by a
+pixel shuffle (:func:`subpixel_convolution`), which NNPACK computes in fewer
+multiplications than oneDNN's transposed convolution despite the zero taps. With both
+kinds of layer on NNPACK, g_s stays NCHW from its first upsampling to its last
+(:class:`WinogradUpsampling`), so no layout changes remain between them.
+
 Where NNPACK is missing or fails its self-test (:func:`nnpack_available`), the float32
 synthesis (:func:`ugcodec.precision.float32_synthesis`) keeps the blocks as they are, so
 decoding never depends on it. NNPACK's thread pool is sized once per process, so the
-blocks also run directly at any other thread count (:func:`winograd_runs_now`).
+layers also run directly at any other thread count (:func:`winograd_runs_now`).
 
     >>> import torch
     >>> from ugcodec.layers import ShiftedResidualBlock
@@ -33,7 +40,7 @@ blocks also run directly at any other thread count (:func:`winograd_runs_now`).
 from __future__ import annotations
 
 import functools
-from typing import Optional
+from typing import Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -42,7 +49,16 @@ from torch import Tensor, nn
 from .layers import ShiftedResidualBlock
 from .scratch import scratch
 
-__all__ = ["MIN_AREA", "WinogradResidualBlock", "nnpack_available", "nnpack_threads", "winograd_conv3x3", "winograd_runs_now"]
+__all__ = [
+    "MIN_AREA",
+    "WinogradResidualBlock",
+    "WinogradUpsampling",
+    "nnpack_available",
+    "nnpack_threads",
+    "subpixel_convolution",
+    "winograd_conv3x3",
+    "winograd_runs_now",
+]
 
 #: Blocks whose input has fewer positions (height x width) than this run directly: below
 #: it, NNPACK's set-up and the layout changes cost more than the multiplications saved.
@@ -93,12 +109,13 @@ def nnpack_threads() -> Optional[int]:
         return None
 
 
-def winograd_conv3x3(x: Tensor, convolution: nn.Conv2d) -> Tensor:
+def winograd_conv3x3(x: Tensor, convolution: nn.Module) -> Tensor:
     """``convolution(x)`` by NNPACK's Winograd algorithm.
 
     Args:
         x: float32 ``(B, C, H, W)``, NCHW-contiguous.
-        convolution: a 3x3, stride 1, padding 1 convolution with a bias.
+        convolution: a 3x3, stride 1, padding 1 convolution with a bias (any module
+            with float32 ``weight`` ``(O, C, 3, 3)`` and ``bias`` ``(O,)``).
 
     Returns:
         float32 ``(B, O, H, W)``, NCHW-contiguous.
@@ -160,3 +177,88 @@ class WinogradResidualBlock(nn.Module):
         # kept) takes the sum itself, which saves a tensor of its size.
         total = x if torch.is_inference_mode_enabled() else torch.empty_like(x)
         return _copy_into(total, out)
+
+
+#: For each output phase (even or odd row, or column) of a 5x5 transposed convolution of
+#: stride 2 and padding 2, the kernel taps that meet input offsets -1, 0 and +1.
+_PHASE_TAPS = ((4, 2, 0), (None, 3, 1))
+
+
+def subpixel_convolution(deconv: nn.ConvTranspose2d) -> Tuple[Tensor, Tensor]:
+    """The 3x3 convolution (stride 1, padding 1) that computes ``deconv`` by phases.
+
+    Each output pixel of a 5x5 transposed convolution of stride 2 (padding 2, output
+    padding 1) sums a 3x3, 3x2, 2x3 or 2x2 neighbourhood of the input, depending on
+    whether its row and column are even or odd. Those four sub-kernels, zero-padded to
+    3x3, make a convolution from C to 4 O channels over the input grid, and
+    ``F.pixel_shuffle(convolution(x), 2)`` equals ``deconv(x)`` to float rounding.
+
+    Args:
+        deconv: ``nn.ConvTranspose2d(C, O, 5, stride=2, padding=2, output_padding=1)``
+            with a bias (compressai's ``deconv``).
+
+    Returns:
+        ``(weight, bias)``: float32 ``(4 O, C, 3, 3)`` and ``(4 O,)``, output channel
+        ``4 o + 2 row_phase + column_phase``.
+
+    Raises:
+        ValueError: ``deconv`` has another kernel, stride, padding, output padding,
+            dilation or groups, or no bias.
+    """
+    expected = dict(kernel_size=(5, 5), stride=(2, 2), padding=(2, 2), output_padding=(1, 1), dilation=(1, 1), groups=1)
+    found = {name: getattr(deconv, name) for name in expected}
+    if found != expected or deconv.bias is None:
+        raise ValueError(f"not a 5x5 stride-2 transposed convolution with a bias: {found}")
+    source = deconv.weight.detach().float()  # (C, O, 5, 5)
+    channels, outputs = source.shape[:2]
+    weight = source.new_zeros(outputs, 2, 2, channels, 3, 3)
+    for row_phase, row_taps in enumerate(_PHASE_TAPS):
+        for column_phase, column_taps in enumerate(_PHASE_TAPS):
+            for row, ky in enumerate(row_taps):
+                for column, kx in enumerate(column_taps):
+                    if ky is not None and kx is not None:
+                        weight[:, row_phase, column_phase, :, row, column] = source[:, :, ky, kx].t()
+    bias = deconv.bias.detach().float().repeat_interleave(4)
+    return weight.reshape(4 * outputs, channels, 3, 3).contiguous(), bias
+
+
+class WinogradUpsampling(nn.Module):
+    """compressai's 5x5 stride-2 ``deconv`` as the :func:`subpixel_convolution` by
+    NNPACK's Winograd algorithm and a pixel shuffle, on float32 inputs when no gradients
+    are recorded and :func:`winograd_runs_now` (otherwise the transposed convolution runs
+    as it is). The input is made NCHW-contiguous first, and the output is NCHW too, so
+    that a synthesis whose upsamplings all run this way keeps NCHW from layer to layer
+    and its Winograd residual blocks change no layout.
+
+    Args:
+        deconv: the transposed convolution (see :func:`subpixel_convolution`), whose
+            weights are read once, here.
+        role: the :func:`~ugcodec.scratch.scratch` role the output is written into, or
+            None for a new tensor. Unlike a layer's temporaries, this output outlives the
+            call (it is the next layers' input), so consecutive upsamplings of a
+            synthesis take different roles, which no other layer uses.
+
+    Raises:
+        ValueError: as :func:`subpixel_convolution`.
+    """
+
+    def __init__(self, deconv: nn.ConvTranspose2d, role: Optional[int] = None) -> None:
+        super().__init__()
+        weight, bias = subpixel_convolution(deconv)
+        self.deconv = deconv
+        self.role = role
+        self.register_buffer("weight", weight, persistent=False)
+        self.register_buffer("bias", bias, persistent=False)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if x.dtype != torch.float32 or torch.is_grad_enabled() or not winograd_runs_now():
+            return self.deconv(x)
+        phases = winograd_conv3x3(x.contiguous(), self)  # (B, 4 O, H, W)
+        batch, _, height, width = phases.shape
+        outputs = self.weight.shape[0] // 4
+        shape = (batch, outputs, 2 * height, 2 * width)
+        out = torch.empty(shape) if self.role is None else scratch(self.role, shape)
+        # (B, O, H, row phase, W, column phase) <- (B, O, row phase, column phase, H, W)
+        out.view(batch, outputs, height, 2, width, 2).copy_(
+            phases.view(batch, outputs, 2, 2, height, width).permute(0, 1, 4, 2, 5, 3))
+        return out
