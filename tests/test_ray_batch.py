@@ -1,12 +1,10 @@
 """ugc encode/decode --ray on a real local Ray instance (2 CPUs), against the local path."""
 from __future__ import annotations
 
-import io
 import os
 import subprocess
 import sys
 
-import numpy as np
 import pytest
 from click.testing import CliRunner
 from PIL import Image, ImageCms
@@ -17,7 +15,6 @@ pytest.importorskip("ray.data", reason="Ray Data is missing: pip install 'ugcode
 from ugcodec.cli import main  # noqa: E402
 
 from conftest import ROOT, make_photo_like, write_photos  # noqa: E402
-from pixels import assert_pixels_close  # noqa: E402
 
 ICC = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
 
@@ -83,20 +80,15 @@ def test_decode_on_ray_matches_the_local_path(local_ray, images, tmp_path):
     assert "decoded 4 of 5 files" in result.output and "truncated.ugc: file truncated" in result.output
     on_ray = files(tmp_path / "decoded")
     assert sorted(on_ray) == [f"{stem}.machine.png" for stem in ("photo0", "photo1", "photo2", "profiled")]
-    # The local path, on one thread as every Ray actor runs. Pixels within the tolerance
-    # of bitstream_spec.md §11: a fresh actor process and this one may run g_s's float32
-    # convolutions by different algorithms (NNPACK's pool is sized once per process).
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        for name, data in on_ray.items():
-            stem = name.split(".")[0]
-            local = tmp_path / f"local-{stem}.png"
-            assert run("decode", str(coded / f"{stem}.ugc"), str(local), "--for", "machine").exit_code == 0
-            with Image.open(local) as ours, Image.open(io.BytesIO(data)) as theirs:
-                assert ours.info.get("icc_profile") == theirs.info.get("icc_profile"), name
-                assert_pixels_close(np.asarray(ours), np.asarray(theirs))
-    finally:
-        torch.set_num_threads(threads)
+    # The local path in a fresh process on one thread, as every Ray actor runs: g_s's
+    # float32 algorithms depend on the thread count a process starts its first decoding
+    # with (NNPACK's pool is sized once), and pixels may differ in the last bit between
+    # them (bitstream_spec.md §11).
+    for name, data in on_ray.items():
+        stem = name.split(".")[0]
+        local = tmp_path / f"local-{stem}.png"
+        assert ugc_process("decode", str(coded / f"{stem}.ugc"), str(local), "--for", "machine",
+                           "--threads", "1").returncode == 0
+        assert local.read_bytes() == data, name
     with Image.open(tmp_path / "decoded" / "profiled.machine.png") as decoded:
         assert decoded.info["icc_profile"] == ICC

@@ -129,8 +129,8 @@ def scratch(role: int, shape: Sequence[int], channels_last: bool = False) -> Ten
 
 class ScratchGDN(nn.Module):
     """A :class:`~ugcodec.layers.GDN` for decoding: without gradients, on a float32
-    channels-last or NCHW-contiguous input of at least :data:`MIN_AREA` positions, it computes the same
-    function with its two temporaries from :func:`scratch` and writes the result into
+    channels-last or NCHW-contiguous input of at least :data:`MIN_AREA` positions, it
+    computes the same function with its two temporaries from :func:`scratch` and writes the result into
     its input, which it returns. Otherwise it runs the GDN as it is. It shares the GDN's
     parameters.
 
@@ -146,7 +146,7 @@ class ScratchGDN(nn.Module):
         if not _takes_scratch(x):
             return self.gdn(x)
         gdn, channels = self.gdn, x.shape[1]
-        layout = _layout(x)
+        layout = _channels_last(x)
         square = torch.mul(x, x, out=scratch(0, x.shape, layout))
         norm = scratch(1, x.shape, layout)
         gamma = gdn.gamma_reparam(gdn.gamma).reshape(channels, channels)
@@ -158,8 +158,8 @@ class ScratchGDN(nn.Module):
 class ScratchMachineAdapter(nn.Module):
     """A bottleneck :class:`~ugcodec.layers.MachineAdapter` for decoding: without
     gradients, on a float32 channels-last or NCHW-contiguous input of at least
-    :data:`MIN_AREA` positions, it computes the same function with its narrow 1x1 reduction in a :func:`scratch`
-    tensor and its gated expansion added into its input by one matrix product, and
+    :data:`MIN_AREA` positions, it computes the same function with its narrow 1x1
+    reduction in a :func:`scratch` tensor and its gated expansion added into its input by one matrix product, and
     returns the input. Otherwise (and for the full form) it runs the adapter as it is.
     It shares the adapter's parameters.
 
@@ -181,7 +181,7 @@ class ScratchMachineAdapter(nn.Module):
         slope = adapter.activation.negative_slope
         batch, channels, height, width = x.shape
         inner = adapter.reduce.out_channels
-        layout = _layout(x)
+        layout = _channels_last(x)
         reduced = scratch(0, (batch, inner, height, width), layout)
         _pointwise_into(reduced, x, adapter.reduce.weight.reshape(inner, channels), adapter.reduce.bias)
         hidden = F.leaky_relu_(adapter.conv(F.leaky_relu_(reduced, slope)), slope)
@@ -202,7 +202,7 @@ def _takes_scratch(x: Tensor) -> bool:
             and (x.is_contiguous() or x.is_contiguous(memory_format=torch.channels_last)))
 
 
-def _layout(x: Tensor) -> bool:
+def _channels_last(x: Tensor) -> bool:
     """The ``channels_last`` argument of :func:`scratch` for a tensor laid out like ``x``."""
     return not x.is_contiguous()
 

@@ -76,8 +76,8 @@ def nnpack_available() -> bool:
 
 
 def winograd_runs_now() -> bool:
-    """Whether :class:`WinogradResidualBlock` takes NNPACK's path at PyTorch's present
-    thread count: only where NNPACK's pool has as many threads, so that a decoder asked
+    """Whether :class:`WinogradResidualBlock` and :class:`WinogradUpsampling` take
+    NNPACK's path at PyTorch's present thread count: only where NNPACK's pool has as many threads, so that a decoder asked
     for one thread uses one, and one asked for more gets them (the direct convolutions
     use them; a smaller pool would leave them idle)."""
     threads = nnpack_threads()
