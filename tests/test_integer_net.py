@@ -250,6 +250,20 @@ def test_networks_give_the_same_integers_with_and_without_int8_products(monkeypa
     second = IntegerConv(torch.randint(-30000, 30000, (5, 6 * 9)), torch.randint(-1000, 1000, (5,)), 16, False, 1)
     network = IntegerNetwork([first, second])
     s = torch.randint(-20, 21, (1, 40, 5, 6))
+    monkeypatch.setattr("ugcodec.integer_net.int8_products_pay", lambda device: True)
     with_int8 = network.run(s)
     monkeypatch.setattr("ugcodec.integer_net._int8_product", None)
     assert torch.equal(with_int8, network.run(s))
+
+
+def test_networks_skip_the_int8_path_on_a_cpu_without_int8_dot_products(monkeypatch):
+    network = IntegerNetwork([_small_input_layer(40, 6, 3)])
+    s = torch.randint(-20, 21, (1, 40, 5, 6))
+    expected = network.run(s)
+    calls = []
+    monkeypatch.setattr(IntegerConv, "on_small_integers", lambda self, x: calls.append(x))
+    monkeypatch.setattr("ugcodec.integer_net._cpu_has_int8_dot_products", lambda: False)
+    assert torch.equal(network.run(s), expected) and not calls
+    monkeypatch.setattr("ugcodec.integer_net._cpu_has_int8_dot_products", lambda: True)
+    network.run(s)
+    assert len(calls) == 1
