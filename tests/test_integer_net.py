@@ -219,8 +219,14 @@ def _small_input_layer(inputs: int, outputs: int, seed: int) -> IntegerConv:
     return conv
 
 
+@pytest.fixture
+def int8_cpu(monkeypatch):
+    """The int8 path as on a CPU with VNNI, so that its exactness is tested on any CPU."""
+    monkeypatch.setattr(torch.cpu, "_is_vnni_supported", lambda: True, raising=False)
+
+
 @pytest.mark.parametrize("shape", [(1, 40, 7, 9), (2, 40, 4, 5), (1, 40, 1, 1), (1, 40, 6, 1)])
-def test_int8_products_give_the_exact_integers_of_small_inputs(shape):
+def test_int8_products_give_the_exact_integers_of_small_inputs(shape, int8_cpu):
     conv = _small_input_layer(shape[1], 6, sum(shape))
     generator = torch.Generator().manual_seed(len(shape))
     s = torch.randint(-64, 65, shape, generator=generator)
@@ -230,40 +236,31 @@ def test_int8_products_give_the_exact_integers_of_small_inputs(shape):
     assert torch.equal(out.to(torch.int64), exact_layer(conv, s << ACTIVATION_BITS))
 
 
-def test_int8_products_are_left_to_float64_where_they_do_not_pay(monkeypatch):
+def test_int8_products_are_left_to_float64_where_they_do_not_pay(monkeypatch, int8_cpu):
     conv = _small_input_layer(40, 6, 1)
     s = torch.full((1, 40, 3, 3), 7)
+    assert conv.on_small_integers(s) is not None
     assert conv.on_small_integers(s.clone().fill_(65)) is None  # more than one limb of input
     assert _small_input_layer(4, 40, 2).on_small_integers(s[:, :4]) is None  # 3 limbs x 40 outputs > 36 inputs
 
     def no_kernel(*args):
         raise RuntimeError("no int8 kernel")
 
+    monkeypatch.setattr(torch.cpu, "_is_vnni_supported", lambda: False, raising=False)
+    assert conv.on_small_integers(s) is None  # a CPU without int8 dot products
+    monkeypatch.setattr(torch.cpu, "_is_vnni_supported", lambda: True, raising=False)
     monkeypatch.setattr("ugcodec.integer_net._int8_product", no_kernel)
     assert conv.on_small_integers(s) is None
     monkeypatch.setattr("ugcodec.integer_net._int8_product", None)
     assert conv.on_small_integers(s) is None
 
 
-def test_networks_give_the_same_integers_with_and_without_int8_products(monkeypatch):
+def test_networks_give_the_same_integers_with_and_without_int8_products(monkeypatch, int8_cpu):
     first = _small_input_layer(40, 6, 3)
     second = IntegerConv(torch.randint(-30000, 30000, (5, 6 * 9)), torch.randint(-1000, 1000, (5,)), 16, False, 1)
     network = IntegerNetwork([first, second])
     s = torch.randint(-20, 21, (1, 40, 5, 6))
-    monkeypatch.setattr("ugcodec.integer_net.int8_products_pay", lambda device: True)
     with_int8 = network.run(s)
     monkeypatch.setattr("ugcodec.integer_net._int8_product", None)
     assert torch.equal(with_int8, network.run(s))
 
-
-def test_networks_skip_the_int8_path_on_a_cpu_without_int8_dot_products(monkeypatch):
-    network = IntegerNetwork([_small_input_layer(40, 6, 3)])
-    s = torch.randint(-20, 21, (1, 40, 5, 6))
-    expected = network.run(s)
-    calls = []
-    monkeypatch.setattr(IntegerConv, "on_small_integers", lambda self, x: calls.append(x))
-    monkeypatch.setattr("ugcodec.integer_net._cpu_has_int8_dot_products", lambda: False)
-    assert torch.equal(network.run(s), expected) and not calls
-    monkeypatch.setattr("ugcodec.integer_net._cpu_has_int8_dot_products", lambda: True)
-    network.run(s)
-    assert len(calls) == 1

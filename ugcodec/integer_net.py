@@ -45,7 +45,6 @@ whole-image results are the same integers.
 """
 from __future__ import annotations
 
-import functools
 import math
 from dataclasses import dataclass
 from fractions import Fraction
@@ -54,6 +53,8 @@ from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from .cpu import cpu_supports
 
 __all__ = [
     "ACTIVATION_BITS",
@@ -86,23 +87,6 @@ _BAND_BUDGET = 1 << 22  # float64 elements of the largest activation of one band
 #: (columns) each of the 2 output rows (columns) sums, ``A^T = [[1, 1, 1, 0], [0, 1, -1, -1]]``.
 _WINOGRAD_G = ((2, 0, 0), (1, 1, 1), (1, -1, 1), (0, 0, 2))
 _WINOGRAD_OUTPUT_SUPPORT = ((0, 1, 2), (1, 2, 3))
-
-
-@functools.lru_cache(maxsize=None)
-def _cpu_has_int8_dot_products() -> bool:
-    probe = getattr(torch.cpu, "_is_vnni_supported", None)  # private in torch 2.x
-    try:
-        return bool(probe()) if probe is not None else False
-    except RuntimeError:
-        return False
-
-
-def int8_products_pay(device: torch.device) -> bool:
-    """Whether a network's first layer should try the int8 path
-    (:meth:`IntegerConv.on_small_integers`) on ``device``: on a CPU only where it has
-    int8 dot-product instructions (VNNI). Elsewhere PyTorch's int8 product is a scalar
-    fallback, many times slower than the float64 path, which gives the same integers."""
-    return device.type != "cpu" or _cpu_has_int8_dot_products()
 
 
 @dataclass
@@ -182,7 +166,8 @@ class IntegerConv:
 
         Returns None (the caller then takes the float64 path, which gives the same
         integers) where the input is larger, where this PyTorch has no int8 product on
-        ``s``'s device, or where the limbs' outputs outnumber the layer's inputs
+        ``s``'s device, on a CPU without int8 dot-product instructions (VNNI: there
+        PyTorch's int8 product is a scalar fallback, many times slower), or where the limbs' outputs outnumber the layer's inputs
         (``L·out > 9·in``, such as h_s's first layer): there the float64 Winograd path,
         which divides the products by 2.25, is the faster one.
 
@@ -192,6 +177,8 @@ class IntegerConv:
         """
         batch, channels, height, width = s.shape
         if _int8_product is None or not s.numel() or 9 * channels > _INT8_TERMS:
+            return None
+        if s.device.type == "cpu" and not cpu_supports("vnni"):
             return None
         limbs, bias = self._int8_operands(s.device)
         outputs = bias.shape[0]
@@ -416,7 +403,7 @@ class IntegerNetwork:
         return out
 
     def _run_window(self, inputs: Tensor) -> Tensor:
-        x = self.layers[0].on_small_integers(inputs) if int8_products_pay(inputs.device) else None
+        x = self.layers[0].on_small_integers(inputs)
         rest = self.layers[1:]
         if x is None:
             x = inputs.to(torch.float64) * float(1 << ACTIVATION_BITS)

@@ -45,6 +45,7 @@ import os
 import torch
 from torch import Tensor, nn
 
+from .cpu import cpu_supports
 from .layers import MachineAdapter, ShiftedResidualBlock
 from .scratch import UPSAMPLING_ROLES, ScratchGDN, ScratchMachineAdapter
 from .winograd import WinogradResidualBlock, WinogradUpsampling, nnpack_available
@@ -61,11 +62,7 @@ def native_bfloat16() -> bool:
     isa = os.environ.get("ONEDNN_MAX_CPU_ISA", "").upper()
     if isa and isa not in ("ALL", "DEFAULT") and "AMX" not in isa:
         return False  # oneDNN told not to use AMX: bfloat16 would be emulated, very slowly
-    probe = getattr(torch.cpu, "_is_amx_tile_supported", None)  # private in torch 2.x
-    try:
-        return bool(probe()) if probe is not None else False
-    except RuntimeError:
-        return False
+    return cpu_supports("amx_tile")
 
 
 def resolve_precision(precision: str) -> str:
