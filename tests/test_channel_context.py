@@ -421,6 +421,11 @@ def test_model_card_facts_of_a_synthesis_fine_tune_serve_the_context_model(conte
     facts = tmp_path / "facts.json"
     facts.write_text(json.dumps({"transforms": "0123456789abcdef", "synthesis_finetune": {"weights": plain.fingerprint.hex()}}))
     assert card.read_facts(str(facts), context)["synthesis_finetune"]["weights"] == plain.fingerprint.hex()
+    # g_s trained on after a recorded context names the weights with it.
+    recorded = {"synthesis_finetune": {"weights": context.fingerprint.hex()},
+                "channel_context": {"weights": context.fingerprint.hex(), "before": plain.fingerprint.hex()}}
+    facts.write_text(json.dumps(recorded))
+    assert card.read_facts(str(facts), context) == recorded
     facts.write_text(json.dumps({"synthesis_finetune": {"weights": context.fingerprint.hex()}}))
     with pytest.raises(ValueError, match="record it with --synthesis-run"):
         card.read_facts(str(facts), context)

@@ -189,11 +189,13 @@ def adapted(tmp_path_factory):
     and their facts: what the card of such weights is made from."""
     import torch
 
-    from tools.export import export_adapted_bundle, strip_machine_adapters, without_machine_adapters, write_bundle
+    from tools.export import (export_adapted_bundle, strip_machine_adapters, without_channel_context,
+                              without_machine_adapters, write_bundle)
     from ugcodec.models import ModelConfig, UGHyperprior
     from ugcodec.weights import fingerprint_of, load_model, read_bundle
 
-    shipped_bundle = read_bundle(model_card.CARD.replace("MODEL_CARD.md", "ugc-hyperprior-pcdm.pt"))
+    # Adapters go on a plain hyperprior (model id 1): the shipped weights without a context.
+    shipped_bundle = without_channel_context(read_bundle(model_card.CARD.replace("MODEL_CARD.md", "ugc-hyperprior-pcdm.pt")))
     # Without adapters: the weights they were added to, or (g_s trained on after they
     # came) the shipped weights stripped of them.
     base = without_machine_adapters(shipped_bundle) or {
@@ -328,3 +330,25 @@ def test_a_synthesis_run_that_went_on_is_recorded_at_the_shipped_step(fine_tuned
         handle.write(json.dumps({"phase": "finetune", "step": 60, "seconds": 5400.0}) + "\n")
     recorded = model_card.synthesis_facts(str(went_on), model, facts, "2 CPUs")
     assert (recorded["steps"], recorded["wall_clock_hours"]) == (40, 1.1)  # step 60's half hour not counted
+
+
+def test_a_context_and_a_semantic_fine_tune_after_it_are_described(shipped, results):
+    model, facts = shipped
+    assert model.channel_context is not None, "the shipped weights have a channel context (model id 3)"
+    context = {"weights": "cd" * 8, "before": "ef" * 8, "run": "runs/x", "init": "from zero", "steps": 30,
+               "batch": 4, "crops": 20, "crop": 256, "corpus": {"kphotoalbum": 2}, "lr": 1e-3,
+               "hardware": "2 CPUs", "wall_clock_hours": 0.5}
+    finetune = {**facts["synthesis_finetune"], "before": "cd" * 8, "semantic_weight": 2.5,
+                "semantic_teacher": "mobilenet_v2", "previous": None}
+    card = model_card.render(model, {**facts, "channel_context": context, "synthesis_finetune": finetune}, str(results))
+    assert f"The context was trained on the weights `{'ef' * 8}`" in card
+    assert f"then 30 steps of batch 4 on the latents of 20 crops (coded once) from 2 photographs from 1 Debian" in card
+    assert f"giving `{'cd' * 8}`" in card
+    assert f"MSE to `{'cd' * 8}`'s machine decoding + 2.5 × (global + local + instance) semantic distance" in card
+
+    without = {key: value for key, value in facts.items() if key != "channel_context"}
+    card = model_card.render(model, {**without, "synthesis_finetune": {**finetune, "semantic_weight": 0.0}}, str(results))
+    transforms = model_card.transforms_fingerprint(model).hex()
+    assert f"The context was trained on the weights `{transforms}` with their transforms frozen " \
+           f"(`tools/train_channel_context.py --means`)." in card, "no recorded context: the weights without it"
+    assert "semantic distance to the photograph" not in card

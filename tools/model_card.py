@@ -96,14 +96,22 @@ def fingerprint_before_adapters(model: CodecModel) -> Optional[str]:
     return None if base is None else bundle_fingerprint(base).hex()
 
 
-def context_lines(model: CodecModel) -> List[str]:
-    """What the card says about a channel context (none for model id 1)."""
+def context_lines(model: CodecModel, facts: Optional[dict] = None) -> List[str]:
+    """What the card says about a channel context (none for model id 1): the weights it
+    was trained on are those the facts' ``channel_context`` names, where g_s trained on
+    after it came, else the weights without it."""
     context = model.channel_context
     if context is None:
         return []
     hidden = [int(layer.weight.shape[0]) for layer in context.networks[0].layers[:-1]]
+    trained = (facts or {}).get("channel_context")
+    training = "" if not trained else template_section(
+        "context_training", steps=trained["steps"], init=trained["init"], batch=trained["batch"], crops=trained["crops"],
+        corpus_photos=sum(trained["corpus"].values()), corpus_packages=len(trained["corpus"]), lr=trained["lr"],
+        weights=trained["weights"], hardware=trained["hardware"], hours=trained["wall_clock_hours"])
+    transforms = trained["before"] if trained else transforms_fingerprint(model).hex()
     return [template_section(f"latent_coder_{model.model_id}", slices=context.slices, hidden=hidden,
-                             transforms=transforms_fingerprint(model).hex())]
+                             transforms=transforms, training=training)]
 
 
 # --------------------------------------------------------------------------- facts
@@ -118,9 +126,11 @@ def read_facts(path: str, model: CodecModel) -> dict:
     described = fingerprint_before_context(model).hex()  # a context added later keeps the facts
     finetune = facts.get("synthesis_finetune")
     if finetune:
-        if finetune["weights"] != described:
+        # After a recorded context, g_s trained on names the weights with the context.
+        expected = model.fingerprint.hex() if facts.get("channel_context") else described
+        if finetune["weights"] != expected:
             raise ValueError(f"{os.path.relpath(path, ROOT)} describes the synthesis fine-tune of {finetune['weights']}, "
-                             f"not the weights {described}: record it with --synthesis-run RUN")
+                             f"not the weights {expected}: record it with --synthesis-run RUN")
         return facts  # the weights before it were checked against the facts when it was recorded
     if facts.get("transforms") != transforms_fingerprint(model).hex():
         raise ValueError(f"{os.path.relpath(path, ROOT)} describes the transforms {facts.get('transforms')}, not "
@@ -300,7 +310,8 @@ def synthesis_facts(run: str, model: CodecModel, facts: dict, hardware: str) -> 
         "bottlenecks": list(config.bottlenecks), "steps": state["step"], "pool": config.pool, "crop": config.crop,
         "quality_weights": list(config.quality_weights or DEFAULT_QUALITY_WEIGHTS[: model.num_qualities]),
         "corpus": corpus_counts(config.corpus), "batch": config.batch, "lr": config.lr,
-        "teacher_weight": config.teacher_weight, "hardware": hardware,
+        "teacher_weight": config.teacher_weight, "semantic_weight": config.semantic_weight,
+        "semantic_teacher": config.semantic_teacher, "hardware": hardware,
         "wall_clock_hours": round(hours + pool_seconds / 3600, 2),
     }
 
@@ -323,8 +334,11 @@ def _synthesis_step_line(finetune: dict) -> str:
         blocks = ""
     human = "MSE to the photograph" + (
         f" + {finetune['teacher_weight']} × MSE to `{finetune['before']}`'s human decoding" if finetune["teacher_weight"] else "")
+    machine = f"MSE to `{finetune['before']}`'s machine decoding" + (
+        f" + {finetune['semantic_weight']:g} × (global + local + instance) semantic distance to the photograph "
+        f"through the frozen teacher `{finetune['semantic_teacher']}`" if finetune.get("semantic_weight") else "")
     return "\n" + template_section(
-        "synthesis_finetune", before=finetune["before"], blocks=blocks, steps=finetune["steps"],
+        "synthesis_finetune", before=finetune["before"], blocks=blocks, steps=finetune["steps"], machine=machine,
         pool=finetune["pool"], crop=finetune["crop"], corpus_photos=sum(finetune["corpus"].values()),
         corpus_packages=len(finetune["corpus"]), quality_weights=":".join(f"{w:g}" for w in finetune["quality_weights"]),
         batch=finetune["batch"], lr=finetune["lr"], human=human, hardware=finetune["hardware"],
@@ -486,7 +500,7 @@ def render(model: CodecModel, facts: dict, results: str = RESULTS) -> str:
     values = dict(
         fingerprint=fingerprint, model_id=model.model_id, N=config.N, M=config.M, embedding_dim=config.embedding_dim,
         levels=model.num_qualities, lambdas=", ".join(str(v) for v in config.lambdas),
-        latent_coder="\n".join(context_lines(model)) or template_section("latent_coder_1"),
+        latent_coder="\n".join(context_lines(model, facts)) or template_section("latent_coder_1"),
         corpus_photos=sum(facts["corpus"].values()),
         corpus=corpus_phrase(facts["corpus"]),
         crop=facts["crop"], batch=facts["batch"], crop_weighting=template_section(f"crop_weighting_{facts['crop_weighting']}"),

@@ -18,7 +18,7 @@ same format.
 Errors a caller can cause are :class:`UgcError` (:class:`FormatError` for bad files,
 :class:`ImageError` for bad images).
 """
-__version__ = "0.4.0"
+__version__ = "0.5.0"
 
 from .errors import FormatError, ImageError, ModelMismatchError, TooManyPixelsError, UgcError, WeightsError  # noqa: E402
 
