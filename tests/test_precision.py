@@ -10,8 +10,9 @@ import ugcodec
 from ugcodec import precision as precision_module
 from ugcodec.cli import main
 from ugcodec.codec import decode_pixels, encode_latents, parse_latents
-from ugcodec.layers import BottleneckResidualBlock, MachineAdapter, ShiftedResidualBlock
-from ugcodec.precision import bfloat16_analysis, bfloat16_synthesis, resolve_precision
+from ugcodec.layers import GDN, BottleneckResidualBlock, MachineAdapter, ShiftedResidualBlock
+from ugcodec.precision import bfloat16_analysis, bfloat16_synthesis, float32_analysis, resolve_precision
+from ugcodec.scratch import ScratchGDN
 
 from conftest import make_photo_like
 from pixels import assert_pixels_close
@@ -82,7 +83,8 @@ def test_bfloat16_copy_leaves_the_float32_synthesis_alone(tiny_model):
     assert [getattr(up, "deconv", up) for up in tiny_model.synthesis("float32").up] == list(g_s.up), \
         "the float32 form shares g_s's layers"
     assert tiny_model.synthesis("bfloat16") is tiny_model.synthesis("bfloat16"), "built once"
-    assert tiny_model.analysis("float32") is tiny_model.network.g_a
+    assert list(tiny_model.analysis("float32").parameters()) == list(tiny_model.network.g_a.parameters()), \
+        "the float32 form shares g_a's parameters"
     assert tiny_model.analysis("bfloat16") is tiny_model.analysis("bfloat16") is not tiny_model.synthesis("bfloat16")
     with pytest.raises(ValueError):
         tiny_model.synthesis("half")
@@ -102,6 +104,22 @@ def test_bfloat16_analysis_keeps_the_first_convolution_and_the_gdns_float32(tiny
         exact, approximate = g_a(x), fast(x)
     assert approximate.dtype == torch.float32 and not torch.equal(approximate, exact)
     torch.testing.assert_close(approximate, exact, atol=0.05 * float(exact.abs().max()), rtol=0)
+
+
+def test_float32_analysis_is_g_a_with_its_gdns_as_matrix_products(tiny_model):
+    g_a = tiny_model.network.g_a
+    fast = float32_analysis(g_a)
+    assert [type(layer) for layer in fast] == [
+        ScratchGDN if isinstance(layer, GDN) else type(layer) for layer in g_a]
+    assert any(isinstance(layer, ScratchGDN) for layer in fast)
+    assert {id(p) for p in fast.parameters()} == {id(p) for p in g_a.parameters()}, "shares g_a's parameters"
+    x = torch.rand(1, 3, 256, 192, generator=torch.Generator().manual_seed(3))  # GDNs over >= MIN_AREA positions
+    before = x.clone()
+    with torch.no_grad():
+        exact, fast_out = g_a(x), fast(x)
+    assert torch.equal(x, before), "the input is not overwritten"
+    torch.testing.assert_close(fast_out, exact, atol=1e-4 * float(exact.abs().max()), rtol=0)
+    assert tiny_model.analysis("float32") is tiny_model.analysis("float32"), "built once"
 
 
 @pytest.mark.parametrize("beta", [0.0, 1.0])

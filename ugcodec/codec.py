@@ -271,7 +271,10 @@ def _encode_latents(
                    + REFINEMENT * planned_evaluations(*_latent_grid(height, width), refine))
         meter.advance(READ_IMAGE * positions)
     network = model.network
-    y = _analyze(model.analysis(precision), pixels, meter)
+    # The GDNs' temporaries come from the pool the decoder reuses too: tiles and files
+    # after the first allocate nothing.
+    with reusing_scratch(model.scratch):
+        y = _analyze(model.analysis(precision), pixels, meter)
     z_symbols = torch.round(network.h_a(y)).to(torch.int64)
     residual, mu, hyper_index = latent_residuals(model, y, z_symbols, quality)
     meter.advance(HYPER * positions)

@@ -18,10 +18,10 @@ bfloat16 and the rest in float32:
   latent changes slightly, so a few symbols round the other way: the file is as valid
   as any other, but its bytes can differ from a float32 encoder's.
 
-In float32 (:func:`float32_synthesis`), g_s's full residual blocks run by Winograd
-convolution where NNPACK runs (:mod:`ugcodec.winograd`), and its GDNs, machine adapters
-and Winograd blocks reuse their temporaries from tile to tile and file to file
-(:mod:`ugcodec.scratch`).
+In float32 the GDNs' 1x1 normalisations are matrix products (:func:`float32_analysis`,
+:func:`float32_synthesis`); g_s's full residual blocks run by Winograd convolution where
+NNPACK runs (:mod:`ugcodec.winograd`), and its GDNs, machine adapters and Winograd
+blocks reuse their temporaries from tile to tile and file to file (:mod:`ugcodec.scratch`).
 
 The symbols a file decodes to never depend on this: parsing is integer-exact either way.
 
@@ -46,13 +46,13 @@ import torch
 from torch import Tensor, nn
 
 from .cpu import cpu_supports
-from .layers import MachineAdapter, ShiftedResidualBlock
+from .layers import GDN, MachineAdapter, ShiftedResidualBlock
 from .scratch import UPSAMPLING_ROLES, ScratchGDN, ScratchMachineAdapter
 from .winograd import WinogradResidualBlock, WinogradUpsampling, nnpack_available
 from .settings import DEFAULT_PRECISION, PRECISIONS
 
 __all__ = [
-    "BFLOAT16_DECONVOLUTIONS", "PRECISIONS", "DEFAULT_PRECISION", "bfloat16_analysis", "bfloat16_synthesis", "float32_synthesis", "native_bfloat16", "resolve_precision"
+    "BFLOAT16_DECONVOLUTIONS", "PRECISIONS", "DEFAULT_PRECISION", "bfloat16_analysis", "bfloat16_synthesis", "float32_analysis", "float32_synthesis", "native_bfloat16", "resolve_precision"
 ]
 
 def native_bfloat16() -> bool:
@@ -172,6 +172,22 @@ def float32_synthesis(g_s: nn.Module) -> nn.Module:
             WinogradResidualBlock(block) if isinstance(block, ShiftedResidualBlock) else block for block in g_s.blocks
         ])
     return fast.eval()
+
+
+def float32_analysis(g_a: nn.Sequential) -> nn.Sequential:
+    """``g_a`` (convolutions and GDNs in sequence) as the float32 encoder runs it: its
+    GDNs as :class:`~ugcodec.scratch.ScratchGDN`, whose 1x1 normalisation is one matrix
+    product where a library convolution may take a slow direct path. The same function
+    to float rounding, for inference only; each GDN overwrites its input, which in g_a is
+    always the previous convolution's output, never the input of the whole.
+
+    Args:
+        g_a: the analysis transform; left unchanged (the result shares its parameters).
+
+    Returns:
+        a module with ``g_a``'s call signature, ``x -> y``.
+    """
+    return nn.Sequential(*(ScratchGDN(layer) if isinstance(layer, GDN) else layer for layer in g_a)).eval()
 
 
 def bfloat16_analysis(g_a: nn.Sequential) -> nn.Sequential:

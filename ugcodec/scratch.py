@@ -1,10 +1,11 @@
-"""Temporaries that decoding reuses from tile to tile and from one decoding to the next.
+"""Temporaries that coding reuses from tile to tile and from one file to the next.
 
 A freshly allocated tensor of tens of megabytes comes from the operating system as
 untouched pages, and filling it costs a page fault per page: for g_s's activations at
 half the image's resolution that is a good part of an elementwise layer's time. The
-decoder runs the same layers on tile after tile and file after file, so inside
-:func:`reusing_scratch` the float32 synthesis takes its temporaries from
+decoder runs the same layers on tile after tile and file after file (and the encoder
+its GDNs), so inside :func:`reusing_scratch` the float32 synthesis and analysis take
+their temporaries from
 :func:`scratch`, which hands out the same storage on every call; outside it,
 :func:`scratch` allocates as usual. The layers that use it are done with their scratch
 when they return and never call one another, so they all share one storage per role:
@@ -12,7 +13,7 @@ the pool holds as many tensors as a layer needs at once, of the largest layer's 
 
 The storage lives in a :class:`ScratchPool`, one set per thread (threads never share
 it). A loaded model keeps one (:attr:`ugcodec.weights.CodecModel.scratch`), which holds
-a few tensors of the largest synthesis tile's size until the model goes or
+a few tensors of the largest synthesis or analysis tile's size until the model goes or
 :meth:`ScratchPool.release` is called.
 
     >>> with reusing_scratch() as pool:

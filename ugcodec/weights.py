@@ -36,7 +36,8 @@ from .errors import UgcError, WeightsError
 from .integer_net import IntegerHyperSynthesis, entropy_parameters
 from .latent_coders import LATENT_CODERS, HyperpriorCoder, LatentCoder, coder_entries
 from .models import ModelConfig, UGHyperprior
-from .precision import DEFAULT_PRECISION, bfloat16_analysis, bfloat16_synthesis, float32_synthesis, resolve_precision
+from .precision import (DEFAULT_PRECISION, bfloat16_analysis, bfloat16_synthesis, float32_analysis, float32_synthesis,
+                        resolve_precision)
 from .scratch import ScratchPool
 
 __all__ = [
@@ -117,7 +118,7 @@ class CodecModel:
             class is the model id's.
         also_decodes: fingerprints of other weights whose files these decode (the
             bundle's ``also_decodes``, bitstream_spec.md §3).
-        scratch: the temporaries the decoder reuses from one decoding to the next
+        scratch: the temporaries the encoder and decoder reuse from one file to the next
             (:mod:`ugcodec.scratch`); ``scratch.release()`` frees this thread's.
     """
 
@@ -137,12 +138,12 @@ class CodecModel:
 
     def analysis(self, precision: str = DEFAULT_PRECISION) -> nn.Module:
         """g_a as the encoder runs it in ``precision`` (:mod:`ugcodec.precision`):
-        ``network.g_a`` itself for float32, its bfloat16 form (built once) for bfloat16.
+        :func:`~ugcodec.precision.float32_analysis` or its bfloat16 form, built once.
 
         Raises:
             ValueError: unknown precision.
         """
-        return self._transform("g_a", precision, bfloat16_analysis)
+        return self._transform("g_a", precision, bfloat16_analysis, float32_analysis)
 
     def synthesis(self, precision: str = DEFAULT_PRECISION) -> nn.Module:
         """g_s as the decoder runs it in ``precision``: its bfloat16 form as
