@@ -129,10 +129,11 @@ def header(rel: str, report: dict, facts: Sequence[str], plots: Sequence[str]) -
                   "decoding are the same, and figures of the machine decoding are of the weights before. "
                   "Run the command again to measure the shipped weights.", ""]
     elif shipped and fingerprint and relation == SAME_BITSTREAM:
-        lines += [f"*Earlier weights of the same bitstream:* these figures are of `{fingerprint}`, whose files "
-                  f"the shipped weights (`{shipped}`) decode to the same symbols: the two differ in g_s only "
-                  "(the model card says how). Rates are the same; figures of the pixels are of the earlier g_s. "
-                  "Run the command again to measure the shipped weights.", ""]
+        lines += [f"*Earlier weights whose files the shipped ones decode:* these figures are of `{fingerprint}`; "
+                  f"the shipped weights (`{shipped}`) were trained on from them and parse their files to the same "
+                  "symbols (the model card says what changed: g_s, and for model ids 2 and 3 the channel context "
+                  "that codes the shipped weights' own files). Run the command again to measure the shipped weights.",
+                  ""]
     elif shipped and fingerprint and relation == OTHER:
         release = shipping_release(bytes.fromhex(fingerprint))
         which = f"the weights that ugcodec {release} shipped" if release else "weights that never shipped"

@@ -126,6 +126,6 @@ def test_reports_of_related_weights_come_after_the_shipped_ones_and_say_so(tmp_p
     assert order == sorted(order)
     assert page.index(f"*The shipped weights before their machine adapters:* these figures are of `{before}`",
                       order[1]) < order[2]
-    assert page.index(f"*Earlier weights of the same bitstream:* these figures are of `{earlier}`", order[2]) < order[3]
+    assert page.index(f"*Earlier weights whose files the shipped ones decode:* these figures are of `{earlier}`", order[2]) < order[3]
     assert "*Not the shipped weights:*" in page[order[3]:]
     assert report.kinship(shipped) == report.SHIPPED and report.kinship(None) == report.OTHER
