@@ -109,6 +109,27 @@ def test_a_slice_depends_only_on_the_slices_before_it(means):
         assert not torch.equal(third[1][:, 8:], first[1][:, 8:])
 
 
+@BOTH
+def test_the_shared_hyper_prior_products_give_the_same_parameters(means, monkeypatch):
+    """The slices' first layers summed over the hyper-prior indexes once for all slices
+    (where int8 products do not run them) give every slice's parameters bit for bit."""
+    import ugcodec.channel_context as channel_context
+
+    integer = integerize_channel_context(_random_context(16, 63, means=means))
+    hyper_index, residual = _hyper_indexes((1, 16, 7, 9), seed=4)
+    monkeypatch.setattr(channel_context, "has_int8_products", lambda device: False)
+    shared = integer._shared_part(hyper_index)
+    assert shared is not None
+    sums = shared.hyper_sums(hyper_index)
+    earlier = integer.deviations(torch.round(residual[:, :8]), torch.zeros(1, 8, 7, 9, dtype=torch.int64))
+    for k, before in ((0, earlier[:, :0]), (1, earlier)):
+        separate = integer.slice_parameters(hyper_index, before, k)
+        together = integer.slice_parameters(hyper_index, before, k, sums)
+        assert all(torch.equal(a, b) for a, b in zip(separate, together))
+    monkeypatch.setattr(channel_context, "has_int8_products", lambda device: True)
+    assert integer._shared_part(hyper_index) is None, "the int8 path runs the first layers whole"
+
+
 def test_model_2_codes_the_same_symbols_and_pixels_as_its_base(context_model):
     plain, context, _ = context_model
     image = make_photo_like(80, 120, seed=3)
@@ -192,8 +213,10 @@ def test_bands_of_rows_code_and_parse_exactly_the_whole_latents(either_model, mo
     whole_data, whole = encode_latents(image, 2, model=context)
     monkeypatch.setattr(integer_net, "_BAND_BUDGET", 1)
     rows = []
-    real_call = IntegerConv.__call__
-    monkeypatch.setattr(IntegerConv, "__call__", lambda self, x: (rows.append(x.shape[-2]), real_call(self, x))[1])
+    real_call, real_sums = IntegerConv.__call__, IntegerConv.sums
+    monkeypatch.setattr(IntegerConv, "__call__",
+                        lambda self, x, partial=None: (rows.append(x.shape[-2]), real_call(self, x, partial))[1])
+    monkeypatch.setattr(IntegerConv, "sums", lambda self, x: (rows.append(x.shape[-2]), real_sums(self, x))[1])
     data, banded = encode_latents(image, 2, model=context)
     parsed = ugcodec.parse_latents(data, context)
     assert data == whole_data

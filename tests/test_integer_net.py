@@ -136,6 +136,38 @@ def test_inputs_beyond_the_winograd_limit_take_the_columns():
         del conv._by_winograd
 
 
+@pytest.mark.parametrize("largest", [1 << 16, ACTIVATION_LIMIT], ids=["winograd", "columns"])
+def test_a_layer_split_at_its_inputs_gives_the_same_integers(largest):
+    """rest(x[:, c:], partial=head.sums(x[:, :c])) is the layer on x, however it is split
+    and whichever path (Winograd or columns) each part takes."""
+    generator = torch.Generator().manual_seed(largest % 97)
+    weight = torch.full((3, 64 * 9), 32767, dtype=torch.int64)  # large: Winograd's limit below ACTIVATION_LIMIT
+    weight[1] *= -1
+    conv = IntegerConv(weight, torch.tensor([1 << 30, -5, 7]), 17, True, 1)
+    conv.check_exact()
+    assert (conv.exact_limit() >= largest) == (largest < ACTIVATION_LIMIT)
+    x = torch.randint(-largest, largest + 1, (2, 64, 5, 7), generator=generator)
+    x.view(-1)[0] = largest
+    expected = exact_layer(conv, x)
+    for channels in (0, 20, 64):
+        head, rest = conv.split_inputs(channels)
+        partial = head.sums(x[:, :channels].to(torch.float64))
+        assert torch.equal(rest(x[:, channels:].to(torch.float64), partial).to(torch.int64), expected)
+    with pytest.raises(ValueError, match="split"):
+        conv.split_inputs(65)
+
+
+def test_sums_are_the_exact_products_alone():
+    generator = torch.Generator().manual_seed(3)
+    conv = IntegerConv(torch.randint(-32767, 32768, (4, 6 * 9), generator=generator), torch.tensor([9, 8, 7, 6]),
+                       12, True, 1)
+    x = torch.randint(-(1 << 20), 1 << 20, (1, 6, 4, 5), generator=generator)
+    padded = torch.nn.functional.pad(x, (1, 1, 1, 1))
+    cols = torch.stack([padded[:, :, dy : dy + 4, dx : dx + 5] for dy in range(3) for dx in range(3)], dim=2)
+    products = torch.matmul(conv.weight, cols.reshape(1, 6 * 9, 20)).reshape(1, 4, 4, 5)
+    assert torch.equal(conv.sums(x.to(torch.float64)).to(torch.int64), products)
+
+
 def test_reach_counts_input_rows_through_the_shuffles():
     def layer(upscale):
         return IntegerConv(torch.zeros(4 * upscale**2, 36, dtype=torch.int64), torch.zeros(4 * upscale**2, dtype=torch.int64),
@@ -176,8 +208,10 @@ def test_integer_networks_never_hold_the_whole_latent(tiny_model, monkeypatch):
     latent_rows = 640 // 16
     monkeypatch.setattr(integer_net, "_BAND_BUDGET", 1)  # bands of one row
     rows = []
-    real_call = IntegerConv.__call__
-    monkeypatch.setattr(IntegerConv, "__call__", lambda self, x: (rows.append(x.shape[-2]), real_call(self, x))[1])
+    real_call, real_sums = IntegerConv.__call__, IntegerConv.sums
+    monkeypatch.setattr(IntegerConv, "__call__",
+                        lambda self, x, partial=None: (rows.append(x.shape[-2]), real_call(self, x, partial))[1])
+    monkeypatch.setattr(IntegerConv, "sums", lambda self, x: (rows.append(x.shape[-2]), real_sums(self, x))[1])
     ugcodec.parse_latents(data, tiny_model)
     # One z row and 2 of reach on either side: 5 z rows, 20 latent rows at h_s's last layer.
     assert rows and max(rows) <= latent_rows // 2

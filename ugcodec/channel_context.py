@@ -36,12 +36,12 @@ first layer's integer weights on export, so the rounding there is the only diffe
 """
 from __future__ import annotations
 
-from typing import Callable, Dict, List, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor
 
-from .integer_net import ACTIVATION_BITS, IntegerNetwork
+from .integer_net import ACTIVATION_BITS, EXACT_LIMIT, IntegerConv, IntegerNetwork, has_int8_products
 
 __all__ = [
     "SYMBOL_CLAMP",
@@ -89,8 +89,61 @@ def context_input(hyper_index: Tensor, earlier: Tensor) -> Tensor:
     Returns:
         int64 ``(B, M + 2·C·k, H, W)``.
     """
+    return torch.cat([hyper_index.to(torch.int64), deviation_input(earlier)], dim=1)
+
+
+def deviation_input(earlier: Tensor) -> Tensor:
+    """The part of a slice's :func:`context_input` after the hyper-prior indexes: the
+    deviations ``earlier`` of the earlier slices, then their absolute values (int64)."""
     earlier = earlier.to(torch.int64)
-    return torch.cat([hyper_index.to(torch.int64), earlier, earlier.abs()], dim=1)
+    return torch.cat([earlier, earlier.abs()], dim=1)
+
+
+class _SharedHyperPart:
+    """The slices' first layers split at their hyper-prior inputs (the M indexes that
+    every slice's network sees): the products over those, of all slices in one layer,
+    and each slice's network that adds them to its own first layer's products over the
+    earlier slices' deviations. Only the order of exact integer sums changes, so the
+    networks' outputs are bit for bit the same; one wide product costs less than a
+    narrower one per slice.
+
+    Args:
+        networks: the slices' networks; channels: M.
+    """
+
+    def __init__(self, networks: Sequence[IntegerNetwork], channels: int) -> None:
+        heads, self.networks, self.offsets = [], [], [0]
+        for network in networks:
+            head, rest = network.layers[0].split_inputs(channels)
+            heads.append(head)
+            self.networks.append(IntegerNetwork([rest, *network.layers[1:]]))
+            self.offsets.append(self.offsets[-1] + int(head.weight.shape[0]))
+        self.head = IntegerConv(torch.cat([head.weight for head in heads]), torch.cat([head.bias for head in heads]),
+                                0, False, 1)
+        self._head_bands = IntegerNetwork([self.head])  # its bands of rows
+
+    @staticmethod
+    def exact(networks: Sequence[IntegerNetwork], largest_input: int) -> bool:
+        """Whether every sum of the split form stays below 2**53 (Winograd's ×4 included)
+        for network inputs of magnitude at most ``largest_input``."""
+        x = largest_input << ACTIVATION_BITS
+        for network in networks:
+            first = network.layers[0]
+            bound = 4 * (x * first.weight.abs().sum(dim=1) + first.bias.abs())
+            if int(bound.max()) >= EXACT_LIMIT:
+                return False
+        return True
+
+    def hyper_sums(self, hyper_index: Tensor) -> Tensor:
+        """float64 ``(B, Σ hidden, H, W)``: every slice's first-layer products over the
+        hyper-prior indexes, slice k's in rows ``offsets[k]`` … ``offsets[k + 1]``.
+        Computed on bands of rows, like the networks: no float copy of the whole input."""
+        batch, _, height, width = hyper_index.shape
+        out = torch.empty((batch, self.offsets[-1], height, width), dtype=torch.float64, device=hyper_index.device)
+        for window, rows, core in self._head_bands.row_bands(height, width):
+            x = hyper_index[:, :, window].to(torch.float64) * float(1 << ACTIVATION_BITS)
+            out[:, :, rows] = self.head.sums(x)[:, :, core]
+        return out
 
 
 class IntegerChannelContext:
@@ -111,6 +164,7 @@ class IntegerChannelContext:
         self.networks = list(networks)
         self.largest_index = int(largest_index)
         self.means = bool(means)
+        self._shared: Dict[int, Optional[_SharedHyperPart]] = {}  # by M
 
     @property
     def slices(self) -> int:
@@ -153,7 +207,22 @@ class IntegerChannelContext:
         deviation = 4 * symbols + _rounded_shift(mean_delta, ACTIVATION_BITS - 2)
         return deviation.clamp_(-DEVIATION_CLAMP, DEVIATION_CLAMP)
 
-    def slice_parameters(self, hyper_index: Tensor, earlier: Tensor, k: int) -> Tuple[Tensor, Tensor]:
+    def _shared_part(self, hyper_index: Tensor) -> Optional[_SharedHyperPart]:
+        """The split form of the first layers (:class:`_SharedHyperPart`) where it is
+        exact and pays: not where the first layers take int8 products instead."""
+        if has_int8_products(hyper_index.device):
+            return None
+        channels = hyper_index.shape[1]
+        if channels not in self._shared:
+            largest = max(self.largest_index, DEVIATION_CLAMP if self.means else SYMBOL_CLAMP)
+            self.check_channels(channels)
+            self._shared[channels] = (_SharedHyperPart(self.networks, channels)
+                                      if _SharedHyperPart.exact(self.networks, largest) else None)
+        return self._shared[channels]
+
+    def slice_parameters(
+        self, hyper_index: Tensor, earlier: Tensor, k: int, hyper_sums: Optional[Tensor] = None
+    ) -> Tuple[Tensor, Tensor]:
         """The parameters of slice ``k``: ``(mean_delta, index)``, int64 ``(B, C, H, W)``
         each; ``mean_delta`` has ``ACTIVATION_BITS`` fractional bits (zero without means).
 
@@ -161,6 +230,9 @@ class IntegerChannelContext:
             hyper_index: ``(B, M, H, W)`` the hyper-prior's indexes of all channels.
             earlier: ``(B, C·k, H, W)`` the :meth:`deviations` of slices 0 … k−1.
             k: the slice.
+            hyper_sums: the first layers' products over ``hyper_index``, computed once
+                for all slices (``_SharedHyperPart.hyper_sums``), or None to compute the
+                slice's whole first layer. The result is the same.
 
         Raises:
             ValueError: ``earlier`` has the wrong number of channels.
@@ -176,9 +248,17 @@ class IntegerChannelContext:
         own = hyper_index[:, k * channels : (k + 1) * channels]
         # A band of rows at a time (IntegerNetwork.run_bands): the same integers as the
         # whole latent at once, without its network input and activations in memory.
-        bands = self.networks[k].run_bands(
-            lambda window: context_input(hyper_index[:, :, window], earlier[:, :, window]), height, width
-        )
+        shared = None if hyper_sums is None else self._shared_part(hyper_index)
+        if shared is None:
+            bands = self.networks[k].run_bands(
+                lambda window: context_input(hyper_index[:, :, window], earlier[:, :, window]), height, width
+            )
+        else:
+            own_sums = hyper_sums[:, shared.offsets[k] : shared.offsets[k + 1]]
+            bands = shared.networks[k].run_bands(
+                lambda window: deviation_input(earlier[:, :, window]), height, width,
+                partial=lambda window: own_sums[:, :, window],
+            )
         for rows, out in bands:
             index_delta = out[:, channels:] if self.means else out
             if self.means:
@@ -229,9 +309,11 @@ class IntegerChannelContext:
                   if self.means else torch.zeros((), dtype=torch.float64, device=hyper_index.device).expand_as(symbols))
         # Deviations are clamped to at most DEVIATION_CLAMP: int8 holds them exactly.
         earlier = torch.empty((batch, total - channels, height, width), dtype=torch.int8, device=hyper_index.device)
+        shared = self._shared_part(hyper_index)
+        hyper_sums = None if shared is None else shared.hyper_sums(hyper_index)
         for k in range(self.slices):
             own = slice(k * channels, (k + 1) * channels)
-            mean_delta, index = self.slice_parameters(hyper_index, earlier[:, : k * channels], k)
+            mean_delta, index = self.slice_parameters(hyper_index, earlier[:, : k * channels], k, hyper_sums)
             shift = mean_shift(mean_delta) if self.means else shifts[:, own]
             symbol = slice_symbols(k, shift, index)
             if k + 1 < self.slices:

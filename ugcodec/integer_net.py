@@ -60,6 +60,7 @@ __all__ = [
     "ACTIVATION_BITS",
     "ACTIVATION_LIMIT",
     "GAIN_BITS",
+    "EXACT_LIMIT",
     "IntegerConv",
     "IntegerNetwork",
     "IntegerHyperSynthesis",
@@ -68,6 +69,7 @@ __all__ = [
     "integerize_hyper_synthesis",
     "scale_thresholds",
     "entropy_parameters",
+    "has_int8_products",
 ]
 
 ACTIVATION_BITS = 10
@@ -110,7 +112,8 @@ class IntegerConv:
     def check_exact(self) -> None:
         """Raises ValueError unless every partial sum is provably below 2**53."""
         row_bound = ACTIVATION_LIMIT * self.weight.abs().sum(dim=1) + self.bias.abs()
-        if int(row_bound.max()) >= EXACT_LIMIT or int(self.weight.abs().max()) > WEIGHT_LIMIT:
+        largest_weight = int(self.weight.abs().max()) if self.weight.numel() else 0
+        if int(row_bound.max()) >= EXACT_LIMIT or largest_weight > WEIGHT_LIMIT:
             raise ValueError("integer layer could overflow the exact float64 range")
 
     def _operands(self, device: torch.device) -> Tuple[Tensor, Tensor]:
@@ -149,14 +152,57 @@ class IntegerConv:
             self.__dict__["_winograd"] = cached
         return cached[0], cached[1], cached[2]
 
-    def __call__(self, x: Tensor) -> Tensor:
+    def __call__(self, x: Tensor, partial: Optional[Tensor] = None) -> Tensor:
+        """The layer on ``x`` (float64 integers ``(B, in, H, W)``, ``ACTIVATION_BITS``
+        fractional bits); returns float64 integers ``(B, out, H·upscale, W·upscale)``.
+
+        ``partial``: float64 integers ``(B, out, H, W)`` added to the products before
+        the bias and the rescaling, the :meth:`sums` of the inputs of a layer that this
+        one is the rest of (:meth:`split_inputs`); the result is then that whole layer's
+        on the joined input, as long as every magnitude stays within the whole layer's
+        (:meth:`check_exact` of the whole, and inputs within both parts' :meth:`exact_limit`).
+        """
+        if not x.shape[1]:  # no inputs of its own: the partial sums and the bias only
+            out = partial + self._operands(partial.device)[1][None, :, None, None]
+            return self._finish(out.mul_(1.0 / float(1 << self.shift)).floor_())
         u, start, limit = self._winograd_operands(x.device)
         if limit >= ACTIVATION_LIMIT or (x.numel() and _magnitude(x) <= limit):
-            out = self._by_winograd(x, u, start)
+            out = self._by_winograd(x, u, start, partial)
         else:
             weight, bias = self._operands(x.device)
-            out = self._by_columns(x, weight, bias)
+            out = self._by_columns(x, weight, bias, partial)
         return self._finish(out)
+
+    def sums(self, x: Tensor) -> Tensor:
+        """The exact products ``W @ im2col(x)`` alone: no bias, rescaling, activation or
+        clamp; float64 integers ``(B, out, H, W)``. Inputs up to :meth:`exact_limit` in
+        magnitude take the Winograd path, others the direct one."""
+        u, _, limit = self._winograd_operands(x.device)
+        if limit >= ACTIVATION_LIMIT or (x.numel() and _magnitude(x) <= limit):
+            start = torch.zeros((16, u.shape[1], 1), dtype=torch.float64, device=x.device)
+            return self._winograd_sums(x, u, start).mul_(0.25)  # 4·acc: an exact quarter
+        weight, _ = self._operands(x.device)
+        return self._column_sums(x, weight, torch.zeros(weight.shape[0], dtype=torch.float64, device=x.device))
+
+    def exact_limit(self) -> int:
+        """The largest input magnitude for which the Winograd path is exact."""
+        return self._winograd_operands(self.weight.device)[2]
+
+    def split_inputs(self, channels: int) -> "Tuple[IntegerConv, IntegerConv]":
+        """``(head, rest)``: the layer's products over its first ``channels`` input
+        channels (no bias, shift 0, no activation: use its :meth:`sums`) and the layer
+        over the others (this layer's bias, shift, activation and shuffle), so that
+        ``rest(x[:, channels:], partial=head.sums(x[:, :channels]))`` is this layer on x.
+
+        Raises:
+            ValueError: ``channels`` is not between 0 and the layer's inputs.
+        """
+        inputs = self.weight.shape[1] // 9
+        if not 0 <= channels <= inputs:
+            raise ValueError(f"cannot split {inputs} input channels after {channels}")
+        head = IntegerConv(self.weight[:, : 9 * channels].clone(), torch.zeros_like(self.bias), 0, False, 1)
+        rest = IntegerConv(self.weight[:, 9 * channels :].clone(), self.bias.clone(), self.shift, self.relu, self.upscale)
+        return head, rest
 
     def on_small_integers(self, s: Tensor) -> Optional[Tensor]:
         """What calling the layer on ``s · 2**ACTIVATION_BITS`` gives, for integers ``s``
@@ -176,9 +222,7 @@ class IntegerConv:
         operand by 128, and a sum of ``9·in <= 2**17`` products stays below 2**31.
         """
         batch, channels, height, width = s.shape
-        if _int8_product is None or not s.numel() or 9 * channels > _INT8_TERMS:
-            return None
-        if s.device.type == "cpu" and not cpu_supports("vnni"):
+        if not has_int8_products(s.device) or not s.numel() or 9 * channels > _INT8_TERMS:
             return None
         limbs, bias = self._int8_operands(s.device)
         outputs = bias.shape[0]
@@ -234,8 +278,16 @@ class IntegerConv:
             out = F.pixel_shuffle(out, self.upscale)
         return out
 
-    def _by_columns(self, x: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
-        """``floor((W @ im2col(x) + b) / 2**shift)``, one matrix product per band of rows."""
+    def _by_columns(self, x: Tensor, weight: Tensor, bias: Tensor, partial: Optional[Tensor] = None) -> Tensor:
+        """``floor((W @ im2col(x) + partial + b) / 2**shift)``, one matrix product per band of rows."""
+        out = self._column_sums(x, weight, bias)
+        if partial is not None:
+            out += partial
+        # Multiplying by 2**-shift is exact, like the division.
+        return out.mul_(1.0 / float(1 << self.shift)).floor_()
+
+    def _column_sums(self, x: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
+        """``W @ im2col(x) + b``, one matrix product per band of rows."""
         batch, channels, height, width = x.shape
         padded = F.pad(x, (1, 1, 1, 1))
         stride = padded.stride()
@@ -253,14 +305,22 @@ class IntegerConv:
                 accumulated = torch.addmm(bias[:, None], weight, columns[0])[None]
             else:
                 accumulated = torch.baddbmm(bias[None, :, None], weight.expand(batch, -1, -1), columns)
-            # Multiplying by 2**-shift is exact, like the division.
-            accumulated.mul_(1.0 / float(1 << self.shift)).floor_()
             out[:, :, top : top + rows] = accumulated.reshape(batch, -1, rows, width)
         return out
 
-    def _by_winograd(self, x: Tensor, u: Tensor, start: Tensor) -> Tensor:
-        """``floor((W @ im2col(x) + b) / 2**shift)`` by integer Winograd F(2x2, 3x3), one
-        band of 2-row blocks at a time (exact only for inputs within the layer's limit)."""
+    def _by_winograd(self, x: Tensor, u: Tensor, start: Tensor, partial: Optional[Tensor] = None) -> Tensor:
+        """``floor((W @ im2col(x) + partial + b) / 2**shift)`` by integer Winograd F(2x2,
+        3x3), one band of 2-row blocks at a time (exact only for inputs within the layer's
+        limit)."""
+        out = self._winograd_sums(x, u, start)
+        if partial is not None:
+            out.add_(partial, alpha=4)
+        # acc·4 is exact; so is its product with a power of two.
+        return out.mul_(1.0 / float(1 << (self.shift + 2))).floor_()
+
+    def _winograd_sums(self, x: Tensor, u: Tensor, start: Tensor) -> Tensor:
+        """``4 · (W @ im2col(x) + b)`` (``start`` holds the ``4·b``) by integer Winograd
+        F(2x2, 3x3), one band of 2-row blocks at a time."""
         batch, channels, height, width = x.shape
         outputs = u.shape[1]
         block_rows, block_cols = (height + 1) // 2, (width + 1) // 2
@@ -274,9 +334,13 @@ class IntegerConv:
             blocks = batch * rows * block_cols
             products = torch.baddbmm(start, u, _winograd_input(patches, rows, block_cols).view(16, channels, blocks))
             _winograd_output(products.view(4, 4, outputs, batch, rows, block_cols), out[:, :, 2 * top : 2 * (top + rows)])
-        out = out[:, :, :height, :width]
-        # acc·4 is exact; so is its product with a power of two.
-        return out.mul_(1.0 / float(1 << (self.shift + 2))).floor_()
+        return out[:, :, :height, :width]
+
+
+def has_int8_products(device: torch.device) -> bool:
+    """Whether :meth:`IntegerConv.on_small_integers` may take its int8 path on ``device``:
+    this PyTorch has the int8 product, and a CPU has int8 dot-product instructions (VNNI)."""
+    return _int8_product is not None and (device.type != "cpu" or cpu_supports("vnni"))
 
 
 def _magnitude(x: Tensor) -> int:
@@ -379,16 +443,23 @@ class IntegerNetwork:
                    slice((top - window.start) * upscale, (bottom - window.start) * upscale))
 
     def run_bands(
-        self, read: Callable[[slice], Tensor], height: int, width: int
+        self,
+        read: Callable[[slice], Tensor],
+        height: int,
+        width: int,
+        partial: Optional[Callable[[slice], Tensor]] = None,
     ) -> Iterator[Tuple[slice, Tensor]]:
         """Runs the network on an input of ``height`` x ``width`` that ``read(rows)``
         gives a band of rows of (integers, ``(B, C, rows, width)``).
+
+        ``partial(rows)``: where given, the first layer's partial sums of those rows
+        (:meth:`IntegerConv.__call__`), passed to it with the band's input.
 
         Yields ``(rows, output)``: output rows and their int64 values, bands in order;
         together exactly :meth:`run` of the whole input.
         """
         for window, rows, core in self.row_bands(height, width):
-            yield rows, self._run_window(read(window))[:, :, core]
+            yield rows, self._run_window(read(window), None if partial is None else partial(window))[:, :, core]
 
     def run(self, inputs: Tensor) -> Tensor:
         height, width = inputs.shape[-2:]
@@ -402,13 +473,12 @@ class IntegerNetwork:
             out[:, :, rows] = band
         return out
 
-    def _run_window(self, inputs: Tensor) -> Tensor:
-        x = self.layers[0].on_small_integers(inputs)
+    def _run_window(self, inputs: Tensor, partial: Optional[Tensor] = None) -> Tensor:
+        x = None if partial is not None else self.layers[0].on_small_integers(inputs)
         rest = self.layers[1:]
         if x is None:
             x = inputs.to(torch.float64) * float(1 << ACTIVATION_BITS)
-            x = x.clamp_(-ACTIVATION_LIMIT, ACTIVATION_LIMIT)
-            rest = self.layers
+            x = self.layers[0](x.clamp_(-ACTIVATION_LIMIT, ACTIVATION_LIMIT), partial)
         for layer in rest:
             x = layer(x)
         return x.to(torch.int64)
