@@ -28,6 +28,7 @@ from ugcodec.weights import DEFAULT_WEIGHTS, NOT_SHIPPED, WEIGHTS_FORMAT, finger
 
 __all__ = [
     "export_adapted_bundle",
+    "export_analysis_bundle",
     "export_bundle",
     "export_synthesis_bundle",
     "export_weights",
@@ -115,6 +116,17 @@ def export_synthesis_bundle(model: UGHyperprior, base: dict) -> dict:
     if any(getattr(model.config, name) != getattr(base_config, name) for name in sizes):
         raise ValueError("the model's sizes differ from the base weights'")
     return _with_part_of(model, base, "g_s.", "g_s")
+
+
+def export_analysis_bundle(model: UGHyperprior, base: dict) -> dict:
+    """A weights bundle that is ``base`` (a loaded weights file) with the analysis g_a of
+    ``model`` (e.g. trained on by :mod:`tools.tune_analysis`): the same h_a, coding parts
+    and g_s, so it decodes the base's files as the base does.
+
+    Raises:
+        ValueError: ``model`` differs from ``base`` outside g_a, or in its sizes.
+    """
+    return _with_part_of(model, base, "g_a.", "g_a")
 
 
 def _with_part_of(model: UGHyperprior, base: dict, prefix: str, part: str) -> dict:
