@@ -118,16 +118,17 @@ def test_the_shared_hyper_prior_products_give_the_same_parameters(means, monkeyp
     integer = integerize_channel_context(_random_context(16, 63, means=means))
     hyper_index, residual = _hyper_indexes((1, 16, 7, 9), seed=4)
     monkeypatch.setattr(channel_context, "has_int8_products", lambda device: False)
-    shared = integer._shared_part(hyper_index)
-    assert shared is not None
-    sums = shared.hyper_sums(hyper_index)
+    sums = integer.hyper_products(hyper_index)
+    assert sums is not None
     earlier = integer.deviations(torch.round(residual[:, :8]), torch.zeros(1, 8, 7, 9, dtype=torch.int64))
     for k, before in ((0, earlier[:, :0]), (1, earlier)):
         separate = integer.slice_parameters(hyper_index, before, k)
         together = integer.slice_parameters(hyper_index, before, k, sums)
         assert all(torch.equal(a, b) for a, b in zip(separate, together))
+    huge = channel_context.IntegerChannelContext(integer.networks, 1 << 30, means)
+    assert huge.hyper_products(hyper_index) is None, "sums that could leave 2**53: the whole layers"
     monkeypatch.setattr(channel_context, "has_int8_products", lambda device: True)
-    assert integer._shared_part(hyper_index) is None, "the int8 path runs the first layers whole"
+    assert integer.hyper_products(hyper_index) is None, "the int8 path runs the first layers whole"
 
 
 def test_model_2_codes_the_same_symbols_and_pixels_as_its_base(context_model):

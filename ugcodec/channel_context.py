@@ -220,6 +220,14 @@ class IntegerChannelContext:
                                       if _SharedHyperPart.exact(self.networks, largest) else None)
         return self._shared[channels]
 
+    def hyper_products(self, hyper_index: Tensor) -> Optional[Tensor]:
+        """Every slice's first-layer products over the hyper-prior indexes, computed at
+        once for all slices (:meth:`slice_parameters`' ``hyper_sums``): float64
+        ``(B, Σ hidden, H, W)``; None where the first layers run whole instead (int8
+        products, or sums that could leave the exact range)."""
+        shared = self._shared_part(hyper_index)
+        return None if shared is None else shared.hyper_sums(hyper_index)
+
     def slice_parameters(
         self, hyper_index: Tensor, earlier: Tensor, k: int, hyper_sums: Optional[Tensor] = None
     ) -> Tuple[Tensor, Tensor]:
@@ -230,9 +238,8 @@ class IntegerChannelContext:
             hyper_index: ``(B, M, H, W)`` the hyper-prior's indexes of all channels.
             earlier: ``(B, C·k, H, W)`` the :meth:`deviations` of slices 0 … k−1.
             k: the slice.
-            hyper_sums: the first layers' products over ``hyper_index``, computed once
-                for all slices (``_SharedHyperPart.hyper_sums``), or None to compute the
-                slice's whole first layer. The result is the same.
+            hyper_sums: :meth:`hyper_products` of ``hyper_index``, or None to compute
+                the slice's whole first layer. The result is the same.
 
         Raises:
             ValueError: ``earlier`` has the wrong number of channels.
@@ -309,8 +316,7 @@ class IntegerChannelContext:
                   if self.means else torch.zeros((), dtype=torch.float64, device=hyper_index.device).expand_as(symbols))
         # Deviations are clamped to at most DEVIATION_CLAMP: int8 holds them exactly.
         earlier = torch.empty((batch, total - channels, height, width), dtype=torch.int8, device=hyper_index.device)
-        shared = self._shared_part(hyper_index)
-        hyper_sums = None if shared is None else shared.hyper_sums(hyper_index)
+        hyper_sums = self.hyper_products(hyper_index)
         for k in range(self.slices):
             own = slice(k * channels, (k + 1) * channels)
             mean_delta, index = self.slice_parameters(hyper_index, earlier[:, : k * channels], k, hyper_sums)
