@@ -12,7 +12,8 @@ from tools.losses import MultiScaleSemanticLoss, bits_per_pixel, find_regions, m
 from ugcodec.models import ModelConfig
 from tools.teachers import OpenClipTeacher, load_teacher
 from tools.training import (
-    CropSampler, TrainConfig, Trainer, compact_checkpoint, crop_detail, model_from_checkpoint, widen_checkpoint,
+    CropSampler, TrainConfig, Trainer, append_record, compact_checkpoint, cosine_rate, crop_detail, half_parameters,
+    model_from_checkpoint, widen_checkpoint,
 )
 from tools.export import export_bundle, export_weights
 from ugcodec.weights import fingerprint_of, load_model
@@ -461,3 +462,16 @@ def test_non_finite_steps_leave_the_weights_alone_and_stop_training(corpus, tmp_
     monkeypatch.setattr(training, "MAX_NONFINITE_STEPS", 4)
     with pytest.raises(FloatingPointError, match="not finite for 4 steps"):
         trainer.run(max_steps=10, progress=False)
+
+
+def test_run_helpers_rate_log_and_half_parameters(tmp_path, capsys):
+    assert cosine_rate(1e-4, 0, 100) == pytest.approx(1e-4)
+    assert cosine_rate(1e-4, 50, 100) == pytest.approx(0.55e-4)
+    assert cosine_rate(1e-4, 100, 100) == cosine_rate(1e-4, 500, 100) == pytest.approx(1e-5)
+    append_record(str(tmp_path), {"step": 1})
+    append_record(str(tmp_path), {"step": 2}, echo=False)
+    assert (tmp_path / "log.jsonl").read_text().splitlines() == ['{"step": 1}', '{"step": 2}']
+    assert capsys.readouterr().out == '{"step": 1}\n'
+    module = torch.nn.BatchNorm2d(3)
+    halved = half_parameters(module.state_dict(), module)
+    assert halved["weight"].dtype == torch.float16 and halved["running_mean"].dtype == torch.float32

@@ -2,7 +2,6 @@
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 from ugcodec import codec
 from ugcodec.weights import load_model, read_bundle
@@ -10,16 +9,12 @@ from tools.export import export_analysis_bundle
 from tools.training import coded_synthesis_input
 from tools.tune_analysis import AnalysisTuneConfig, AnalysisTuner, coded_rate_distortion, main
 
-from conftest import make_photo_like
+from conftest import make_photo_like, write_photos
 
 
 @pytest.fixture()
 def corpus(tmp_path):
-    folder = tmp_path / "corpus"
-    folder.mkdir()
-    for seed in range(2):
-        Image.fromarray(make_photo_like(96, 120, seed=seed)).save(folder / f"image{seed}.png")
-    return str(folder)
+    return write_photos(tmp_path / "corpus", 2, 96, 120)
 
 
 def _crops(count: int = 2) -> torch.Tensor:

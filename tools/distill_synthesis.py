@@ -46,7 +46,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import glob
-import json
 import math
 import os
 import sys
@@ -63,7 +62,7 @@ from ugcodec.weights import DEFAULT_WEIGHTS, CodecModel, load_model
 from .export import export_synthesis_bundle, save_atomically, write_bundle
 from .losses import MultiScaleSemanticLoss
 from .teachers import load_teacher
-from .training import CropSampler, coded_synthesis_input
+from .training import CropSampler, append_record, coded_synthesis_input, cosine_rate, half_parameters
 
 __all__ = [
     "DistillConfig",
@@ -268,14 +267,10 @@ class Distiller:
         return torch.optim.Adam(groups, lr=self.config.feature_lr if self.phase == "features" else self.config.lr)
 
     def _learning_rate(self) -> float:
-        # Cosine from the phase's rate to a tenth of it.
         config = self.config
         if self.phase == "features":
-            base, length = config.feature_lr, config.feature_steps
-        else:
-            base, length = config.lr, config.steps
-        progress = min(1.0, self.step / max(1, length))
-        return base * (0.1 + 0.9 * 0.5 * (1.0 + math.cos(math.pi * progress)))
+            return cosine_rate(config.feature_lr, self.step, config.feature_steps)
+        return cosine_rate(config.lr, self.step, config.steps)
 
     def feature_loss(self, pool: Dict[str, Tensor]) -> Dict[str, Tensor]:
         count = pool["feature_beta"].shape[0]
@@ -373,9 +368,7 @@ class Distiller:
 
     # -- state -----------------------------------------------------------------------
     def _log(self, record: dict) -> None:
-        with open(os.path.join(self.run_dir, "log.jsonl"), "a") as handle:
-            handle.write(json.dumps(record) + "\n")
-        print(json.dumps(record), flush=True)
+        append_record(self.run_dir, record)
 
     def _state(self) -> dict:
         return {
@@ -393,8 +386,7 @@ class Distiller:
         ``path``, for a new machine: ``--init-from PATH`` resumes from it."""
         state = self._state()
         del state["optimizer"]
-        parameters = {name for name, _ in self.student.g_s.named_parameters()}  # buffers stay exact
-        state["g_s"] = {name: value.half() if name in parameters else value for name, value in state["g_s"].items()}
+        state["g_s"] = half_parameters(state["g_s"], self.student.g_s)
         save_atomically(state, path)
 
     def _save(self) -> None:

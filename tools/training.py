@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import glob
 import json
+import math
 import os
 import random
 import sys
@@ -47,9 +48,12 @@ __all__ = [
     "TrainConfig",
     "CropSampler",
     "Trainer",
+    "append_record",
     "coded_synthesis_input",
     "compact_checkpoint",
+    "cosine_rate",
     "crop_detail",
+    "half_parameters",
     "model_from_checkpoint",
 ]
 
@@ -516,10 +520,7 @@ class Trainer:
                     if skipped:
                         record["skipped"] = skipped
                     sums, counts, skipped = {}, {}, 0
-                    with open(os.path.join(self.run_dir, "log.jsonl"), "a") as handle:
-                        handle.write(json.dumps(record) + "\n")
-                    if progress:
-                        print(json.dumps(record), flush=True)
+                    append_record(self.run_dir, record, echo=progress)
                 if self.stage != stage_before:
                     self.optimizer = self._make_optimizer()
                 if self.step % self.config.checkpoint_every == 0 or self.step == stop:
@@ -591,6 +592,29 @@ def coded_synthesis_input(coder: CodecModel, network: UGHyperprior, x: Tensor, q
         latent = coder.latent_coder.encode(residual, mu, hyper_index)
         out[sample] = synthesis_input(coder, latent.symbols, latent.mu, level)
     return out
+
+
+def append_record(run_dir: str, record: dict, echo: bool = True) -> None:
+    """Appends ``record`` as one JSON line to ``run_dir/log.jsonl`` (and prints it)."""
+    line = json.dumps(record)
+    with open(os.path.join(run_dir, "log.jsonl"), "a") as handle:
+        handle.write(line + "\n")
+    if echo:
+        print(line, flush=True)
+
+
+def cosine_rate(base: float, step: int, length: int) -> float:
+    """A learning rate falling from ``base`` at step 0 to a tenth of it at step
+    ``length`` (and after) along half a cosine."""
+    progress = min(1.0, step / max(1, length))
+    return base * (0.1 + 0.9 * 0.5 * (1.0 + math.cos(math.pi * progress)))
+
+
+def half_parameters(state: Dict[str, Tensor], module: torch.nn.Module) -> Dict[str, Tensor]:
+    """``state`` (``module``'s state dict) with the module's parameters in fp16, what a
+    compact checkpoint keeps; its buffers stay exact."""
+    parameters = {name for name, _ in module.named_parameters()}
+    return {name: value.half() if name in parameters else value for name, value in state.items()}
 
 
 def compact_checkpoint(source: str, destination: str) -> int:

@@ -35,8 +35,6 @@ from __future__ import annotations
 import argparse
 import copy
 import dataclasses
-import json
-import math
 import os
 import sys
 import time
@@ -53,7 +51,7 @@ from ugcodec.weights import DEFAULT_WEIGHTS, CodecModel, load_model, read_bundle
 
 from .export import export_analysis_bundle, save_atomically, write_bundle
 from .losses import mse_255
-from .training import CropSampler
+from .training import CropSampler, append_record, cosine_rate, half_parameters
 
 __all__ = ["AnalysisTuneConfig", "AnalysisTuner", "coded_rate_distortion"]
 
@@ -182,9 +180,7 @@ class AnalysisTuner:
             self.load()
 
     def _learning_rate(self) -> float:
-        # Cosine from the run's rate to a tenth of it.
-        progress = min(1.0, self.step / max(1, self.config.steps))
-        return self.config.lr * (0.1 + 0.9 * 0.5 * (1.0 + math.cos(math.pi * progress)))
+        return cosine_rate(self.config.lr, self.step, self.config.steps)
 
     def step_loss(self) -> Dict[str, Tensor]:
         """One training batch's loss (with gradients), bits per pixel and PSNR."""
@@ -261,9 +257,7 @@ class AnalysisTuner:
 
     # -- state -----------------------------------------------------------------------
     def _log(self, record: dict) -> None:
-        with open(os.path.join(self.run_dir, "log.jsonl"), "a") as handle:
-            handle.write(json.dumps(record) + "\n")
-        print(json.dumps(record), flush=True)
+        append_record(self.run_dir, record)
 
     def _state(self) -> dict:
         return {
@@ -279,8 +273,7 @@ class AnalysisTuner:
         """Writes a compact resume checkpoint (g_a in fp16, no optimiser state) to ``path``."""
         state = self._state()
         del state["optimizer"]
-        parameters = {name for name, _ in self.g_a.named_parameters()}  # buffers stay exact
-        state["g_a"] = {name: value.half() if name in parameters else value for name, value in state["g_a"].items()}
+        state["g_a"] = half_parameters(state["g_a"], self.g_a)
         save_atomically(state, path)
 
     def _save(self) -> None:
@@ -307,7 +300,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--run", required=True, help="folder for checkpoint.pt and log.jsonl")
     parser.add_argument("--base", help="weights file whose g_a trains (default: the shipped one; a resumed run: its own)")
-    parser.add_argument("--corpus", default="data/corpus_broad", help="training images")
+    parser.add_argument("--corpus", help="training images (default data/corpus_broad; a resumed run: its own)")
     parser.add_argument("--seed", type=int, default=0, help="a new run's seed: its crops, levels and noise")
     parser.add_argument("--crop", type=int, default=128)
     parser.add_argument("--quality-weights", help="relative draw of each level, comma-separated")
@@ -341,12 +334,12 @@ def main(argv=None) -> int:
         config = _config_of(resume_from)
         config.steps = config.steps if args.steps is None else args.steps
         config.base = config.base if args.base is None else args.base  # e.g. another machine's checkout
-        config.corpus = args.corpus
+        config.corpus = args.corpus or config.corpus
     else:
         config = AnalysisTuneConfig(
             base=args.base or DEFAULT_WEIGHTS,
             seed=args.seed,
-            corpus=args.corpus,
+            corpus=args.corpus or "data/corpus_broad",
             crop=args.crop,
             quality_weights=None if not args.quality_weights else [float(v) for v in args.quality_weights.split(",")],
             steps=3000 if args.steps is None else args.steps,
