@@ -113,7 +113,8 @@ def header(rel: str, report: dict, facts: Sequence[str], plots: Sequence[str]) -
     folder = "results/" + (os.path.dirname(rel) + "/" if os.path.dirname(rel) else "")
     stem = os.path.splitext(os.path.basename(rel))[0]
     environment = report.get("environment", {})
-    facts = [*facts, f"{environment.get('cpu_count', '?')} CPUs, torch threads {environment.get('torch_threads', '?')}"]
+    cpus = f"{environment.get('cpu_count', '?')} CPUs" + (f" ({environment['cpu']})" if environment.get("cpu") else "")
+    facts = [*facts, f"{cpus}, torch threads {environment.get('torch_threads', '?')}"]
     if "seconds" in report:
         facts.append(f"{report['seconds']:,.0f} s")
     links = [f"[{name}]({folder}{name})" for name in [f"{stem}.md", *plots]]

@@ -674,7 +674,8 @@ def _amx(environment: dict) -> str:
 
 def report(result: dict) -> str:
     lines = [f"Model: {result['model']}", f"Threads: {result['environment']['torch_threads']}, "
-             f"runs: {result['runs']} (median after 1 warm-up), CPU: {result['environment']['processor']} "
+             f"runs: {result['runs']} (median after 1 warm-up), CPU: "
+             f"{result['environment'].get('cpu', result['environment']['processor'])} "
              f"x{result['environment']['cpu_count']}" + _amx(result['environment']), ""]
     codec = result.get("codec")
     if codec:

@@ -65,3 +65,18 @@ def test_the_report_says_which_precision_ugc_ran_in_and_whether_the_cpu_has_amx(
         note = speed.precision_note({"precision": precision})
         assert note.startswith("ugc ran in " + ("float32" if precision == "float32" else "its default precision"))
     assert speed.precision_note({}) is None  # a report from before the field: no claim
+
+
+def test_reports_name_the_cpu(tmp_path):
+    from benchmarks.bench_common import cpu_description
+
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nvendor_id\t: AuthenticAMD\ncpu family\t: 23\nmodel\t\t: 1\n"
+                       "model name\t: AMD EPYC\n\nprocessor\t: 1\nmodel name\t: Other\n")
+    assert cpu_description(str(cpuinfo)) == "AMD EPYC (family 23, model 1)"
+    cpuinfo.write_text("processor\t: 0\nmodel name\t: Some CPU\n")
+    assert cpu_description(str(cpuinfo)) == "Some CPU"
+    assert cpu_description(str(tmp_path / "missing"))  # the platform's name instead
+    result = {"model": "m", "runs": 1, "environment": {"torch_threads": 1, "processor": "x86_64", "cpu_count": 2,
+                                                       "cpu": "AMD EPYC (family 23, model 1)", "amx": False}}
+    assert "CPU: AMD EPYC (family 23, model 1) x2, no AMX tiles" in speed.report(result)
