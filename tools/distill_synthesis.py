@@ -62,7 +62,9 @@ from ugcodec.weights import DEFAULT_WEIGHTS, CodecModel, load_model
 from .export import export_synthesis_bundle, save_atomically, write_bundle
 from .losses import MultiScaleSemanticLoss
 from .teachers import load_teacher
-from .training import CropSampler, append_record, coded_synthesis_input, cosine_rate, half_parameters
+from .training import (
+    CropSampler, add_run_arguments, append_record, coded_synthesis_input, cosine_rate, half_parameters,
+)
 
 __all__ = [
     "DistillConfig",
@@ -453,14 +455,9 @@ def main(argv=None) -> int:
                         help="finetune, beta = 1: weight of the semantic distance to the image (0: none)")
     parser.add_argument("--semantic-teacher", default="mobilenet_v2",
                         help="the frozen image encoder of --semantic-weight (tools.teachers.load_teacher)")
-    parser.add_argument("--threads", type=int, help="torch CPU threads")
-    parser.add_argument("--max-minutes", type=float, help="stop (with a checkpoint) after this much training time")
     parser.add_argument("--bfloat16", action="store_true",
                         help="train under bfloat16 autocast (float32 parameters and losses): faster on CPUs with AMX")
-    parser.add_argument("--export", metavar="PATH", help="write the run's student as a weights file and stop")
-    parser.add_argument("--checkpoint", help="with --export: this checkpoint (or a compact one) instead of RUN/checkpoint.pt")
-    parser.add_argument("--save-compact", metavar="PATH", help="write the run's compact resume checkpoint and stop")
-    parser.add_argument("--init-from", metavar="PATH", help="compact checkpoint to resume from when RUN has none")
+    add_run_arguments(parser, "the run's student as a weights file")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -19,6 +19,7 @@ random state.
 """
 from __future__ import annotations
 
+import argparse
 import glob
 import json
 import math
@@ -28,7 +29,7 @@ import sys
 import time
 import tomllib
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -36,6 +37,7 @@ from PIL import Image
 from torch import Tensor
 
 from ugcodec.codec import latent_residuals, synthesis_input
+from ugcodec.latent_coders import CodedLatent
 from ugcodec.models import ModelConfig, UGHyperprior
 from ugcodec.weights import CodecModel, load_model
 
@@ -48,7 +50,9 @@ __all__ = [
     "TrainConfig",
     "CropSampler",
     "Trainer",
+    "add_run_arguments",
     "append_record",
+    "coded_latents",
     "coded_synthesis_input",
     "compact_checkpoint",
     "cosine_rate",
@@ -213,21 +217,24 @@ class CropSampler:
         self.detail = detail
         self.rng = np.random.default_rng(seed)
 
-    def _draw(self) -> np.ndarray:
-        image = self.images[self.rng.choice(len(self.images), p=self.weights)]
-        top = self.rng.integers(0, image.shape[0] - self.crop + 1)
-        left = self.rng.integers(0, image.shape[1] - self.crop + 1)
+    def _draw(self, rng: np.random.Generator) -> np.ndarray:
+        image = self.images[rng.choice(len(self.images), p=self.weights)]
+        top = rng.integers(0, image.shape[0] - self.crop + 1)
+        left = rng.integers(0, image.shape[1] - self.crop + 1)
         return image[top : top + self.crop, left : left + self.crop]
 
-    def sample(self, batch: int) -> Tensor:
-        """Returns ``batch`` crops as a float tensor ``(batch, 3, crop, crop)`` in [0, 1]."""
+    def sample(self, batch: int, rng: Optional[np.random.Generator] = None) -> Tensor:
+        """Returns ``batch`` crops as a float tensor ``(batch, 3, crop, crop)`` in [0, 1],
+        drawn with ``rng`` (default: the sampler's own generator), e.g. a fixed set of
+        crops from the same images without a second copy of them in memory."""
+        rng = self.rng if rng is None else rng
         crops = []
         for _ in range(batch):
             for _ in range(self.MAX_DRAWS):
-                crop = self._draw()
-                if self.detail <= 0 or self.rng.random() * self.detail < crop_detail(crop):
+                crop = self._draw(rng)
+                if self.detail <= 0 or rng.random() * self.detail < crop_detail(crop):
                     break
-            if self.rng.random() < 0.5:
+            if rng.random() < 0.5:
                 crop = crop[:, ::-1]
             crops.append(np.ascontiguousarray(crop))
         array = np.stack(crops).astype(np.float32) / 255.0
@@ -584,14 +591,45 @@ def coded_synthesis_input(coder: CodecModel, network: UGHyperprior, x: Tensor, q
         float32 ``(B, M, H/16, W/16)``, no gradient.
     """
     y = network.g_a(x)
-    z_symbols = torch.round(network.h_a(y))
     out = torch.empty_like(y)
+    for index, (level, latent) in enumerate(coded_latents(coder, network, y, quality)):
+        out[index : index + 1] = synthesis_input(coder, latent.symbols, latent.mu, level)
+    return out
+
+
+@torch.no_grad()
+def coded_latents(coder: CodecModel, network: UGHyperprior, y: Tensor, quality: Tensor) -> List[Tuple[int, CodedLatent]]:
+    """How ``coder`` codes each latent of ``y`` (bitstream_spec.md §8): z from ``network``'s
+    h_a, rounded; the integer hyper-synthesis, exact means and the latent coder's
+    symbols, means and tables.
+
+    Args:
+        coder: the weights whose integer parts code the latents.
+        network: the float transforms whose h_a analyses ``y``.
+        y: latents ``(B, M, h, w)``; quality: level index per latent ``(B,)``, 0-based.
+
+    Returns:
+        ``(level, latent)`` per latent, in order (no gradient).
+    """
+    z_symbols = torch.round(network.h_a(y))
+    coded = []
     for index, row in enumerate(quality.tolist()):
         sample, level = slice(index, index + 1), coder.qualities[row]
         residual, mu, hyper_index = latent_residuals(coder, y[sample], z_symbols[sample], level)
-        latent = coder.latent_coder.encode(residual, mu, hyper_index)
-        out[sample] = synthesis_input(coder, latent.symbols, latent.mu, level)
-    return out
+        coded.append((level, coder.latent_coder.encode(residual, mu, hyper_index)))
+    return coded
+
+
+def add_run_arguments(parser: "argparse.ArgumentParser", exports: str) -> None:
+    """The options a fine-tuning tool's run shares (``tools.distill_synthesis``,
+    ``tools.tune_analysis``): threads, a time limit, export (``exports``: what it
+    writes), the checkpoint to export, and compact checkpoints to write and resume from."""
+    parser.add_argument("--threads", type=int, help="torch CPU threads")
+    parser.add_argument("--max-minutes", type=float, help="stop (with a checkpoint) after this much training time")
+    parser.add_argument("--export", metavar="PATH", help=f"write {exports} and stop")
+    parser.add_argument("--checkpoint", help="with --export: this checkpoint (or a compact one) instead of RUN/checkpoint.pt")
+    parser.add_argument("--save-compact", metavar="PATH", help="write the run's compact resume checkpoint and stop")
+    parser.add_argument("--init-from", metavar="PATH", help="compact checkpoint to resume from when RUN has none")
 
 
 def append_record(run_dir: str, record: dict, echo: bool = True) -> None:

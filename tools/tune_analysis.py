@@ -12,8 +12,7 @@ loss is the rate–distortion objective the levels were trained with, ``bpp + λ
 255²·MSE(x_hat, x)`` (human decoding), measured through the coder's own path:
 
 - the symbols, means and coding tables are those the coder chooses for the current g_a
-  (:func:`ugcodec.codec.latent_residuals`, the latent coder's ``encode``), held fixed
-  for the step;
+  (:func:`tools.training.coded_latents`), held fixed for the step;
 - the rate is the symbols' cost under their tables' Gaussians
   (:func:`ugcodec.scales.symbol_bits`) at the residual plus uniform noise, so its
   gradient reaches y;
@@ -40,10 +39,10 @@ import sys
 import time
 from typing import Dict, Optional, Sequence
 
+import numpy as np
 import torch
 from torch import Tensor
 
-from ugcodec.codec import latent_residuals
 from ugcodec.integer_net import GAIN_BITS
 from ugcodec.models import UGHyperprior
 from ugcodec.scales import scale_table, symbol_bits
@@ -51,7 +50,7 @@ from ugcodec.weights import DEFAULT_WEIGHTS, CodecModel, load_model, read_bundle
 
 from .export import export_analysis_bundle, save_atomically, write_bundle
 from .losses import mse_255
-from .training import CropSampler, append_record, cosine_rate, half_parameters
+from .training import CropSampler, add_run_arguments, append_record, coded_latents, cosine_rate, half_parameters
 
 __all__ = ["AnalysisTuneConfig", "AnalysisTuner", "coded_rate_distortion"]
 
@@ -118,23 +117,13 @@ def coded_rate_distortion(
     """
     network = coder.network
     y = g_a(x)
-    scales = scale_table().to(x.device)
-    rows = quality.tolist()
-    with torch.no_grad():
-        z_symbols = torch.round(network.h_a(y))
-        symbols, means, indexes = [], [], []
-        for index, row in enumerate(rows):
-            sample, level = slice(index, index + 1), coder.qualities[row]
-            residual, mu, hyper_index = latent_residuals(coder, y[sample], z_symbols[sample], level)
-            latent = coder.latent_coder.encode(residual, mu, hyper_index)
-            symbols.append(latent.symbols)
-            means.append(latent.mu.to(torch.float32).expand_as(latent.symbols))
-            indexes.append(latent.scale_index)
-        symbols = torch.cat(symbols).to(torch.float32)
-        means = torch.cat(means)
-        scale = scales[torch.cat(indexes)]
-        gains = torch.stack([coder.gain(coder.qualities[row]) for row in rows]).to(torch.float32) / float(1 << GAIN_BITS)
-        inverse_gains = torch.stack([coder.inverse_gain(coder.qualities[row]) for row in rows])
+    coded = coded_latents(coder, network, y, quality)
+    levels = [level for level, _ in coded]
+    symbols = torch.cat([latent.symbols for _, latent in coded]).to(torch.float32)
+    means = torch.cat([latent.mu.to(torch.float32).expand_as(latent.symbols) for _, latent in coded])
+    scale = scale_table().to(x.device)[torch.cat([latent.scale_index for _, latent in coded])]
+    gains = torch.stack([coder.gain(level) for level in levels]).to(torch.float32) / float(1 << GAIN_BITS)
+    inverse_gains = torch.stack([coder.inverse_gain(level) for level in levels])
     residual = y * gains[:, :, None, None] - means
     if noisy:
         noise = torch.rand(y.shape, generator=generator, device=y.device) - 0.5
@@ -147,7 +136,7 @@ def coded_rate_distortion(
     y_hat = (coded + means) * inverse_gains[:, :, None, None]
     x_hat = network.g_s(y_hat, torch.zeros(x.shape[0], device=x.device))
     distortion = mse_255(x_hat, x)
-    lambdas = torch.tensor([coder.rate_weight(coder.qualities[row]) for row in rows], device=x.device)
+    lambdas = torch.tensor([coder.rate_weight(level) for level in levels], device=x.device)
     return {"bpp": bpp, "distortion": distortion, "loss": bpp + lambdas * distortion}
 
 
@@ -171,9 +160,7 @@ class AnalysisTuner:
             raise ValueError(f"quality_weights needs {self.coder.num_qualities} entries")
         self.probabilities = torch.tensor(weights, dtype=torch.float64)
         self.optimizer = torch.optim.Adam(self.g_a.parameters(), lr=config.lr)
-        self.validation_x = CropSampler(
-            config.corpus, config.crop, config.seed + 1_000_003, "image", config.crop_detail
-        ).sample(config.validation)
+        self.validation_x = self.sampler.sample(config.validation, np.random.default_rng(config.seed + 1_000_003))
         self.validation_quality = torch.arange(config.validation) % self.coder.num_qualities
         self._base_validation: Optional[Dict[str, Tensor]] = None
         if os.path.exists(self.checkpoint_path):
@@ -309,12 +296,7 @@ def main(argv=None) -> int:
     parser.add_argument("--lr", type=float, default=2e-5)
     parser.add_argument("--validation", type=int, default=32, help="fixed crops scored at every checkpoint")
     parser.add_argument("--checkpoint-every", type=int, default=100, help="steps between checkpoints and validations")
-    parser.add_argument("--threads", type=int, help="torch CPU threads")
-    parser.add_argument("--max-minutes", type=float, help="stop (with a checkpoint) after this much training time")
-    parser.add_argument("--export", metavar="PATH", help="write the base weights with the run's g_a and stop")
-    parser.add_argument("--checkpoint", help="with --export: this checkpoint (or a compact one) instead of RUN/checkpoint.pt")
-    parser.add_argument("--save-compact", metavar="PATH", help="write the run's compact resume checkpoint and stop")
-    parser.add_argument("--init-from", metavar="PATH", help="compact checkpoint to resume from when RUN has none")
+    add_run_arguments(parser, "the base weights with the run's g_a")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -161,14 +161,14 @@ class IntegerConv:
         ``partial``: float64 integers ``(B, out, H, W)`` added to the products before
         the bias and the rescaling, the :meth:`sums` of the inputs of a layer that this
         one is the rest of (:meth:`split_inputs`); the result is then that whole layer's
-        on the joined input, as long as every magnitude stays within the whole layer's
-        (:meth:`check_exact` of the whole, and inputs within both parts' :meth:`exact_limit`).
+        on the joined input, as long as the whole layer's sums (Winograd's ×4 included)
+        stay below 2**53 for that input.
         """
         if not x.shape[1]:  # no inputs of its own: the partial sums and the bias only
             out = partial + self._operands(partial.device)[1][None, :, None, None]
             return self._finish(out.mul_(1.0 / float(1 << self.shift)).floor_())
         u, start, limit = self._winograd_operands(x.device)
-        if limit >= ACTIVATION_LIMIT or (x.numel() and _magnitude(x) <= limit):
+        if _within(x, limit):
             out = self._by_winograd(x, u, start, partial)
         else:
             weight, bias = self._operands(x.device)
@@ -177,18 +177,14 @@ class IntegerConv:
 
     def sums(self, x: Tensor) -> Tensor:
         """The exact products ``W @ im2col(x)`` alone: no bias, rescaling, activation or
-        clamp; float64 integers ``(B, out, H, W)``. Inputs up to :meth:`exact_limit` in
-        magnitude take the Winograd path, others the direct one."""
+        clamp; float64 integers ``(B, out, H, W)``. Inputs within the Winograd path's
+        exact range take it, others the direct one."""
         u, _, limit = self._winograd_operands(x.device)
-        if limit >= ACTIVATION_LIMIT or (x.numel() and _magnitude(x) <= limit):
+        if _within(x, limit):
             start = torch.zeros((16, u.shape[1], 1), dtype=torch.float64, device=x.device)
             return self._winograd_sums(x, u, start).mul_(0.25)  # 4·acc: an exact quarter
         weight, _ = self._operands(x.device)
         return self._column_sums(x, weight, torch.zeros(weight.shape[0], dtype=torch.float64, device=x.device))
-
-    def exact_limit(self) -> int:
-        """The largest input magnitude for which the Winograd path is exact."""
-        return self._winograd_operands(self.weight.device)[2]
 
     def split_inputs(self, channels: int) -> "Tuple[IntegerConv, IntegerConv]":
         """``(head, rest)``: the layer's products over its first ``channels`` input
@@ -343,6 +339,11 @@ def has_int8_products(device: torch.device) -> bool:
     """Whether :meth:`IntegerConv.on_small_integers` may take its int8 path on ``device``:
     this PyTorch has the int8 product, and a CPU has int8 dot-product instructions (VNNI)."""
     return _int8_product is not None and (device.type != "cpu" or cpu_supports("vnni"))
+
+
+def _within(x: Tensor, limit: int) -> bool:
+    """Whether the Winograd path with input limit ``limit`` is exact on ``x``."""
+    return limit >= ACTIVATION_LIMIT or bool(x.numel() and _magnitude(x) <= limit)
 
 
 def _magnitude(x: Tensor) -> int:
