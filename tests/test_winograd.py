@@ -8,12 +8,14 @@ import torch
 
 from ugcodec import winograd
 from ugcodec.codec import decode_pixels, encode_latents
-from ugcodec._compressai import deconv
-from ugcodec.layers import BottleneckResidualBlock, ShiftedResidualBlock
+from ugcodec.folding import FoldedSynthesis
+from ugcodec._compressai import conv, deconv
+from ugcodec.layers import GDN, BottleneckResidualBlock, ShiftedResidualBlock
 from ugcodec.models import PreferenceConditionalSynthesis
 from ugcodec.precision import float32_synthesis
 from ugcodec.scratch import UPSAMPLING_ROLES, ScratchGDN, reusing_scratch, scratch
-from ugcodec.winograd import MIN_AREA, WinogradResidualBlock, WinogradUpsampling, subpixel_convolution
+from ugcodec.winograd import (MIN_AREA, WinogradAnalysis, WinogradConvolution, WinogradResidualBlock,
+                              WinogradUpsampling, polyphase_convolution, subpixel_convolution)
 
 from conftest import make_photo_like
 from pixels import assert_pixels_close
@@ -109,8 +111,13 @@ def test_the_float32_synthesis_shares_g_s_and_replaces_blocks_gdns_and_adapters(
         for adapter in g_s.adapters:
             adapter.expand.weight.normal_(0, 0.1)
     before = {name: value.clone() for name, value in g_s.state_dict().items()}
-    fast = float32_synthesis(g_s)
+    folded = float32_synthesis(g_s)
+    assert isinstance(folded, FoldedSynthesis), "the last adapter, a bottleneck, is folded into the last upsampling"
+    fast = folded.g_s
     assert fast is not g_s
+    assert folded.output.adapter is fast.adapters[-1] and folded.output.upsampling is fast.up[-1]
+    assert isinstance(folded.output.branch, WinogradUpsampling)
+    assert all(isinstance(adapter.convolution, WinogradConvolution) for adapter in fast.adapters)
     assert [up.deconv for up in fast.up] == list(g_s.up)
     assert [up.role for up in fast.up] == [*UPSAMPLING_ROLES, UPSAMPLING_ROLES[0], None], "the image gets its own tensor"
     assert [gdn.gdn for gdn in fast.gdn] == list(g_s.gdn)
@@ -124,7 +131,7 @@ def test_the_float32_synthesis_shares_g_s_and_replaces_blocks_gdns_and_adapters(
     kept = y_hat.clone()
     for beta in (0.0, 1.0):
         with torch.inference_mode(), reusing_scratch():
-            exact, approximate = g_s(y_hat, torch.tensor([beta])), fast(y_hat, torch.tensor([beta]))
+            exact, approximate = g_s(y_hat, torch.tensor([beta])), folded(y_hat, torch.tensor([beta]))
         assert 0 < (approximate - exact).abs().max().item() < 1e-4
     assert torch.equal(y_hat, kept), "inner layers overwrite their inputs, never g_s's input"
     assert all(torch.equal(value, before[name]) for name, value in g_s.state_dict().items())
@@ -213,3 +220,71 @@ def test_winograd_upsampling_runs_the_transposed_convolution_itself_elsewhere():
             torch.set_num_threads(before)
         doubled = x.detach().double()
         assert torch.equal(fast.double()(doubled), layer(doubled))
+
+
+@pytest.mark.parametrize("size", [(10, 12), (2, 2), (6, 4)])
+def test_the_polyphase_convolution_of_the_space_to_depth_input_is_the_strided_convolution(size):
+    torch.manual_seed(5)
+    layer = torch.nn.Conv2d(5, 7, kernel_size=5, stride=2, padding=2).eval()
+    weight, bias = polyphase_convolution(layer)
+    assert weight.shape == (7, 20, 3, 3) and bias.shape == (7,)
+    x = torch.randn(2, 5, *size, dtype=torch.float64)
+    with torch.no_grad():
+        expected = layer.double()(x)
+        got = torch.nn.functional.conv2d(
+            torch.nn.functional.pixel_unshuffle(x, 2), weight.double(), bias.double(), padding=1)
+    assert got.shape == expected.shape == (2, 7, size[0] // 2, size[1] // 2)
+    torch.testing.assert_close(got, expected, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("change", [dict(stride=1), dict(padding=1), dict(kernel_size=3), dict(bias=False)])
+def test_the_polyphase_convolution_refuses_other_convolutions(change):
+    settings = {**dict(kernel_size=5, stride=2, padding=2, bias=True), **change}
+    with pytest.raises(ValueError, match="5x5 stride-2"):
+        polyphase_convolution(torch.nn.Conv2d(3, 4, **settings))
+
+
+@pytest.mark.parametrize("size", [(80, 64), (4, 6)], ids=["scratch path", "small"])
+def test_the_gdn_writes_its_output_space_to_depth(size):
+    torch.manual_seed(6)
+    gdn = GDN(6).eval()
+    with torch.no_grad():
+        gdn.gamma.add_(0.1 * torch.rand_like(gdn.gamma))
+        x = torch.randn(1, 6, *size)
+        expected = torch.nn.functional.pixel_unshuffle(gdn(x), 2)
+        with reusing_scratch():
+            got = ScratchGDN(gdn).space_to_depth(x.clone(), role=UPSAMPLING_ROLES[0])
+    assert got.shape == (1, 24, size[0] // 2, size[1] // 2) and got.is_contiguous()
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-6)
+
+
+def _analysis(seed: int = 7) -> torch.nn.Sequential:
+    torch.manual_seed(seed)
+    return torch.nn.Sequential(conv(3, 8), GDN(8), conv(8, 8), GDN(8), conv(8, 8), GDN(8), conv(8, 12)).eval()
+
+
+@needs_nnpack
+def test_the_winograd_analysis_is_g_a_to_float_rounding_and_leaves_its_input():
+    g_a = _analysis()
+    analysis = WinogradAnalysis(g_a, fallback=g_a)
+    x = torch.rand(1, 3, 192, 256)
+    kept = x.clone()
+    with torch.inference_mode(), reusing_scratch():
+        expected, got = g_a(x), analysis(x)
+    assert got.shape == expected.shape == (1, 12, 12, 16)
+    assert 0 < (got - expected).abs().max().item() < 1e-4 * expected.abs().max().item()
+    assert torch.equal(x, kept)
+
+
+def test_the_winograd_analysis_runs_its_fallback_on_small_inputs_and_for_gradients():
+    g_a = _analysis()
+    calls = []
+    fallback = torch.nn.Sequential(*g_a)
+    fallback.register_forward_hook(lambda module, inputs, output: calls.append(inputs[0].shape))
+    analysis = WinogradAnalysis(g_a, fallback=fallback)
+    with torch.no_grad():
+        analysis(torch.rand(1, 3, 64, 64))  # the first layer's output below MIN_AREA
+    analysis(torch.rand(1, 3, 192, 256))  # gradients recorded
+    assert calls == [(1, 3, 64, 64), (1, 3, 192, 256)]
+    with pytest.raises(ValueError, match="alternate"):
+        WinogradAnalysis(torch.nn.Sequential(conv(3, 8), conv(8, 8)), fallback=g_a)

@@ -239,10 +239,15 @@ class MachineAdapter(nn.Module):
 
     def residual(self, x: Tensor) -> Tensor:
         """The residual before the gate, in ``x``'s dtype (see :meth:`_PreferenceShiftedResidual.branch`)."""
-        residual = x
+        return self._layers[-1](self.hidden(x))
+
+    def hidden(self, x: Tensor) -> Tensor:
+        """The activations the last convolution of the residual takes: ``(B, h, H, W)``
+        for the bottleneck form, ``(B, C, H, W)`` for the full one."""
+        hidden = x
         for layer in self._layers[:-1]:
             if torch.is_grad_enabled():
-                residual = self.activation(layer(residual))
+                hidden = self.activation(layer(hidden))
             else:  # coding: in place
-                residual = F.leaky_relu_(layer(residual), self.activation.negative_slope)
-        return self._layers[-1](residual)
+                hidden = F.leaky_relu_(layer(hidden), self.activation.negative_slope)
+        return hidden

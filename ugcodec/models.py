@@ -141,13 +141,16 @@ class PreferenceConditionalSynthesis(nn.Module):
             embedding = embedding.expand(batch, -1)
         return embedding
 
-    def level(self, index: int, x: Tensor, embedding: Tensor, beta: Tensor) -> "tuple[Tensor, Tensor, Tensor]":
+    def level(
+        self, index: int, x: Tensor, embedding: Tensor, beta: Tensor, adapt: bool = True
+    ) -> "tuple[Tensor, Tensor, Tensor]":
         """Level ``index`` of g_s (0: lowest resolution) on ``x``: upsampling and inverse
-        GDN, the residual block, then (with adapters) the machine adapter. Returns the
-        block's input, the block's output and the level's output."""
+        GDN, the residual block, then (with adapters, unless ``adapt`` is false) the
+        machine adapter. Returns the block's input, the block's output and the level's
+        output."""
         inner = self.gdn[index](self.up[index](x))
         block_output = self.blocks[index](inner, embedding)
-        output = block_output if self.adapters is None else self.adapters[index](block_output, beta)
+        output = block_output if self.adapters is None or not adapt else self.adapters[index](block_output, beta)
         return inner, block_output, output
 
 

@@ -19,9 +19,11 @@ bfloat16 and the rest in float32:
   as any other, but its bytes can differ from a float32 encoder's.
 
 In float32 the GDNs' 1x1 normalisations are matrix products (:func:`float32_analysis`,
-:func:`float32_synthesis`); g_s's full residual blocks run by Winograd convolution where
-NNPACK runs (:mod:`ugcodec.winograd`), and its GDNs, machine adapters and Winograd
-blocks reuse their temporaries from tile to tile and file to file (:mod:`ugcodec.scratch`).
+:func:`float32_synthesis`); where NNPACK runs, g_s's full residual blocks and
+upsamplings and g_a's convolutions run by Winograd convolution (:mod:`ugcodec.winograd`);
+g_s's last machine adapter is folded into its last upsampling (:mod:`ugcodec.folding`);
+and the GDNs, machine adapters and Winograd layers reuse their temporaries from tile to
+tile and file to file (:mod:`ugcodec.scratch`).
 
 The symbols a file decodes to never depend on this: parsing is integer-exact either way.
 
@@ -48,7 +50,8 @@ from torch import Tensor, nn
 from .cpu import cpu_supports
 from .layers import GDN, MachineAdapter, ShiftedResidualBlock
 from .scratch import UPSAMPLING_ROLES, ScratchGDN, ScratchMachineAdapter
-from .winograd import WinogradResidualBlock, WinogradUpsampling, nnpack_available
+from .folding import FoldedSynthesis, folds
+from .winograd import WinogradAnalysis, WinogradConvolution, WinogradResidualBlock, WinogradUpsampling, nnpack_available
 from .settings import DEFAULT_PRECISION, PRECISIONS
 
 __all__ = [
@@ -148,22 +151,31 @@ def float32_synthesis(g_s: nn.Module) -> nn.Module:
     and, where NNPACK runs, its upsamplings as
     :class:`~ugcodec.winograd.WinogradUpsampling` and its full residual blocks as
     :class:`~ugcodec.winograd.WinogradResidualBlock` (bottleneck blocks keep their direct
-    convolutions: their 3x3 convolutions are narrow). The same function to float
-    rounding, for inference only; layers inside it overwrite their inputs, never the
-    input of the whole.
+    convolutions: their 3x3 convolutions are narrow), as are the bottleneck adapters'
+    3x3 convolutions (:class:`~ugcodec.winograd.WinogradConvolution`). A last adapter of
+    the bottleneck form is folded into the last upsampling
+    (:class:`~ugcodec.folding.FoldedSynthesis`). The same function to float rounding,
+    for inference only; layers inside it overwrite their inputs, never the input of the
+    whole.
 
     Args:
         g_s: the synthesis; left unchanged (the result shares its parameters).
 
     Returns:
-        a module with ``g_s``'s call signature, ``(y_hat, beta) -> image``.
+        a module with ``g_s``'s call signature, ``(y_hat, beta) -> image``: the
+        synthesis's shallow copy with those layers replaced, or a
+        :class:`~ugcodec.folding.FoldedSynthesis` of it.
     """
     fast = copy.copy(g_s)  # shallow: the same parameters, its own module lists
     fast._modules = dict(g_s._modules)
     fast.gdn = nn.ModuleList([ScratchGDN(gdn) for gdn in g_s.gdn])
+    winograd = nnpack_available()
     if g_s.adapters is not None:
-        fast.adapters = nn.ModuleList([ScratchMachineAdapter(adapter) for adapter in g_s.adapters])
-    if nnpack_available():
+        fast.adapters = nn.ModuleList([
+            ScratchMachineAdapter(adapter, WinogradConvolution(adapter.conv) if winograd and hasattr(adapter, "conv") else None)
+            for adapter in g_s.adapters
+        ])
+    if winograd:
         # Consecutive upsamplings' outputs in alternating scratch roles; the image (the
         # last) in a tensor of its own, since it leaves g_s.
         roles = [UPSAMPLING_ROLES[index % 2] for index in range(len(g_s.up) - 1)] + [None]
@@ -171,23 +183,28 @@ def float32_synthesis(g_s: nn.Module) -> nn.Module:
         fast.blocks = nn.ModuleList([
             WinogradResidualBlock(block) if isinstance(block, ShiftedResidualBlock) else block for block in g_s.blocks
         ])
-    return fast.eval()
+    return (FoldedSynthesis(fast) if folds(fast) else fast).eval()
 
 
 def float32_analysis(g_a: nn.Sequential) -> nn.Sequential:
     """``g_a`` (convolutions and GDNs in sequence) as the float32 encoder runs it: its
     GDNs as :class:`~ugcodec.scratch.ScratchGDN`, whose 1x1 normalisation is one matrix
-    product where a library convolution may take a slow direct path. The same function
-    to float rounding, for inference only; each GDN overwrites its input, which in g_a is
-    always the previous convolution's output, never the input of the whole.
+    product where a library convolution may take a slow direct path, and where NNPACK
+    runs, its convolutions by Winograd's algorithm on space-to-depth inputs
+    (:class:`~ugcodec.winograd.WinogradAnalysis`). The same function to float rounding,
+    for inference only; each GDN overwrites its input, which in g_a is always the
+    previous convolution's output, never the input of the whole.
 
     Args:
         g_a: the analysis transform; left unchanged (the result shares its parameters).
 
     Returns:
-        a module with ``g_a``'s call signature, ``x -> y``.
+        a module with ``g_a``'s call signature, ``x -> y``: a
+        :class:`~ugcodec.winograd.WinogradAnalysis` where NNPACK runs, else the sequence
+        with its GDNs replaced.
     """
-    return nn.Sequential(*(ScratchGDN(layer) if isinstance(layer, GDN) else layer for layer in g_a)).eval()
+    scratch_form = nn.Sequential(*(ScratchGDN(layer) if isinstance(layer, GDN) else layer for layer in g_a)).eval()
+    return WinogradAnalysis(g_a, scratch_form).eval() if nnpack_available() else scratch_form
 
 
 def bfloat16_analysis(g_a: nn.Sequential) -> nn.Sequential:

@@ -42,7 +42,9 @@ __all__ = ["MIN_AREA", "UPSAMPLING_ROLES", "ScratchGDN", "ScratchMachineAdapter"
 
 #: Roles that :class:`~ugcodec.winograd.WinogradUpsampling` writes g_s's upsampled
 #: activations into, which live from one upsampling to the next: no layer takes them for
-#: its temporaries (roles 0 and 1).
+#: its temporaries (roles 0 and 1). g_a's GDNs write their space-to-depth outputs
+#: (:meth:`ScratchGDN.space_to_depth`) into the first: the encoder's and the decoder's
+#: transforms never run at once in one thread.
 UPSAMPLING_ROLES = (2, 3)
 
 #: Tensors over fewer positions (height x width) than this are allocated as usual: their
@@ -129,7 +131,7 @@ def scratch(role: int, shape: Sequence[int], channels_last: bool = False) -> Ten
 
 
 class ScratchGDN(nn.Module):
-    """A :class:`~ugcodec.layers.GDN` for decoding: without gradients, on a float32
+    """A :class:`~ugcodec.layers.GDN` for coding: without gradients, on a float32
     channels-last or NCHW-contiguous input of at least :data:`MIN_AREA` positions, it
     computes the same function with its two temporaries from :func:`scratch` and writes the result into
     its input, which it returns. Otherwise it runs the GDN as it is. It shares the GDN's
@@ -146,31 +148,64 @@ class ScratchGDN(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         if not _takes_scratch(x):
             return self.gdn(x)
+        return x.mul_(self._normalisation(x))
+
+    def space_to_depth(self, x: Tensor, role: Optional[int] = None) -> Tensor:
+        """``F.pixel_unshuffle(gdn(x), 2)``, the layout in which g_a's next layer takes
+        its input (:class:`~ugcodec.winograd.WinogradAnalysis`), with the GDN's last
+        product written straight into it instead of into ``x`` and then rearranged.
+
+        Args:
+            x: ``(B, C, H, W)``, H and W even.
+            role: the :func:`scratch` role of the result (it outlives the call: one that
+                no layer takes for its temporaries), or None for a new tensor.
+
+        Returns:
+            ``(B, 4 C, H / 2, W / 2)``, NCHW-contiguous; ``x`` is left as it was, or
+            (on the scratch path) overwritten.
+        """
+        if not (_takes_scratch(x) and x.is_contiguous()):
+            return F.pixel_unshuffle(self(x), 2)
+        batch, channels, height, width = x.shape
+        shape = (batch, 4 * channels, height // 2, width // 2)
+        out = torch.empty(shape) if role is None else scratch(role, shape)
+        grid = (batch, channels, height // 2, 2, width // 2, 2)  # (.., row, row phase, column, column phase)
+        # out's channel 4 c + 2 row phase + column phase, seen in x's order
+        target = out.view(batch, channels, 2, 2, height // 2, width // 2).permute(0, 1, 4, 2, 5, 3)
+        torch.mul(x.view(grid), self._normalisation(x).view(grid), out=target)
+        return out
+
+    def _normalisation(self, x: Tensor) -> Tensor:
+        """What the GDN multiplies ``x`` by, in a :func:`scratch` temporary of role 1 (its
+        square takes role 0)."""
         gdn, channels = self.gdn, x.shape[1]
         layout = _channels_last(x)
         square = torch.mul(x, x, out=scratch(0, x.shape, layout))
         norm = scratch(1, x.shape, layout)
         gamma = gdn.gamma_reparam(gdn.gamma).reshape(channels, channels)
         _pointwise_into(norm, square, gamma, gdn.beta_reparam(gdn.beta))
-        norm = norm.sqrt_() if gdn.inverse else norm.rsqrt_()
-        return x.mul_(norm)
+        return norm.sqrt_() if gdn.inverse else norm.rsqrt_()
 
 
 class ScratchMachineAdapter(nn.Module):
     """A bottleneck :class:`~ugcodec.layers.MachineAdapter` for decoding: without
     gradients, on a float32 channels-last or NCHW-contiguous input of at least
     :data:`MIN_AREA` positions, it computes the same function with its narrow 1x1
-    reduction in a :func:`scratch` tensor and its gated expansion added into its input by one matrix product, and
-    returns the input. Otherwise (and for the full form) it runs the adapter as it is.
-    It shares the adapter's parameters.
+    reduction in a :func:`scratch` tensor and its gated expansion added into its input by
+    one matrix product, and returns the input. Otherwise (and for the full form) it runs
+    the adapter as it is. It shares the adapter's parameters.
 
     Args:
         adapter: the adapter to run.
+        convolution: what runs the adapter's inner 3x3 convolution (a module with its
+            call signature, e.g. :class:`~ugcodec.winograd.WinogradConvolution`);
+            the convolution itself by default.
     """
 
-    def __init__(self, adapter: MachineAdapter) -> None:
+    def __init__(self, adapter: MachineAdapter, convolution: Optional[nn.Module] = None) -> None:
         super().__init__()
         self.adapter = adapter
+        self.convolution = convolution if convolution is not None else getattr(adapter, "conv", None)
 
     def forward(self, x: Tensor, gate: Tensor) -> Tensor:
         adapter = self.adapter
@@ -179,21 +214,30 @@ class ScratchMachineAdapter(nn.Module):
         gates = gate.reshape(-1).to(x.dtype).expand(x.shape[0]).tolist()
         if not any(gates):
             return x
-        slope = adapter.activation.negative_slope
-        batch, channels, height, width = x.shape
-        inner = adapter.reduce.out_channels
-        layout = _channels_last(x)
-        reduced = scratch(0, (batch, inner, height, width), layout)
-        _pointwise_into(reduced, x, adapter.reduce.weight.reshape(inner, channels), adapter.reduce.bias)
-        hidden = F.leaky_relu_(adapter.conv(F.leaky_relu_(reduced, slope)), slope)
-        hidden = hidden.contiguous(memory_format=torch.channels_last if layout else torch.contiguous_format)
-        expand = adapter.expand.weight.reshape(channels, inner)
+        hidden = self.hidden(x)
+        expand = adapter.expand.weight.reshape(adapter.expand.out_channels, -1)
         for sample, value in enumerate(gates):
             if value:  # x += value * expand(hidden), as a product added in place
                 target = x[sample : sample + 1]
                 _pointwise_into(target, hidden[sample : sample + 1], expand, None, alpha=value)
                 target.add_(adapter.expand.bias[:, None, None], alpha=value)
         return x
+
+    def hidden(self, x: Tensor) -> Tensor:
+        """:meth:`~ugcodec.layers.MachineAdapter.hidden` of ``x`` (no gradients), in
+        ``x``'s layout; for a bottleneck adapter on an input that takes the scratch path,
+        the reduction is a :func:`scratch` temporary of role 0, and the result is a new tensor."""
+        adapter = self.adapter
+        if not hasattr(adapter, "reduce") or not _takes_scratch(x):
+            return adapter.hidden(x)
+        slope = adapter.activation.negative_slope
+        batch, channels, height, width = x.shape
+        inner = adapter.reduce.out_channels
+        layout = _channels_last(x)
+        reduced = scratch(0, (batch, inner, height, width), layout)
+        _pointwise_into(reduced, x, adapter.reduce.weight.reshape(inner, channels), adapter.reduce.bias)
+        hidden = F.leaky_relu_(self.convolution(F.leaky_relu_(reduced, slope)), slope)
+        return hidden.contiguous(memory_format=torch.channels_last if layout else torch.contiguous_format)
 
 
 def _takes_scratch(x: Tensor) -> bool:

@@ -1,4 +1,5 @@
-"""g_s's residual blocks and upsamplings by Winograd convolution, for float32 decoding on CPUs.
+"""g_s's residual blocks and upsamplings, and g_a's downsamplings, by Winograd
+convolution, for float32 coding on CPUs.
 
 A full residual block of g_s is two 3x3 convolutions over N channels, and at half the
 image's resolution those two are most of the decoder's arithmetic. NNPACK, which PyTorch
@@ -23,6 +24,16 @@ multiplications than oneDNN's transposed convolution despite the zero taps. With
 kinds of layer on NNPACK, g_s stays NCHW from its first upsampling to its last
 (:class:`WinogradUpsampling`), so no layout changes remain between them.
 
+g_a's downsamplings are 5x5 convolutions of stride 2: by input phase each is a 3x3
+convolution from four times the channels over the output grid
+(:func:`polyphase_convolution`), applied to the input rearranged space-to-depth
+(``F.pixel_unshuffle(x, 2)``). :class:`WinogradAnalysis` runs g_a that way, its GDNs
+writing their outputs straight into that arrangement
+(:meth:`~ugcodec.scratch.ScratchGDN.space_to_depth`), so g_a's convolutions, too, take
+a fraction of the direct ones' multiplications. The latent differs from the direct
+convolutions' by float rounding, so a symbol may round the other way: the file is as
+valid as any other.
+
 Where NNPACK is missing or fails its self-test (:func:`nnpack_available`), the float32
 synthesis (:func:`ugcodec.precision.float32_synthesis`) keeps the blocks as they are, so
 decoding never depends on it. NNPACK's thread pool is sized once per process, so the
@@ -46,15 +57,18 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .layers import ShiftedResidualBlock
-from .scratch import scratch
+from .layers import GDN, ShiftedResidualBlock
+from .scratch import UPSAMPLING_ROLES, ScratchGDN, scratch
 
 __all__ = [
     "MIN_AREA",
+    "WinogradAnalysis",
+    "WinogradConvolution",
     "WinogradResidualBlock",
     "WinogradUpsampling",
     "nnpack_available",
     "nnpack_threads",
+    "polyphase_convolution",
     "subpixel_convolution",
     "winograd_conv3x3",
     "winograd_runs_now",
@@ -125,6 +139,28 @@ def winograd_conv3x3(x: Tensor, convolution: nn.Module) -> Tensor:
             the shapes.
     """
     return torch._nnpack_spatial_convolution(x, convolution.weight, convolution.bias, [1, 1])
+
+
+class WinogradConvolution(nn.Module):
+    """A 3x3 convolution (stride 1, padding 1, with a bias) that runs by
+    :func:`winograd_conv3x3` on float32 NCHW-contiguous inputs of at least
+    :data:`MIN_AREA` positions when no gradients are recorded and
+    :func:`winograd_runs_now`, and as it is otherwise. It shares the convolution's
+    parameters.
+
+    Args:
+        convolution: the convolution to run.
+    """
+
+    def __init__(self, convolution: nn.Conv2d) -> None:
+        super().__init__()
+        self.convolution = convolution
+
+    def forward(self, x: Tensor) -> Tensor:
+        if (x.shape[-2] * x.shape[-1] < MIN_AREA or x.dtype != torch.float32 or not x.is_contiguous()
+                or torch.is_grad_enabled() or not winograd_runs_now()):
+            return self.convolution(x)
+        return winograd_conv3x3(x, self.convolution)
 
 
 def _copy_into(x: Tensor, other: Tensor) -> Tensor:
@@ -205,10 +241,8 @@ def subpixel_convolution(deconv: nn.ConvTranspose2d) -> Tuple[Tensor, Tensor]:
         ValueError: ``deconv`` has another kernel, stride, padding, output padding,
             dilation or groups, or no bias.
     """
-    expected = dict(kernel_size=(5, 5), stride=(2, 2), padding=(2, 2), output_padding=(1, 1), dilation=(1, 1), groups=1)
-    found = {name: getattr(deconv, name) for name in expected}
-    if found != expected or deconv.bias is None:
-        raise ValueError(f"not a 5x5 stride-2 transposed convolution with a bias: {found}")
+    _check_geometry(deconv, nn.ConvTranspose2d, dict(
+        kernel_size=(5, 5), stride=(2, 2), padding=(2, 2), output_padding=(1, 1), dilation=(1, 1), groups=1))
     source = deconv.weight.detach().float()  # (C, O, 5, 5)
     channels, outputs = source.shape[:2]
     weight = source.new_zeros(outputs, 2, 2, channels, 3, 3)
@@ -262,3 +296,98 @@ class WinogradUpsampling(nn.Module):
         out.view(batch, outputs, height, 2, width, 2).copy_(
             phases.view(batch, outputs, 2, 2, height, width).permute(0, 1, 4, 2, 5, 3))
         return out
+
+
+def _check_geometry(layer: nn.Module, kind: type, expected: dict) -> None:
+    found = {name: getattr(layer, name, None) for name in expected}
+    if not isinstance(layer, kind) or found != expected or layer.bias is None:
+        raise ValueError(f"not a 5x5 stride-2 {kind.__name__} with a bias: {found}")
+
+
+def polyphase_convolution(conv: nn.Conv2d) -> Tuple[Tensor, Tensor]:
+    """The 3x3 convolution (stride 1, padding 1) that computes ``conv`` on its input
+    rearranged space-to-depth.
+
+    A 5x5 convolution of stride 2 and padding 2 reads, for output position i, input rows
+    2i - 2 ... 2i + 2: of the even rows 2(i - 1), 2i, 2(i + 1) and of the odd rows
+    2(i - 1) + 1, 2i + 1. So on ``F.pixel_unshuffle(x, 2)``, whose channel
+    ``4 c + 2 row_phase + column_phase`` holds those phases of channel c at half the
+    resolution, it is a 3x3 convolution from 4 C channels (the odd phases' taps at
+    offset +1 zero), and ``F.conv2d(F.pixel_unshuffle(x, 2), weight, bias, padding=1)``
+    equals ``conv(x)`` to float rounding for even H and W.
+
+    Args:
+        conv: ``nn.Conv2d(C, O, 5, stride=2, padding=2)`` with a bias (compressai's ``conv``).
+
+    Returns:
+        ``(weight, bias)``: float32 ``(O, 4 C, 3, 3)`` and ``(O,)``.
+
+    Raises:
+        ValueError: ``conv`` has another kernel, stride, padding, dilation or groups, or
+            no bias.
+    """
+    _check_geometry(conv, nn.Conv2d, dict(kernel_size=(5, 5), stride=(2, 2), padding=(2, 2), dilation=(1, 1), groups=1))
+    source = conv.weight.detach().float()  # (O, C, 5, 5)
+    outputs, channels = source.shape[:2]
+    weight = source.new_zeros(outputs, channels, 2, 2, 3, 3)
+    for row_phase in range(2):
+        for column_phase in range(2):
+            # offset d in -1, 0, +1 of the phase's grid is kernel tap 2 d + phase + 2
+            rows = [(d + 1, 2 * d + row_phase + 2) for d in (-1, 0, 1) if 2 * d + row_phase + 2 < 5]
+            columns = [(d + 1, 2 * d + column_phase + 2) for d in (-1, 0, 1) if 2 * d + column_phase + 2 < 5]
+            for row, ky in rows:
+                for column, kx in columns:
+                    weight[:, :, row_phase, column_phase, row, column] = source[:, :, ky, kx]
+    return weight.reshape(outputs, 4 * channels, 3, 3).contiguous(), conv.bias.detach().float().clone()
+
+
+class _PolyphaseConvolution(nn.Module):
+    """The weights of :func:`polyphase_convolution`, in the form :func:`winograd_conv3x3` takes."""
+
+    def __init__(self, conv: nn.Conv2d) -> None:
+        super().__init__()
+        weight, bias = polyphase_convolution(conv)
+        self.register_buffer("weight", weight, persistent=False)
+        self.register_buffer("bias", bias, persistent=False)
+
+
+class WinogradAnalysis(nn.Module):
+    """g_a (compressai's ``conv``, GDN, ``conv``, GDN, ... ``conv``) with each 5x5
+    stride-2 convolution as its :func:`polyphase_convolution` by :func:`winograd_conv3x3`
+    on the space-to-depth input, which each GDN writes directly
+    (:meth:`~ugcodec.scratch.ScratchGDN.space_to_depth`). It runs on float32 inputs whose
+    first layer's output has at least :data:`MIN_AREA` positions, when no gradients are
+    recorded and :func:`winograd_runs_now`; otherwise ``fallback`` runs. For inference
+    only; it never writes into its input.
+
+    Args:
+        g_a: the analysis transform, whose weights are read once, here.
+        fallback: what runs otherwise (e.g. :func:`~ugcodec.precision.float32_analysis`'s
+            form of ``g_a``).
+
+    Raises:
+        ValueError: ``g_a`` is not such a sequence.
+
+    Shape:
+        x: ``(B, 3, H, W)``, H and W multiples of 2 to the number of convolutions;
+        returns ``(B, M, H / 16, W / 16)`` for g_a's four convolutions.
+    """
+
+    def __init__(self, g_a: nn.Sequential, fallback: nn.Module) -> None:
+        super().__init__()
+        layers = list(g_a)
+        convolutions, gdns = layers[0::2], layers[1::2]
+        if len(layers) % 2 == 0 or not all(isinstance(gdn, GDN) for gdn in gdns):
+            raise ValueError("g_a must alternate convolutions and GDNs, starting and ending with a convolution")
+        self.fallback = fallback  # first: the parameters are listed in g_a's order
+        self.convolutions = nn.ModuleList([_PolyphaseConvolution(conv) for conv in convolutions])
+        self.gdns = nn.ModuleList([ScratchGDN(gdn) for gdn in gdns])
+
+    def forward(self, x: Tensor) -> Tensor:
+        area = x.shape[-2] * x.shape[-1] // 4
+        if area < MIN_AREA or x.dtype != torch.float32 or torch.is_grad_enabled() or not winograd_runs_now():
+            return self.fallback(x)
+        y = winograd_conv3x3(F.pixel_unshuffle(x, 2).contiguous(), self.convolutions[0])
+        for gdn, convolution in zip(self.gdns, self.convolutions[1:]):
+            y = winograd_conv3x3(gdn.space_to_depth(y, UPSAMPLING_ROLES[0]), convolution)
+        return y
