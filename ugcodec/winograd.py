@@ -123,6 +123,13 @@ def nnpack_threads() -> Optional[int]:
         return None
 
 
+def _winograd_applies(x: Tensor, min_area: int = MIN_AREA) -> bool:
+    """Whether a layer here takes NNPACK's path on ``x``: float32, at least ``min_area``
+    positions, no gradients recorded, and :func:`winograd_runs_now`."""
+    return (x.shape[-2] * x.shape[-1] >= min_area and x.dtype == torch.float32 and not torch.is_grad_enabled()
+            and winograd_runs_now())
+
+
 def winograd_conv3x3(x: Tensor, convolution: nn.Module) -> Tensor:
     """``convolution(x)`` by NNPACK's Winograd algorithm.
 
@@ -157,8 +164,7 @@ class WinogradConvolution(nn.Module):
         self.convolution = convolution
 
     def forward(self, x: Tensor) -> Tensor:
-        if (x.shape[-2] * x.shape[-1] < MIN_AREA or x.dtype != torch.float32 or not x.is_contiguous()
-                or torch.is_grad_enabled() or not winograd_runs_now()):
+        if not (x.is_contiguous() and _winograd_applies(x)):
             return self.convolution(x)
         return winograd_conv3x3(x, self.convolution)
 
@@ -197,8 +203,7 @@ class WinogradResidualBlock(nn.Module):
         self.block = block
 
     def forward(self, x: Tensor, embedding: Tensor) -> Tensor:
-        small = x.shape[-2] * x.shape[-1] < MIN_AREA
-        if small or x.dtype != torch.float32 or torch.is_grad_enabled() or not winograd_runs_now():
+        if not _winograd_applies(x):
             return self.block(x, embedding)
         block = self.block
         slope = block.activation.negative_slope
@@ -285,7 +290,7 @@ class WinogradUpsampling(nn.Module):
         self.register_buffer("bias", bias, persistent=False)
 
     def forward(self, x: Tensor) -> Tensor:
-        if x.dtype != torch.float32 or torch.is_grad_enabled() or not winograd_runs_now():
+        if not _winograd_applies(x, min_area=0):
             return self.deconv(x)
         phases = winograd_conv3x3(x.contiguous(), self)  # (B, 4 O, H, W)
         batch, _, height, width = phases.shape
@@ -384,8 +389,7 @@ class WinogradAnalysis(nn.Module):
         self.gdns = nn.ModuleList([ScratchGDN(gdn) for gdn in gdns])
 
     def forward(self, x: Tensor) -> Tensor:
-        area = x.shape[-2] * x.shape[-1] // 4
-        if area < MIN_AREA or x.dtype != torch.float32 or torch.is_grad_enabled() or not winograd_runs_now():
+        if not _winograd_applies(x, min_area=4 * MIN_AREA):  # the first layer's output: a quarter
             return self.fallback(x)
         y = winograd_conv3x3(F.pixel_unshuffle(x, 2).contiguous(), self.convolutions[0])
         for gdn, convolution in zip(self.gdns, self.convolutions[1:]):
