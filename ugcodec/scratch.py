@@ -161,8 +161,8 @@ class ScratchGDN(nn.Module):
                 no layer takes for its temporaries), or None for a new tensor.
 
         Returns:
-            ``(B, 4 C, H / 2, W / 2)``, NCHW-contiguous; ``x`` is left as it was, or
-            (on the scratch path) overwritten.
+            ``(B, 4 C, H / 2, W / 2)``, NCHW-contiguous. ``x`` may be overwritten
+            (a channels-last one takes the GDN in place, then is rearranged).
         """
         if not (_takes_scratch(x) and x.is_contiguous()):
             return F.pixel_unshuffle(self(x), 2)
