@@ -166,6 +166,23 @@ def test_adapter_fine_tuning_trains_only_the_adapters_and_exports_base_plus_adap
     )
 
 
+def test_adapter_levels_train_those_adapters_and_leave_the_others_the_identity(
+    corpus, base_weights, tmp_path, clip_teacher  # noqa: F811 (fixtures)
+):
+    trainer = Trainer(_adapter_run_config(corpus, base_weights, adapter_levels=[0]), str(tmp_path / "run"),
+                      teacher=clip_teacher)
+    adapters = trainer.model.g_s.adapters
+    for index in (1, 2):
+        last = adapters[index]._layers[-1]
+        assert not last.weight.any() and not last.bias.any(), "the untrained levels start as the identity"
+    before = {name: value.clone() for name, value in trainer.model.state_dict().items()}
+    trainer.run(progress=False)
+    changed = {name for name, value in trainer.model.state_dict().items() if not torch.equal(value, before[name])}
+    assert changed and all(name.startswith("g_s.adapters.0.") for name in changed)
+    with pytest.raises(ValueError, match="adapter_levels"):
+        Trainer(_adapter_run_config(corpus, base_weights, adapter_levels=[3]), str(tmp_path / "bad"), teacher=clip_teacher)
+
+
 def test_export_refuses_a_model_that_is_not_base_plus_adapters(base_weights):
     bundle = read_bundle(base_weights)
     model = UGHyperprior(ADAPTER_CONFIG).eval()

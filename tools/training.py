@@ -104,6 +104,10 @@ class TrainConfig:
     # A weights file to fine-tune instead of training from scratch: only the machine
     # adapters of g_s train (needs model.machine_adapter = true and stage1_steps = 0).
     base_weights: Optional[str] = None
+    # With base_weights: the levels of g_s (0: lowest resolution) whose adapters train;
+    # the others are set to the identity (their last convolution zeroed) and stay so,
+    # which lets a decoder skip them. None: all levels.
+    adapter_levels: Optional[List[int]] = None
     # Relative frequency of each quality level in stage 1's draws (None: all alike). The
     # high levels added by widening start untrained; drawing them more often trains them
     # without changing the loss each level sees.
@@ -355,7 +359,26 @@ class Trainer:
         missing = set(self.model.load_state_dict(shipped, strict=False).missing_keys)
         if any(name.startswith(("g_a.", "h_a.", "g_s.")) and not name.startswith("g_s.adapters.") for name in missing):
             raise ValueError(f"{config.base_weights} lacks some of the transforms' parameters")
+        with torch.no_grad():
+            for index in self._frozen_adapter_levels():
+                last = self.model.g_s.adapters[index]._layers[-1]
+                last.weight.zero_()
+                last.bias.zero_()
         return coder
+
+    def _frozen_adapter_levels(self) -> List[int]:
+        """The levels whose adapters stay the identity (``adapter_levels``).
+
+        Raises:
+            ValueError: ``adapter_levels`` names a level g_s does not have.
+        """
+        levels = range(len(self.model.g_s.adapters))
+        chosen = self.config.adapter_levels
+        if chosen is None:
+            return []
+        if any(level not in levels for level in chosen):
+            raise ValueError(f"adapter_levels {chosen} names a level outside 0..{len(levels) - 1}")
+        return [level for level in levels if level not in chosen]
 
     # -- stages ----------------------------------------------------------------------
     @property
@@ -369,7 +392,10 @@ class Trainer:
         self.model.requires_grad_(False)
         tuned = self.model.g_s.adapters if self.coder is not None else self.model.g_s
         tuned.requires_grad_(True)
-        return torch.optim.Adam(tuned.parameters(), lr=self.config.stage2_lr)
+        if self.coder is not None:
+            for index in self._frozen_adapter_levels():
+                tuned[index].requires_grad_(False)
+        return torch.optim.Adam([p for p in tuned.parameters() if p.requires_grad], lr=self.config.stage2_lr)
 
     def _learning_rate(self) -> float:
         # Constant, then a tenfold decay over the last 10 % of each stage.
