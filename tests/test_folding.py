@@ -86,3 +86,21 @@ def test_the_bias_map_is_the_transposed_convolution_of_ones(size):
     assert expected.shape == upsampling.bias_map(*size).shape
     assert torch.allclose(upsampling.bias_map(*size), expected, atol=1e-6)
     assert expected.std() > 0, "border taps make the map vary"
+
+
+def test_an_identity_last_adapter_is_skipped_not_folded():
+    g_s = _synthesis(seed=4)
+    with torch.no_grad():
+        g_s.adapters[-1].expand.weight.zero_()
+        g_s.adapters[-1].expand.bias.zero_()
+    assert g_s.adapters[-1].is_identity() and not g_s.adapters[0].is_identity()
+    assert not folds(g_s)
+    fast = float32_synthesis(g_s)
+    assert not isinstance(fast, FoldedSynthesis) and fast.adapters[-1].identity
+    calls = []
+    g_s.adapters[-1].reduce.register_forward_hook(lambda *args: calls.append(1))
+    y_hat, beta = torch.randn(1, 12, 20, 24), torch.tensor([1.0])
+    with torch.inference_mode(), reusing_scratch():
+        exact, skipped = g_s(y_hat, beta), fast(y_hat, beta)
+    assert len(calls) == 1, "the training form runs it; the decoder's skips it"
+    assert (skipped - exact).abs().max().item() < 1e-4

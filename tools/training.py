@@ -361,7 +361,7 @@ class Trainer:
             raise ValueError(f"{config.base_weights} lacks some of the transforms' parameters")
         with torch.no_grad():
             for index in self._frozen_adapter_levels():
-                last = self.model.g_s.adapters[index]._layers[-1]
+                last = self.model.g_s.adapters[index].last
                 last.weight.zero_()
                 last.bias.zero_()
         return coder

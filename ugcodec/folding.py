@@ -41,9 +41,12 @@ __all__ = ["FoldedAdapterUpsampling", "FoldedSynthesis", "folds"]
 
 def folds(g_s: nn.Module) -> bool:
     """Whether :class:`FoldedSynthesis` applies to ``g_s``: it has machine adapters, the
-    last of the bottleneck form."""
+    last of the bottleneck form and not the identity (which needs no fold: it is skipped)."""
     adapters = getattr(g_s, "adapters", None)
-    return adapters is not None and hasattr(_machine_adapter(adapters[-1]), "expand")
+    if adapters is None:
+        return False
+    last = _machine_adapter(adapters[-1])
+    return hasattr(last, "expand") and not last.is_identity()
 
 
 def _machine_adapter(adapter: nn.Module) -> MachineAdapter:
@@ -144,7 +147,7 @@ class FoldedSynthesis(nn.Module):
     def __init__(self, g_s: nn.Module) -> None:
         super().__init__()
         if not folds(g_s):
-            raise ValueError("the synthesis has no bottleneck machine adapter to fold")
+            raise ValueError("the synthesis has no bottleneck machine adapter to fold (or its last is the identity)")
         self.g_s = g_s
         last = g_s.up[-1]
         deconv = last.deconv if isinstance(last, WinogradUpsampling) else last

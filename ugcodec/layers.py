@@ -237,9 +237,19 @@ class MachineAdapter(nn.Module):
             return self.residual(x).mul_(gate).add_(x)
         return x + gate * self.residual(x)
 
+    @property
+    def last(self) -> nn.Conv2d:
+        """The residual's last convolution (zero at first: the adapter then is the identity)."""
+        return self._layers[-1]
+
+    def is_identity(self) -> bool:
+        """Whether the adapter returns its input for every gate: its last convolution is
+        all zeros."""
+        return not (bool(self.last.weight.detach().any()) or bool(self.last.bias.detach().any()))
+
     def residual(self, x: Tensor) -> Tensor:
         """The residual before the gate, in ``x``'s dtype (see :meth:`_PreferenceShiftedResidual.branch`)."""
-        return self._layers[-1](self.hidden(x))
+        return self.last(self.hidden(x))
 
     def hidden(self, x: Tensor) -> Tensor:
         """The activations the last convolution of the residual takes: ``(B, h, H, W)``

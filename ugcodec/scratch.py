@@ -193,7 +193,9 @@ class ScratchMachineAdapter(nn.Module):
     :data:`MIN_AREA` positions, it computes the same function with its narrow 1x1
     reduction in a :func:`scratch` tensor and its gated expansion added into its input by
     one matrix product, and returns the input. Otherwise (and for the full form) it runs
-    the adapter as it is. It shares the adapter's parameters.
+    the adapter as it is. An adapter whose last convolution is all zeros (the identity:
+    weights that keep no adapter at its level) is not run at all. It shares the
+    adapter's parameters, and reads them once, here, to tell whether it is the identity.
 
     Args:
         adapter: the adapter to run.
@@ -206,9 +208,12 @@ class ScratchMachineAdapter(nn.Module):
         super().__init__()
         self.adapter = adapter
         self.convolution = convolution if convolution is not None else getattr(adapter, "conv", None)
+        self.identity = adapter.is_identity()
 
     def forward(self, x: Tensor, gate: Tensor) -> Tensor:
         adapter = self.adapter
+        if self.identity and not torch.is_grad_enabled():
+            return x
         if not hasattr(adapter, "reduce") or not _takes_scratch(x):  # the full form, or elsewhere
             return adapter(x, gate)
         gates = gate.reshape(-1).to(x.dtype).expand(x.shape[0]).tolist()
