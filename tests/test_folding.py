@@ -6,7 +6,7 @@ import torch
 from ugcodec import winograd
 from ugcodec.folding import FoldedAdapterUpsampling, FoldedSynthesis, folds
 from ugcodec.models import PreferenceConditionalSynthesis
-from ugcodec.precision import float32_synthesis
+from ugcodec.precision import bfloat16_synthesis, float32_synthesis
 from ugcodec.scratch import ScratchMachineAdapter, reusing_scratch
 
 
@@ -97,6 +97,7 @@ def test_an_identity_last_adapter_is_skipped_not_folded():
     assert not folds(g_s)
     fast = float32_synthesis(g_s)
     assert not isinstance(fast, FoldedSynthesis) and fast.adapters[-1].identity
+    assert bfloat16_synthesis(g_s).adapters[-1].identity and not bfloat16_synthesis(g_s).adapters[0].identity
     calls = []
     g_s.adapters[-1].reduce.register_forward_hook(lambda *args: calls.append(1))
     y_hat, beta = torch.randn(1, 12, 20, 24), torch.tensor([1.0])

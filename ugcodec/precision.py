@@ -94,15 +94,17 @@ class _BFloat16Residual(nn.Module):
 
 
 class _BFloat16Adapter(nn.Module):
-    """A machine adapter whose residual runs on a bfloat16 copy; gate and sum stay float32."""
+    """A machine adapter whose residual runs on a bfloat16 copy; gate and sum stay float32.
+    An identity adapter (:meth:`~ugcodec.layers.MachineAdapter.is_identity`) is skipped."""
 
     def __init__(self, adapter: MachineAdapter) -> None:
         super().__init__()
         self.copy = copy.deepcopy(adapter).to(torch.bfloat16)
+        self.identity = adapter.is_identity()
 
     def forward(self, x: Tensor, gate: Tensor) -> Tensor:
         gate = gate.reshape(-1).to(x.dtype)
-        if not bool(torch.any(gate != 0)):
+        if self.identity or not bool(torch.any(gate != 0)):
             return x
         residual = self.copy.residual(x.to(torch.bfloat16)).to(torch.float32)
         return residual.mul_(gate[:, None, None, None]).add_(x)
