@@ -85,11 +85,11 @@ _int8_product = getattr(torch, "_int_mm", None)  # int8 @ int8 -> int32 (private
 _IM2COL_BUDGET = 1 << 21  # float64 elements of one im2col or Winograd band (16 MiB)
 _BAND_BUDGET = 1 << 22  # float64 elements of the largest activation of one band of rows (32 MiB)
 
-#: Winograd F(2x2, 3x3): ``G' = 2G`` (integers), and which of the 4 transformed rows
-#: (columns) each of the 2 output rows (columns) sums, ``A^T = [[1, 1, 1, 0], [0, 1, -1, -1]]``.
+#: Winograd F(2x2, 3x3): ``G' = 2G`` (integers) and ``A^T``; which of the 4 transformed
+#: rows (columns) each of the 2 output rows (columns) sums is where ``A^T`` is nonzero.
 _WINOGRAD_G = ((2, 0, 0), (1, 1, 1), (1, -1, 1), (0, 0, 2))
-_WINOGRAD_OUTPUT_SUPPORT = ((0, 1, 2), (1, 2, 3))
 _WINOGRAD_A = ((1, 1, 1, 0), (0, 1, -1, -1))  # A^T
+_WINOGRAD_OUTPUT_SUPPORT = tuple(tuple(i for i, a in enumerate(row) if a) for row in _WINOGRAD_A)
 _OUTPUT_MATRICES: Dict[torch.device, Tensor] = {}
 
 
