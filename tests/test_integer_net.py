@@ -4,6 +4,7 @@ import sys
 import pytest
 import torch
 
+import ugcodec.integer_net as integer_net
 from ugcodec.integer_net import (
     ACTIVATION_BITS,
     ACTIVATION_LIMIT,
@@ -11,6 +12,7 @@ from ugcodec.integer_net import (
     IntegerConv,
     IntegerHyperSynthesis,
     IntegerNetwork,
+    WINOGRAD_FORMS,
     entropy_parameters,
     hyper_parameters,
     integerize_hyper_synthesis,
@@ -78,7 +80,6 @@ def test_scale_index_counts_thresholds_below_even_at_ties():
 
 def test_row_bands_give_the_same_bits(float_model, monkeypatch):
     """Large images build im2col a band of rows at a time; the split must not matter."""
-    import ugcodec.integer_net as integer_net
 
     integer = integerize_hyper_synthesis(float_model.h_s)
     z = torch.round(torch.randn(1, TINY_CONFIG.N, 7, 6, generator=torch.Generator().manual_seed(1)) * 5)
@@ -100,40 +101,74 @@ def exact_layer(conv, x):
     return out.clamp(-ACTIVATION_LIMIT, ACTIVATION_LIMIT).reshape(batch, -1, height, width)
 
 
-@pytest.mark.parametrize("shape", [(1, 5, 7, 9), (2, 5, 4, 4), (1, 5, 1, 1), (1, 5, 2, 3), (1, 5, 6, 1)])
-def test_winograd_gives_the_exact_integers_up_to_the_activation_limit(shape, monkeypatch):
-    generator = torch.Generator().manual_seed(sum(shape))
+@pytest.mark.parametrize("form", WINOGRAD_FORMS, ids=lambda form: f"F{form.tile}")
+def test_each_winograd_form_computes_the_scaled_correlation(form):
+    """In one dimension, A^T [(G' g) ⊙ (B^T d)] is s times the correlation of d with g:
+    the two-dimensional forms are this on rows, then on columns."""
+    generator = torch.Generator().manual_seed(form.tile)
+    a, g, b = (torch.tensor(matrix, dtype=torch.int64) for matrix in (form.output, form.kernel, form.input))
+    for _ in range(20):
+        kernel = torch.randint(-50, 51, (3,), generator=generator)
+        patch = torch.randint(-50, 51, (form.size,), generator=generator)
+        correlation = torch.stack([patch[i : i + 3] @ kernel for i in range(form.tile)])
+        assert torch.equal(a @ ((g @ kernel) * (b @ patch)), form.kernel_scale * correlation)
+
+
+@pytest.mark.parametrize("form", WINOGRAD_FORMS, ids=lambda form: f"F{form.tile}")
+@pytest.mark.parametrize("shape", [(1, 5, 7, 9), (2, 5, 4, 4), (1, 5, 1, 1), (1, 5, 2, 3), (1, 5, 6, 1), (1, 5, 9, 13)])
+def test_winograd_gives_the_exact_integers_up_to_its_limit(shape, form, monkeypatch):
+    """Each form, forced, on inputs as large as its limit allows (all of them where its
+    limit reaches the activation limit)."""
+    generator = torch.Generator().manual_seed(sum(shape) + form.tile)
     weight = torch.randint(-32767, 32768, (6, 5 * 9), generator=generator)
-    bias = torch.randint(-(1 << 40), 1 << 40, (6,), generator=generator)
+    bias = torch.randint(-(1 << 36), 1 << 36, (6,), generator=generator)
     conv = IntegerConv(weight, bias, 20, True, 1)
     conv.check_exact()
-    assert conv._winograd_operands(torch.device("cpu"))[2] >= ACTIVATION_LIMIT  # always exact
+    limit = conv._winograd_operands(torch.device("cpu"), form)[2]
+    assert limit > 0
+    largest = min(limit, ACTIVATION_LIMIT)
+    monkeypatch.setattr(integer_net, "WINOGRAD_FORMS", (form,))
     calls = []
     winograd = IntegerConv._by_winograd
-    monkeypatch.setattr(IntegerConv, "_by_winograd", lambda *args: calls.append(1) or winograd(*args))
-    x = torch.randint(-ACTIVATION_LIMIT, ACTIVATION_LIMIT + 1, shape, generator=generator)
-    x.view(-1)[0] = -ACTIVATION_LIMIT
-    assert torch.equal(conv(x.to(torch.float64)).to(torch.int64), exact_layer(conv, x)) and calls
+    monkeypatch.setattr(IntegerConv, "_by_winograd", lambda *args: calls.append(args[2]) or winograd(*args))
+    x = torch.randint(-largest, largest + 1, shape, generator=generator)
+    x.view(-1)[0] = -largest
+    assert torch.equal(conv(x.to(torch.float64)).to(torch.int64), exact_layer(conv, x)) and calls == [form]
 
 
-def test_inputs_beyond_the_winograd_limit_take_the_columns():
-    """Equal weights of the largest size make the Winograd sums grow fastest: its limit
-    falls below ACTIVATION_LIMIT, and larger inputs are multiplied column by column."""
+def test_small_weights_keep_f2_exact_up_to_the_activation_limit():
+    conv = IntegerConv(torch.randint(-32767, 32768, (6, 5 * 9), generator=torch.Generator().manual_seed(1)),
+                       torch.zeros(6, dtype=torch.int64), 20, True, 1)
+    assert conv._winograd_operands(torch.device("cpu"), WINOGRAD_FORMS[-1])[2] >= ACTIVATION_LIMIT  # always exact
+
+
+def test_inputs_take_the_cheapest_exact_form_then_the_columns():
+    """Equal weights of the largest size make the Winograd sums grow fastest: every
+    form's limit falls below ACTIVATION_LIMIT, larger blocks' the lowest. An input takes
+    the form with the largest blocks whose limit covers it, and beyond them all is
+    multiplied column by column."""
     weight = torch.full((2, 64 * 9), 32767, dtype=torch.int64)
     weight[1] *= -1
     conv = IntegerConv(weight, torch.tensor([5, -7]), 16, False, 1)
     conv.check_exact()
-    limit = conv._winograd_operands(torch.device("cpu"))[2]
-    assert 0 < limit < ACTIVATION_LIMIT
+    limits = [conv._winograd_operands(torch.device("cpu"), form)[2] for form in WINOGRAD_FORMS]
+    assert 0 < limits[0] < limits[1] < limits[2] < ACTIVATION_LIMIT
     generator = torch.Generator().manual_seed(4)
-    for largest, winograd in ((limit, True), (limit + 1, False), (ACTIVATION_LIMIT, False)):
-        x = torch.randint(limit // 2, largest + 1, (1, 64, 5, 6), generator=generator)
+    cases = [(limits[0], WINOGRAD_FORMS[0]), (limits[0] + 1, WINOGRAD_FORMS[1]), (limits[1] + 1, WINOGRAD_FORMS[2]),
+             (limits[2], WINOGRAD_FORMS[2]), (limits[2] + 1, None), (ACTIVATION_LIMIT, None)]
+    for largest, form in cases:
+        x = torch.randint(largest // 2, largest + 1, (1, 64, 16, 17), generator=generator)
         x.view(-1)[3] = largest
-        taken = []
-        conv._by_winograd = lambda *args: taken.append(1) or IntegerConv._by_winograd(conv, *args)
+        assert conv.winograd_form(x.to(torch.float64)) == form
         assert torch.equal(conv(x.to(torch.float64)).to(torch.int64), exact_layer(conv, x))
-        assert bool(taken) == winograd
-        del conv._by_winograd
+
+
+def test_small_inputs_take_the_smallest_blocks():
+    """Below _MIN_WINOGRAD_BLOCKS blocks, larger blocks make matrix products too small to
+    pay: a 4 x 4 input takes F(2x2, 3x3) even where the others are exact."""
+    conv = IntegerConv(torch.ones((2, 3 * 9), dtype=torch.int64), torch.zeros(2, dtype=torch.int64), 4, False, 1)
+    assert conv.winograd_form(torch.ones((1, 3, 4, 4), dtype=torch.float64)) is WINOGRAD_FORMS[-1]
+    assert conv.winograd_form(torch.ones((1, 3, 16, 16), dtype=torch.float64)) is WINOGRAD_FORMS[0]
 
 
 @pytest.mark.parametrize("largest", [1 << 16, ACTIVATION_LIMIT], ids=["winograd", "columns"])
@@ -145,9 +180,9 @@ def test_a_layer_split_at_its_inputs_gives_the_same_integers(largest):
     weight[1] *= -1
     conv = IntegerConv(weight, torch.tensor([1 << 30, -5, 7]), 17, True, 1)
     conv.check_exact()
-    assert (conv._winograd_operands(torch.device("cpu"))[2] >= largest) == (largest < ACTIVATION_LIMIT)
     x = torch.randint(-largest, largest + 1, (2, 64, 5, 7), generator=generator)
     x.view(-1)[0] = largest
+    assert (conv.winograd_form(x.to(torch.float64)) is not None) == (largest < ACTIVATION_LIMIT)
     expected = exact_layer(conv, x)
     for channels in (0, 20, 64):
         head, rest = conv.split_inputs(channels)
@@ -182,7 +217,6 @@ def test_reach_counts_input_rows_through_the_shuffles():
 def test_bands_of_rows_give_the_same_integers_as_the_whole_image(float_model, monkeypatch, budget):
     """h_s runs on bands of z rows widened by its reach: exactly the whole image's means,
     scales and entropy parameters, however small the bands."""
-    import ugcodec.integer_net as integer_net
 
     integer = integerize_hyper_synthesis(float_model.h_s)
     z = torch.round(torch.randn(1, TINY_CONFIG.N, 9, 5, generator=torch.Generator().manual_seed(2)) * 6)
@@ -201,7 +235,6 @@ def test_integer_networks_never_hold_the_whole_latent(tiny_model, monkeypatch):
     """Parsing runs every integer layer (h_s and the channel context) on bands of rows,
     so its float64 activations stay bounded instead of growing with the image."""
     import ugcodec
-    import ugcodec.integer_net as integer_net
     from conftest import make_photo_like
 
     data = ugcodec.encode(make_photo_like(640, 64, seed=2), 2, model=tiny_model)

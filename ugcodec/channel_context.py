@@ -124,12 +124,14 @@ class _SharedHyperPart:
 
     @staticmethod
     def exact(networks: Sequence[IntegerNetwork], largest_input: int) -> bool:
-        """Whether every sum of the split form stays below 2**53 (Winograd's ×4 included)
-        for network inputs of magnitude at most ``largest_input``."""
+        """Whether every sum of the split form stays below 2**53 for network inputs of
+        magnitude at most ``largest_input``: each part's products are exact on their own
+        (:meth:`~ugcodec.integer_net.IntegerConv.sums`), and the rest adds the head's to
+        its own unscaled ones, so what remains to bound is the whole first layer's sum."""
         x = largest_input << ACTIVATION_BITS
         for network in networks:
             first = network.layers[0]
-            bound = 4 * (x * first.weight.abs().sum(dim=1) + first.bias.abs())
+            bound = x * first.weight.abs().sum(dim=1) + first.bias.abs()
             if int(bound.max()) >= EXACT_LIMIT:
                 return False
         return True

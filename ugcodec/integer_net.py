@@ -16,18 +16,21 @@ exporter checks the bound row by row), so any summation order, BLAS kernel or de
 gives the exact integer result. A library convolution is not used: it may pick FFT or
 float Winograd algorithms, whose fractions round.
 
-Speed: ``acc`` is computed by an *integer* Winograd F(2x2, 3x3) (Lavin & Gray 2016) where
-that is provably exact, and by im2col + matmul elsewhere. Each 2x2 block of outputs is
-``A^T [U ⊙ V] A`` with ``V = B^T d B`` (sums and differences of a 4x4 input patch d) and
-``U = G' g G'^T``, where ``G' = 2G`` has integer entries, so every value is an integer and
-the result is ``4·acc``, rescaled by ``2**-(shift + 2)`` with the floor. The 16 products
-per block replace 36 multiplications: 2.25 times fewer. A layer knows the largest input
-magnitude for which every intermediate value (transformed inputs, the 16 matrix
-products' partial sums, the output transform's sums) stays below 2**53; inputs within it
-take the Winograd path, others the im2col one. A network's first layer sees small
-integers (symbols, table indexes, times ``2**ACTIVATION_BITS``); where its inputs are at
-most ``SMALL_INPUT_LIMIT`` and it reduces many inputs to few outputs (the channel
-contexts' first layers), it multiplies int8 operands with int32 sums instead
+Speed: ``acc`` is computed by an *integer* Winograd F(m×m, 3×3) (Lavin & Gray 2016,
+:class:`WinogradForm`) where that is provably exact, and by im2col + matmul elsewhere.
+Each m×m block of outputs is ``A^T [U ⊙ V] A`` with ``V = B^T d B`` (integer
+combinations of an (m+2)×(m+2) input patch d) and ``U = G' g G'^T``, where ``G' = s·G``
+has integer entries, so every value is an integer and the result is ``s²·acc``, brought
+back by an exact division before the floor. F(4x4, 3x3) takes 36 products per 16 outputs
+where the direct convolution takes 144, F(2x2, 3x3) 16 per 4; but larger blocks grow the
+transformed values more. A layer knows, per form, the largest input magnitude for which
+every intermediate value (transformed inputs, the matrix products' partial sums, the
+output transform's sums) stays below 2**53; an input takes the form with the fewest
+multiplications whose limit covers it (:meth:`IntegerConv.winograd_form`), or else the
+im2col one. A network's first layer sees small integers (symbols, table indexes,
+times ``2**ACTIVATION_BITS``); where its inputs are at most ``SMALL_INPUT_LIMIT`` and it
+reduces many inputs to few outputs (the channel contexts' first layers), it multiplies
+int8 operands with int32 sums instead
 (:meth:`IntegerConv.on_small_integers`), several times faster than float64 on CPUs with
 int8 dot-product instructions. Every path gives the exact ``acc``, bit for bit.
 
@@ -64,6 +67,8 @@ __all__ = [
     "IntegerConv",
     "IntegerNetwork",
     "IntegerHyperSynthesis",
+    "WINOGRAD_FORMS",
+    "WinogradForm",
     "hyper_parameters",
     "integerize_network",
     "integerize_hyper_synthesis",
@@ -85,12 +90,79 @@ _int8_product = getattr(torch, "_int_mm", None)  # int8 @ int8 -> int32 (private
 _IM2COL_BUDGET = 1 << 21  # float64 elements of one im2col or Winograd band (16 MiB)
 _BAND_BUDGET = 1 << 22  # float64 elements of the largest activation of one band of rows (32 MiB)
 
-#: Winograd F(2x2, 3x3): ``G' = 2G`` (integers) and ``A^T``; which of the 4 transformed
-#: rows (columns) each of the 2 output rows (columns) sums is where ``A^T`` is nonzero.
-_WINOGRAD_G = ((2, 0, 0), (1, 1, 1), (1, -1, 1), (0, 0, 2))
-_WINOGRAD_A = ((1, 1, 1, 0), (0, 1, -1, -1))  # A^T
-_WINOGRAD_OUTPUT_SUPPORT = tuple(tuple(i for i, a in enumerate(row) if a) for row in _WINOGRAD_A)
-_OUTPUT_MATRICES: Dict[torch.device, Tensor] = {}
+
+@dataclass(frozen=True)
+class WinogradForm:
+    """An integer Winograd F(m×m, 3×3) (Lavin & Gray 2016): each m×m block of a 3x3
+    convolution's outputs is ``A^T [U ⊙ V] A`` with ``V = B^T d B`` for the block's
+    (m + 2)×(m + 2) input patch d and ``U = G' g G'^T`` for the kernel g. ``G' = s·G``
+    has integer entries, as do ``B^T`` and ``A^T``, so every value is an integer and the
+    result is ``s²·acc``, which an exact division brings back to ``acc``.
+
+    Attributes:
+        tile: m, outputs per block side.
+        kernel: ``G'`` ((m + 2) × 3).
+        input: ``B^T`` ((m + 2) × (m + 2)).
+        output: ``A^T`` (m × (m + 2)); one column is all ones (the interpolation point
+            1), where the bias enters every output's sum once.
+        kernel_scale: s.
+    """
+
+    tile: int
+    kernel: Tuple[Tuple[int, ...], ...]
+    input: Tuple[Tuple[int, ...], ...]
+    output: Tuple[Tuple[int, ...], ...]
+    kernel_scale: int
+
+    @property
+    def size(self) -> int:
+        """Input patch side, m + 2; the form multiplies ``size²`` products per block."""
+        return self.tile + 2
+
+    @property
+    def scale(self) -> int:
+        """s²: the form yields ``scale · acc``."""
+        return self.kernel_scale ** 2
+
+    @property
+    def bias_term(self) -> int:
+        """Index, among the ``size²`` products, of the one every output sums with weight 1."""
+        column = next(i for i in range(self.size) if all(row[i] == 1 for row in self.output))
+        return column * self.size + column
+
+
+#: The integer forms, fewest multiplications per output first: F(4x4, 3x3) takes 36
+#: products per 16 outputs, F(3x3, 3x3) 25 per 9, F(2x2, 3x3) 16 per 4 (the direct
+#: convolution 9 per output). Larger blocks grow the transformed values more, so each
+#: layer knows, per form, the largest input for which it is exact.
+WINOGRAD_FORMS = (
+    WinogradForm(  # points 0, 1, -1, 2, -2 and infinity
+        tile=4,
+        kernel=((6, 0, 0), (-4, -4, -4), (-4, 4, -4), (1, 2, 4), (1, -2, 4), (0, 0, 24)),
+        input=((4, 0, -5, 0, 1, 0), (0, -4, -4, 1, 1, 0), (0, 4, -4, -1, 1, 0),
+               (0, -2, -1, 2, 1, 0), (0, 2, -1, -2, 1, 0), (0, 4, 0, -5, 0, 1)),
+        output=((1, 1, 1, 1, 1, 0), (0, 1, -1, 2, -2, 0), (0, 1, 1, 4, 4, 0), (0, 1, -1, 8, -8, 1)),
+        kernel_scale=24,
+    ),
+    WinogradForm(  # points 0, 1, -1, 2 and infinity
+        tile=3,
+        kernel=((3, 0, 0), (-3, -3, -3), (-1, 1, -1), (1, 2, 4), (0, 0, 6)),
+        input=((2, -1, -2, 1, 0), (0, -2, -1, 1, 0), (0, 2, -3, 1, 0), (0, -1, 0, 1, 0), (0, 2, -1, -2, 1)),
+        output=((1, 1, 1, 1, 0), (0, 1, -1, 2, 0), (0, 1, 1, 4, 1)),
+        kernel_scale=6,
+    ),
+    WinogradForm(  # points 0, 1, -1 and infinity
+        tile=2,
+        kernel=((2, 0, 0), (1, 1, 1), (1, -1, 1), (0, 0, 2)),
+        input=((1, 0, -1, 0), (0, 1, 1, 0), (0, -1, 1, 0), (0, 1, 0, -1)),
+        output=((1, 1, 1, 0), (0, 1, -1, -1)),
+        kernel_scale=2,
+    ),
+)
+#: A form with larger blocks is taken only where an input has at least this many blocks:
+#: fewer make matrix products too small to run at the BLAS's speed.
+_MIN_WINOGRAD_BLOCKS = 16
+_TRANSFORM_MATRICES: Dict[Tuple[int, str, torch.device], Tensor] = {}
 
 
 @dataclass
@@ -126,33 +198,57 @@ class IntegerConv:
             self.__dict__["_float_operands"] = cached
         return cached[0], cached[1]
 
-    def _winograd_operands(self, device: torch.device) -> Tuple[Tensor, Tensor, int]:
-        """``(U, bias, limit)``: the transformed kernel ``U`` float64 ``(16, out, in)``, the
-        bias as the products' start ``(16, out, 1)`` (``4·b`` at the centre term, which
-        every output sums once), and the largest input magnitude for which the Winograd
-        path is exact (converted once)."""
-        cached = self.__dict__.get("_winograd")
+    def _winograd_operands(self, device: torch.device, form: WinogradForm) -> Tuple[Tensor, Tensor, int]:
+        """``(U, start, limit)`` of ``form``: the transformed kernel ``U`` float64
+        ``(size², out, in)``, the products' start ``(size², out, 1)`` (``scale·b`` at the
+        term every output sums once), and the largest input magnitude for which the
+        form is exact, or -1 where it never is (computed once per form, when first asked)."""
+        cache = self.__dict__.setdefault("_winograd", {})
+        cached = cache.get(form.tile)
         if cached is None or cached[0].device != device or cached[3] is not self.weight:
             outputs, inputs = self.weight.shape[0], self.weight.shape[1] // 9
             g = self.weight.reshape(outputs, inputs, 3, 3)
-            transform = torch.tensor(_WINOGRAD_G, dtype=torch.int64)
-            u = torch.einsum("ai,ocij,bj->aboc", transform, g, transform)  # int64: exact
-            # Bound of every partial sum, per output channel: |V| <= 4·max|x|, so a product
-            # sum is at most 4·max|x|·Σ_c|U|; an output sums 9 of them (and 4·|b| once).
-            magnitude = u.abs().sum(dim=3)  # (4, 4, out)
-            reach = torch.stack([
-                magnitude[list(rows)][:, list(cols)].sum(dim=(0, 1))
-                for rows in _WINOGRAD_OUTPUT_SUPPORT for cols in _WINOGRAD_OUTPUT_SUPPORT
-            ]).amax(dim=0) * 4
-            room = EXACT_LIMIT - 1 - 4 * self.bias.abs()
-            limit = min((int(r) // int(w) for r, w in zip(room.tolist(), reach.tolist()) if w > 0),
-                        default=ACTIVATION_LIMIT)
-            start = torch.zeros(16, outputs, 1, dtype=torch.float64)
-            start[5, :, 0] = 4 * self.bias.to(torch.float64)  # (1, 1): in every output's sum
-            cached = (u.reshape(16, outputs, inputs).to(device, torch.float64).contiguous(), start.to(device),
-                      max(0, limit), self.weight)
-            self.__dict__["_winograd"] = cached
+            kernel = torch.tensor(form.kernel, dtype=torch.int64)
+            u = torch.einsum("ai,ocij,bj->aboc", kernel, g, kernel)  # int64: exact
+            # Bound of every sum, per output channel: |V_ij| <= r_i·r_j·max|x| (r: the row
+            # sums of |B^T|), so product sum ij is at most r_i·r_j·max|x|·Σ_c|U_ij|; an
+            # output adds them with weights |A_ai·A_bj| (and scale·|b| once). Every partial
+            # sum, in any order, is a part of such a sum.
+            rows = torch.tensor(form.input, dtype=torch.int64).abs().sum(dim=1)
+            magnitude = u.abs().sum(dim=3) * (rows[:, None] * rows[None, :])[:, :, None]  # (size, size, out)
+            weights = torch.tensor(form.output, dtype=torch.int64).abs()
+            reach = torch.einsum("xi,yj,ijo->xyo", weights, weights, magnitude).amax(dim=(0, 1))
+            room = EXACT_LIMIT - 1 - form.scale * self.bias.abs()
+            if int(room.min()) <= 0:
+                limit = -1
+            else:
+                limit = min((int(r) // int(w) for r, w in zip(room.tolist(), reach.tolist()) if w > 0),
+                            default=ACTIVATION_LIMIT)
+            start = torch.zeros(form.size ** 2, outputs, 1, dtype=torch.float64)
+            start[form.bias_term, :, 0] = form.scale * self.bias.to(torch.float64)
+            cached = (u.reshape(form.size ** 2, outputs, inputs).to(device, torch.float64).contiguous(),
+                      start.to(device), limit, self.weight)
+            cache[form.tile] = cached
         return cached[0], cached[1], cached[2]
+
+    def winograd_form(self, x: Tensor) -> Optional[WinogradForm]:
+        """The form of :data:`WINOGRAD_FORMS` that computes this layer on ``x`` with the
+        fewest multiplications and exactly (its limit covers ``max|x|``), or None where
+        none does (the direct products then)."""
+        if not x.numel():
+            return None
+        height, width, magnitude = x.shape[-2], x.shape[-1], None
+        for form in WINOGRAD_FORMS:
+            blocks = x.shape[0] * -(-height // form.tile) * -(-width // form.tile)
+            if form is not WINOGRAD_FORMS[-1] and blocks < _MIN_WINOGRAD_BLOCKS:
+                continue
+            limit = self._winograd_operands(x.device, form)[2]
+            if limit < ACTIVATION_LIMIT:
+                magnitude = _magnitude(x) if magnitude is None else magnitude
+                if magnitude > limit:
+                    continue
+            return form
+        return None
 
     def __call__(self, x: Tensor, partial: Optional[Tensor] = None) -> Tensor:
         """The layer on ``x`` (float64 integers ``(B, in, H, W)``, ``ACTIVATION_BITS``
@@ -161,15 +257,15 @@ class IntegerConv:
         ``partial``: float64 integers ``(B, out, H, W)`` added to the products before
         the bias and the rescaling, the :meth:`sums` of the inputs of a layer that this
         one is the rest of (:meth:`split_inputs`); the result is then that whole layer's
-        on the joined input, as long as the whole layer's sums (Winograd's ×4 included)
-        stay below 2**53 for that input.
+        on the joined input, as long as the whole layer's sums stay below 2**53 for that
+        input.
         """
         if not x.shape[1]:  # no inputs of its own: the partial sums and the bias only
             out = partial + self._operands(partial.device)[1][None, :, None, None]
             return self._finish(out.mul_(1.0 / float(1 << self.shift)).floor_())
-        u, start, limit = self._winograd_operands(x.device)
-        if _within(x, limit):
-            out = self._by_winograd(x, u, start, partial)
+        form = self.winograd_form(x)
+        if form is not None:
+            out = self._by_winograd(x, form, partial)
         else:
             weight, bias = self._operands(x.device)
             out = self._by_columns(x, weight, bias, partial)
@@ -177,12 +273,13 @@ class IntegerConv:
 
     def sums(self, x: Tensor) -> Tensor:
         """The exact products ``W @ im2col(x)`` alone: no bias, rescaling, activation or
-        clamp; float64 integers ``(B, out, H, W)``. Inputs within the Winograd path's
-        exact range take it, others the direct one."""
-        u, _, limit = self._winograd_operands(x.device)
-        if _within(x, limit):
-            start = torch.zeros((16, u.shape[1], 1), dtype=torch.float64, device=x.device)
-            return self._winograd_sums(x, u, start).mul_(0.25)  # 4·acc: an exact quarter
+        clamp; float64 integers ``(B, out, H, W)``. Inputs within a Winograd form's exact
+        range take it, others the direct products."""
+        form = self.winograd_form(x)
+        if form is not None:
+            u = self._winograd_operands(x.device, form)[0]
+            start = torch.zeros((form.size ** 2, u.shape[1], 1), dtype=torch.float64, device=x.device)
+            return _unscale(self._winograd_sums(x, form, u, start), form.scale)
         weight, _ = self._operands(x.device)
         return self._column_sums(x, weight, torch.zeros(weight.shape[0], dtype=torch.float64, device=x.device))
 
@@ -306,32 +403,40 @@ class IntegerConv:
             out[:, :, top : top + rows] = accumulated.reshape(batch, -1, rows, width)
         return out
 
-    def _by_winograd(self, x: Tensor, u: Tensor, start: Tensor, partial: Optional[Tensor] = None) -> Tensor:
-        """``floor((W @ im2col(x) + partial + b) / 2**shift)`` by integer Winograd F(2x2,
-        3x3), one band of 2-row blocks at a time (exact only for inputs within the layer's
-        limit)."""
-        out = self._winograd_sums(x, u, start)
-        if partial is not None:
-            out.add_(partial, alpha=4)
-        # acc·4 is exact; so is its product with a power of two.
-        return out.mul_(1.0 / float(1 << (self.shift + 2))).floor_()
+    def _by_winograd(self, x: Tensor, form: WinogradForm, partial: Optional[Tensor] = None) -> Tensor:
+        """``floor((W @ im2col(x) + partial + b) / 2**shift)`` by ``form``, one band of
+        block rows at a time (exact only for inputs within the form's limit)."""
+        u, start, _ = self._winograd_operands(x.device, form)
+        out = self._winograd_sums(x, form, u, start)
+        if partial is not None:  # back to acc + b first: the partial sums are not scaled
+            out = _unscale(out, form.scale).add_(partial)
+            scale = 1
+        else:
+            scale = form.scale
+        # Dividing by the scale's odd factor and multiplying by powers of two are exact
+        # on these multiples; the floor then sees the exact quotient.
+        odd, twos = _odd_and_twos(scale)
+        if odd > 1:
+            out.div_(float(odd))
+        return out.mul_(1.0 / float(1 << (self.shift + twos))).floor_()
 
-    def _winograd_sums(self, x: Tensor, u: Tensor, start: Tensor) -> Tensor:
-        """``4 · (W @ im2col(x) + b)`` (``start`` holds the ``4·b``) by integer Winograd
-        F(2x2, 3x3), one band of 2-row blocks at a time."""
+    def _winograd_sums(self, x: Tensor, form: WinogradForm, u: Tensor, start: Tensor) -> Tensor:
+        """``scale · (W @ im2col(x) + b)`` (``start`` holds the ``scale·b``) by ``form``,
+        one band of block rows at a time."""
         batch, channels, height, width = x.shape
-        outputs = u.shape[1]
-        block_rows, block_cols = (height + 1) // 2, (width + 1) // 2
-        # One pixel of zero padding, and one more at the far edges of odd sizes.
-        padded = F.pad(x, (1, 2 * block_cols + 1 - width, 1, 2 * block_rows + 1 - height))
-        out = x.new_empty((batch, outputs, 2 * block_rows, 2 * block_cols))
-        band = max(1, _IM2COL_BUDGET // max(1, 16 * batch * max(channels, outputs) * block_cols))
+        outputs, tile, size = u.shape[1], form.tile, form.size
+        block_rows, block_cols = -(-height // tile), -(-width // tile)
+        # One pixel of zero padding, and more at the far edges up to whole blocks.
+        padded = F.pad(x, (1, tile * block_cols + 1 - width, 1, tile * block_rows + 1 - height))
+        out = x.new_empty((batch, outputs, tile * block_rows, tile * block_cols))
+        band = max(1, _IM2COL_BUDGET // max(1, size * size * batch * max(channels, outputs) * block_cols))
         for top in range(0, block_rows, band):
             rows = min(band, block_rows - top)
-            patches = padded[:, :, 2 * top : 2 * (top + rows) + 2]
+            patches = padded[:, :, tile * top : tile * (top + rows) + 2]
             blocks = batch * rows * block_cols
-            products = torch.baddbmm(start, u, _winograd_input(patches, rows, block_cols).view(16, channels, blocks))
-            _winograd_output(products.view(4, 4, outputs, batch, rows, block_cols), out[:, :, 2 * top : 2 * (top + rows)])
+            transformed = _winograd_input(patches, form).view(size * size, channels, blocks)
+            products = torch.baddbmm(start, u, transformed)
+            _winograd_output(products, form, out[:, :, tile * top : tile * (top + rows)])
         return out[:, :, :height, :width]
 
 
@@ -341,57 +446,62 @@ def has_int8_products(device: torch.device) -> bool:
     return _int8_product is not None and (device.type != "cpu" or cpu_supports("vnni"))
 
 
-def _within(x: Tensor, limit: int) -> bool:
-    """Whether the Winograd path with input limit ``limit`` is exact on ``x``."""
-    return limit >= ACTIVATION_LIMIT or bool(x.numel() and _magnitude(x) <= limit)
-
-
 def _magnitude(x: Tensor) -> int:
     """The largest ``|x|`` (one pass, no temporary of x's size)."""
     low, high = torch.aminmax(x)
     return int(max(-float(low), float(high)))
 
 
-def _winograd_input(patches: Tensor, rows: int, cols: int) -> Tensor:
-    """``V = B^T d B`` of every 4x4 patch of ``patches`` (stride 2), float64
-    ``(4, 4, C, B, rows, cols)``: sums and differences only, so integers stay exact."""
-    batch, channels = patches.shape[:2]
-    taps = [patches[:, :, i : i + 2 * rows : 2] for i in range(4)]  # (B, C, rows, width + 2)
-    across = patches.new_empty((4, batch, channels, rows, patches.shape[3]))
-    torch.sub(taps[0], taps[2], out=across[0])
-    torch.add(taps[1], taps[2], out=across[1])
-    torch.sub(taps[2], taps[1], out=across[2])
-    torch.sub(taps[1], taps[3], out=across[3])
-    taps = [across[..., j : j + 2 * cols : 2].transpose(1, 2) for j in range(4)]  # (4, C, B, rows, cols)
-    transformed = patches.new_empty((4, 4, channels, batch, rows, cols))
-    torch.sub(taps[0], taps[2], out=transformed[:, 0])
-    torch.add(taps[1], taps[2], out=transformed[:, 1])
-    torch.sub(taps[2], taps[1], out=transformed[:, 2])
-    torch.sub(taps[1], taps[3], out=transformed[:, 3])
-    return transformed
+def _odd_and_twos(scale: int) -> Tuple[int, int]:
+    """``(odd, k)`` with ``scale = odd · 2**k``."""
+    twos = (scale & -scale).bit_length() - 1
+    return scale >> twos, twos
 
 
-def _winograd_output(products: Tensor, out: Tensor) -> None:
-    """Writes ``A^T M A`` of the products ``(4, 4, O, B, rows, cols)`` (contiguous) into
-    ``out`` ``(B, O, 2·rows, 2·cols)``.
+def _unscale(sums: Tensor, scale: int) -> Tensor:
+    """``sums / scale`` in place, for float64 integers that are multiples of ``scale``:
+    exact (the quotient is an integer below 2**53, and division rounds correctly)."""
+    odd, twos = _odd_and_twos(scale)
+    if odd > 1:
+        sums.div_(float(odd))
+    return sums.mul_(1.0 / float(1 << twos))
 
-    As one matrix product of the 16 products by ``A ⊗ A`` (entries 0 and ±1): one pass
-    over them instead of one per partial sum. Exact: every sum it forms, in any order, is
-    a sum of some of an output's terms, bounded like the output itself."""
+
+def _winograd_input(patches: Tensor, form: WinogradForm) -> Tensor:
+    """``V = B^T d B`` of every ``size`` x ``size`` patch d of ``patches`` (stride
+    ``tile``), float64 ``(size², C·B·rows·cols)``: one matrix product by ``B^T ⊗ B^T``,
+    whose integer entries keep every sum an exact integer."""
+    size, tile = form.size, form.tile
+    blocks = patches.unfold(2, size, tile).unfold(3, size, tile)  # (B, C, rows, cols, size, size)
+    columns = blocks.permute(4, 5, 1, 0, 2, 3).reshape(size * size, -1)
+    return torch.mm(_transform_matrix(form, "input", patches.device), columns)
+
+
+def _winograd_output(products: Tensor, form: WinogradForm, out: Tensor) -> None:
+    """Writes ``A^T M A`` of the products ``(size², O, B·rows·cols)`` (contiguous) into
+    ``out`` ``(B, O, tile·rows, tile·cols)``.
+
+    As one matrix product of the products by ``A ⊗ A`` (integer entries): one pass over
+    them instead of one per partial sum. Exact: every sum it forms, in any order, is
+    bounded like the output itself (:meth:`IntegerConv._winograd_operands`)."""
     batch, outputs, height, width = out.shape
-    sums = torch.mm(_winograd_output_matrix(products.device), products.reshape(16, -1))
-    # out[b, o, 2r + a, 2k + c] as [a, c, o, b, r, k].
-    blocks = out.view(batch, outputs, height // 2, 2, width // 2, 2).permute(3, 5, 1, 0, 2, 4)
-    blocks.copy_(sums.view(2, 2, outputs, batch, height // 2, width // 2))
+    tile = form.tile
+    sums = torch.mm(_transform_matrix(form, "output", products.device), products.reshape(form.size ** 2, -1))
+    # out[b, o, tile·r + a, tile·k + c] as [a, c, o, b, r, k].
+    blocks = out.view(batch, outputs, height // tile, tile, width // tile, tile).permute(3, 5, 1, 0, 2, 4)
+    blocks.copy_(sums.view(tile, tile, outputs, batch, height // tile, width // tile))
 
 
-def _winograd_output_matrix(device: torch.device) -> Tensor:
-    """``A ⊗ A``, float64 ``(4, 16)``: row ``2a + c`` sums product ``4i + j`` with weight
-    ``A[a, i] · A[c, j]``."""
-    matrix = _OUTPUT_MATRICES.get(device)
+def _transform_matrix(form: WinogradForm, which: str, device: torch.device) -> Tensor:
+    """``B^T ⊗ B^T`` (``which="input"``, ``(size², size²)``) or ``A^T ⊗ A^T``
+    (``"output"``, ``(tile², size²)``), float64: entry ``(a·n + c, i·size + j)`` is
+    ``T[a, i] · T[c, j]``."""
+    key = (form.tile, which, device)
+    matrix = _TRANSFORM_MATRICES.get(key)
     if matrix is None:
-        a = torch.tensor(_WINOGRAD_A, dtype=torch.float64)
-        matrix = _OUTPUT_MATRICES[device] = torch.einsum("ai,cj->acij", a, a).reshape(4, 16).to(device).contiguous()
+        t = torch.tensor(form.input if which == "input" else form.output, dtype=torch.float64)
+        matrix = torch.einsum("ai,cj->acij", t, t).reshape(t.shape[0] ** 2, -1).to(device).contiguous()
+        _TRANSFORM_MATRICES[key] = matrix
     return matrix
 
 
