@@ -128,6 +128,7 @@ def test_winograd_gives_the_exact_integers_up_to_its_limit(shape, form, monkeypa
     assert limit > 0
     largest = min(limit, ACTIVATION_LIMIT)
     monkeypatch.setattr(integer_net, "WINOGRAD_FORMS", (form,))
+    monkeypatch.setattr(integer_net, "_MIN_WINOGRAD_BLOCKS", 1)  # even a single block
     calls = []
     winograd = IntegerConv._by_winograd
     monkeypatch.setattr(IntegerConv, "_by_winograd", lambda *args: calls.append(args[2]) or winograd(*args))
@@ -163,12 +164,15 @@ def test_inputs_take_the_cheapest_exact_form_then_the_columns():
         assert torch.equal(conv(x.to(torch.float64)).to(torch.int64), exact_layer(conv, x))
 
 
-def test_small_inputs_take_the_smallest_blocks():
-    """Below _MIN_WINOGRAD_BLOCKS blocks, larger blocks make matrix products too small to
-    pay: a 4 x 4 input takes F(2x2, 3x3) even where the others are exact."""
+def test_small_inputs_take_smaller_blocks_or_none():
+    """A form needs _MIN_WINOGRAD_BLOCKS blocks: an 8 x 8 input takes F(2x2, 3x3) where
+    the others are exact too, and a 4 x 4 one the direct products."""
     conv = IntegerConv(torch.ones((2, 3 * 9), dtype=torch.int64), torch.zeros(2, dtype=torch.int64), 4, False, 1)
-    assert conv.winograd_form(torch.ones((1, 3, 4, 4), dtype=torch.float64)) is WINOGRAD_FORMS[-1]
     assert conv.winograd_form(torch.ones((1, 3, 16, 16), dtype=torch.float64)) is WINOGRAD_FORMS[0]
+    assert conv.winograd_form(torch.ones((1, 3, 8, 8), dtype=torch.float64)) is WINOGRAD_FORMS[-1]
+    assert conv.winograd_form(torch.ones((1, 3, 4, 4), dtype=torch.float64)) is None
+    x = torch.randint(-99, 100, (1, 3, 4, 4), generator=torch.Generator().manual_seed(0))
+    assert torch.equal(conv(x.to(torch.float64)).to(torch.int64), exact_layer(conv, x))
 
 
 @pytest.mark.parametrize("largest", [1 << 16, ACTIVATION_LIMIT], ids=["winograd", "columns"])

@@ -159,8 +159,9 @@ WINOGRAD_FORMS = (
         kernel_scale=2,
     ),
 )
-#: A form with larger blocks is taken only where an input has at least this many blocks:
-#: fewer make matrix products too small to run at the BLAS's speed.
+#: A form is taken only where it cuts an input into at least this many blocks: fewer
+#: make matrix products too small to run at the BLAS's speed, and a tiny input is not
+#: worth a transformed copy of the kernel.
 _MIN_WINOGRAD_BLOCKS = 16
 _TRANSFORM_MATRICES: Dict[Tuple[int, str, torch.device], Tensor] = {}
 
@@ -191,12 +192,10 @@ class IntegerConv:
             raise ValueError("integer layer could overflow the exact float64 range")
 
     def _operands(self, device: torch.device) -> Tuple[Tensor, Tensor]:
-        """float64 weight and bias on ``device``, converted once (not on every call)."""
-        cached = self.__dict__.get("_float_operands")
-        if cached is None or cached[0].device != device or cached[2] is not self.weight:
-            cached = (self.weight.to(device, torch.float64), self.bias.to(device, torch.float64), self.weight)
-            self.__dict__["_float_operands"] = cached
-        return cached[0], cached[1]
+        """float64 weight and bias on ``device`` (converted on each call: the direct
+        products run on inputs too small or too large for Winograd, rarely, and a loaded
+        model need not keep a float64 copy of every weight for them)."""
+        return self.weight.to(device, torch.float64), self.bias.to(device, torch.float64)
 
     def _winograd_operands(self, device: torch.device, form: WinogradForm) -> Tuple[Tensor, Tensor, int]:
         """``(U, start, limit)`` of ``form``: the transformed kernel ``U`` float64
@@ -207,15 +206,18 @@ class IntegerConv:
         cached = cache.get(form.tile)
         if cached is None or cached[0].device != device or cached[3] is not self.weight:
             outputs, inputs = self.weight.shape[0], self.weight.shape[1] // 9
-            g = self.weight.reshape(outputs, inputs, 3, 3)
-            kernel = torch.tensor(form.kernel, dtype=torch.int64)
-            u = torch.einsum("ai,ocij,bj->aboc", kernel, g, kernel)  # int64: exact
+            g = self.weight.reshape(outputs, inputs, 3, 3).to(torch.float64)
+            kernel = torch.tensor(form.kernel, dtype=torch.float64)
+            # |U| <= 24 · 24 · WEIGHT_LIMIT < 2**30, and so is every partial sum: float64 is exact.
+            u = torch.einsum("ai,ocij,bj->aboc", kernel, g, kernel).reshape(form.size ** 2, outputs, inputs)
+            u = u.contiguous()
             # Bound of every sum, per output channel: |V_ij| <= r_i·r_j·max|x| (r: the row
             # sums of |B^T|), so product sum ij is at most r_i·r_j·max|x|·Σ_c|U_ij|; an
             # output adds them with weights |A_ai·A_bj| (and scale·|b| once). Every partial
             # sum, in any order, is a part of such a sum.
             rows = torch.tensor(form.input, dtype=torch.int64).abs().sum(dim=1)
-            magnitude = u.abs().sum(dim=3) * (rows[:, None] * rows[None, :])[:, :, None]  # (size, size, out)
+            sums = torch.linalg.vector_norm(u, ord=1, dim=2).to(torch.int64)  # Σ_c|U|, below 2**41: exact
+            magnitude = sums.view(form.size, form.size, outputs) * (rows[:, None] * rows[None, :])[:, :, None]
             weights = torch.tensor(form.output, dtype=torch.int64).abs()
             reach = torch.einsum("xi,yj,ijo->xyo", weights, weights, magnitude).amax(dim=(0, 1))
             room = EXACT_LIMIT - 1 - form.scale * self.bias.abs()
@@ -226,21 +228,20 @@ class IntegerConv:
                             default=ACTIVATION_LIMIT)
             start = torch.zeros(form.size ** 2, outputs, 1, dtype=torch.float64)
             start[form.bias_term, :, 0] = form.scale * self.bias.to(torch.float64)
-            cached = (u.reshape(form.size ** 2, outputs, inputs).to(device, torch.float64).contiguous(),
-                      start.to(device), limit, self.weight)
+            cached = (u.to(device), start.to(device), limit, self.weight)
             cache[form.tile] = cached
         return cached[0], cached[1], cached[2]
 
     def winograd_form(self, x: Tensor) -> Optional[WinogradForm]:
         """The form of :data:`WINOGRAD_FORMS` that computes this layer on ``x`` with the
-        fewest multiplications and exactly (its limit covers ``max|x|``), or None where
-        none does (the direct products then)."""
+        fewest multiplications and exactly (its limit covers ``max|x|``), among those that
+        cut ``x`` into at least ``_MIN_WINOGRAD_BLOCKS`` blocks; None where none does (the
+        direct products then)."""
         if not x.numel():
             return None
         height, width, magnitude = x.shape[-2], x.shape[-1], None
         for form in WINOGRAD_FORMS:
-            blocks = x.shape[0] * -(-height // form.tile) * -(-width // form.tile)
-            if form is not WINOGRAD_FORMS[-1] and blocks < _MIN_WINOGRAD_BLOCKS:
+            if x.shape[0] * -(-height // form.tile) * -(-width // form.tile) < _MIN_WINOGRAD_BLOCKS:
                 continue
             limit = self._winograd_operands(x.device, form)[2]
             if limit < ACTIVATION_LIMIT:
@@ -279,7 +280,8 @@ class IntegerConv:
         if form is not None:
             u = self._winograd_operands(x.device, form)[0]
             start = torch.zeros((form.size ** 2, u.shape[1], 1), dtype=torch.float64, device=x.device)
-            return _unscale(self._winograd_sums(x, form, u, start), form.scale)
+            # scale·acc over scale: an integer quotient, which division gives exactly.
+            return self._winograd_sums(x, form, u, start).div_(float(form.scale))
         weight, _ = self._operands(x.device)
         return self._column_sums(x, weight, torch.zeros(weight.shape[0], dtype=torch.float64, device=x.device))
 
@@ -408,17 +410,13 @@ class IntegerConv:
         block rows at a time (exact only for inputs within the form's limit)."""
         u, start, _ = self._winograd_operands(x.device, form)
         out = self._winograd_sums(x, form, u, start)
-        if partial is not None:  # back to acc + b first: the partial sums are not scaled
-            out = _unscale(out, form.scale).add_(partial)
-            scale = 1
-        else:
-            scale = form.scale
-        # Dividing by the scale's odd factor and multiplying by powers of two are exact
-        # on these multiples; the floor then sees the exact quotient.
-        odd, twos = _odd_and_twos(scale)
-        if odd > 1:
-            out.div_(float(odd))
-        return out.mul_(1.0 / float(1 << (self.shift + twos))).floor_()
+        divisor = form.scale << self.shift
+        if partial is not None:  # back to acc + b first (exactly): the partial sums are not scaled
+            out = out.div_(float(form.scale)).add_(partial)
+            divisor = 1 << self.shift
+        # The exact quotient (acc + partial + b) / 2**shift has at most 53 significant bits,
+        # so the correctly rounded division gives it, and the floor sees it.
+        return out.div_(float(divisor)).floor_()
 
     def _winograd_sums(self, x: Tensor, form: WinogradForm, u: Tensor, start: Tensor) -> Tensor:
         """``scale · (W @ im2col(x) + b)`` (``start`` holds the ``scale·b``) by ``form``,
@@ -450,21 +448,6 @@ def _magnitude(x: Tensor) -> int:
     """The largest ``|x|`` (one pass, no temporary of x's size)."""
     low, high = torch.aminmax(x)
     return int(max(-float(low), float(high)))
-
-
-def _odd_and_twos(scale: int) -> Tuple[int, int]:
-    """``(odd, k)`` with ``scale = odd · 2**k``."""
-    twos = (scale & -scale).bit_length() - 1
-    return scale >> twos, twos
-
-
-def _unscale(sums: Tensor, scale: int) -> Tensor:
-    """``sums / scale`` in place, for float64 integers that are multiples of ``scale``:
-    exact (the quotient is an integer below 2**53, and division rounds correctly)."""
-    odd, twos = _odd_and_twos(scale)
-    if odd > 1:
-        sums.div_(float(odd))
-    return sums.mul_(1.0 / float(1 << twos))
 
 
 def _winograd_input(patches: Tensor, form: WinogradForm) -> Tensor:
