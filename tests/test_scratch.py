@@ -6,6 +6,7 @@ import threading
 import pytest
 import torch
 
+import ugcodec.scratch as scratch_module
 from ugcodec.layers import GDN, MachineAdapter
 from ugcodec.scratch import MIN_AREA, ScratchGDN, ScratchMachineAdapter, reusing_scratch, scratch
 
@@ -97,6 +98,23 @@ def test_scratch_gdn_computes_the_gdn_into_its_input(inverse, layout):
     assert got is x, "the result is written into the input"
     assert got.is_contiguous(memory_format=LAYOUTS[layout])
     torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("band", [1, 150, 100_000], ids=["one row", "partial last band", "one band"])
+@pytest.mark.parametrize("inverse", [True, False], ids=["inverse", "forward"])
+def test_scratch_gdn_takes_nchw_activations_band_by_band(band, inverse, monkeypatch):
+    """However many rows a band holds (GDN_BAND positions), the GDN in place and the GDN
+    written space-to-depth give the GDN of every position, in every sample."""
+    monkeypatch.setattr(scratch_module, "GDN_BAND", band)
+    gdn = _gdn(6, inverse)
+    x = torch.randn(2, 6, 82, 70)
+    with torch.no_grad():
+        expected = gdn(x.clone())
+        with reusing_scratch():
+            in_place = ScratchGDN(gdn)(x.clone())
+            rearranged = ScratchGDN(gdn).space_to_depth(x.clone())
+    torch.testing.assert_close(in_place, expected, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(rearranged, torch.nn.functional.pixel_unshuffle(expected, 2), rtol=1e-5, atol=1e-5)
 
 
 def test_scratch_gdn_gives_the_same_result_on_every_call_within_one_pool():

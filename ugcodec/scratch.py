@@ -38,7 +38,7 @@ from torch import Tensor, nn
 
 from .layers import GDN, MachineAdapter
 
-__all__ = ["MIN_AREA", "UPSAMPLING_ROLES", "ScratchGDN", "ScratchMachineAdapter", "ScratchPool", "reusing_scratch", "scratch"]
+__all__ = ["GDN_BAND", "MIN_AREA", "UPSAMPLING_ROLES", "ScratchGDN", "ScratchMachineAdapter", "ScratchPool", "reusing_scratch", "scratch"]
 
 #: Roles that :class:`~ugcodec.winograd.WinogradUpsampling` writes g_s's upsampled
 #: activations into, which live from one upsampling to the next: no layer takes them for
@@ -50,6 +50,12 @@ UPSAMPLING_ROLES = (2, 3)
 #: Tensors over fewer positions (height x width) than this are allocated as usual: their
 #: page faults cost little.
 MIN_AREA = 64 * 64
+
+#: Positions per band of rows that a GDN on an NCHW activation squares, normalises and
+#: multiplies before going on to the next band: its temporaries of that size (128
+#: channels: two of 256 KiB) stay in cache between the steps, where passes over a whole
+#: activation at half the image's resolution would go through memory three times.
+GDN_BAND = 512
 
 _local = threading.local()  # .pool: the pool scratch() draws from in this thread
 
@@ -148,7 +154,16 @@ class ScratchGDN(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         if not _takes_scratch(x):
             return self.gdn(x)
-        return x.mul_(self._normalisation(x))
+        if not x.is_contiguous():  # channels-last: one pass of each step over the whole
+            return x.mul_(self._normalisation(x))
+        # NCHW: band by band of rows, so that each band's square and normalisation are
+        # still in cache when the next step reads them.
+        rows, parameters = _band_rows(x.shape[3]), self._applied_parameters()
+        for sample in x:
+            for top in range(0, x.shape[2], rows):
+                band = sample[:, top : top + rows].flatten(1)  # (C, positions), a view
+                band.mul_(self._band_normalisation(band, *parameters))
+        return x
 
     def space_to_depth(self, x: Tensor, role: Optional[int] = None) -> Tensor:
         """``F.pixel_unshuffle(gdn(x), 2)``, the layout in which g_a's next layer takes
@@ -169,22 +184,42 @@ class ScratchGDN(nn.Module):
         batch, channels, height, width = x.shape
         shape = (batch, 4 * channels, height // 2, width // 2)
         out = torch.empty(shape) if role is None else scratch(role, shape)
-        grid = (batch, channels, height // 2, 2, width // 2, 2)  # (.., row, row phase, column, column phase)
-        # out's channel 4 c + 2 row phase + column phase, seen in x's order
+        # out's channel 4 c + 2 row phase + column phase, seen in x's order:
+        # (B, C, row, row phase, column, column phase)
         target = out.view(batch, channels, 2, 2, height // 2, width // 2).permute(0, 1, 4, 2, 5, 3)
-        torch.mul(x.view(grid), self._normalisation(x).view(grid), out=target)
+        rows, parameters = _band_rows(width, even=True), self._applied_parameters()
+        for sample, sample_target in zip(x, target):
+            for top in range(0, height, rows):
+                band = sample[:, top : top + rows]
+                count = band.shape[1]
+                norm = self._band_normalisation(band.flatten(1), *parameters)
+                grid = (channels, count // 2, 2, width // 2, 2)
+                torch.mul(band.view(grid), norm.view(grid), out=sample_target[:, top // 2 : (top + count) // 2])
         return out
+
+    def _applied_parameters(self) -> "tuple[Tensor, Tensor]":
+        """The GDN's ``(gamma, beta)`` as it applies them: ``(C, C)`` and ``(C, 1)``."""
+        gdn = self.gdn
+        channels = gdn.beta.shape[0]
+        return gdn.gamma_reparam(gdn.gamma).reshape(channels, channels), gdn.beta_reparam(gdn.beta)[:, None]
 
     def _normalisation(self, x: Tensor) -> Tensor:
         """What the GDN multiplies ``x`` by, in a :func:`scratch` temporary of role 1 (its
         square takes role 0)."""
-        gdn, channels = self.gdn, x.shape[1]
         layout = _channels_last(x)
         square = torch.mul(x, x, out=scratch(0, x.shape, layout))
         norm = scratch(1, x.shape, layout)
-        gamma = gdn.gamma_reparam(gdn.gamma).reshape(channels, channels)
-        _pointwise_into(norm, square, gamma, gdn.beta_reparam(gdn.beta))
-        return norm.sqrt_() if gdn.inverse else norm.rsqrt_()
+        gamma, beta = self._applied_parameters()
+        _pointwise_into(norm, square, gamma, beta[:, 0])
+        return norm.sqrt_() if self.gdn.inverse else norm.rsqrt_()
+
+    def _band_normalisation(self, band: Tensor, gamma: Tensor, beta: Tensor) -> Tensor:
+        """:meth:`_normalisation` of a ``(C, positions)`` matrix (rows may be strided),
+        given :meth:`_applied_parameters`, in a :func:`scratch` temporary of role 1 of its shape
+        (its square takes role 0)."""
+        square = torch.mul(band, band, out=scratch(0, band.shape))
+        norm = torch.addmm(beta, gamma, square, out=scratch(1, band.shape))
+        return norm.sqrt_() if self.gdn.inverse else norm.rsqrt_()
 
 
 class ScratchMachineAdapter(nn.Module):
@@ -243,6 +278,13 @@ class ScratchMachineAdapter(nn.Module):
         _pointwise_into(reduced, x, adapter.reduce.weight.reshape(inner, channels), adapter.reduce.bias)
         hidden = F.leaky_relu_(self.convolution(F.leaky_relu_(reduced, slope)), slope)
         return hidden.contiguous(memory_format=torch.channels_last if layout else torch.contiguous_format)
+
+
+def _band_rows(width: int, even: bool = False) -> int:
+    """Rows of a ``width``-wide NCHW activation that a GDN takes per band: about
+    :data:`GDN_BAND` positions (an even count where ``even``)."""
+    rows = max(1, GDN_BAND // max(1, width))
+    return max(2, rows - rows % 2) if even else rows
 
 
 def _takes_scratch(x: Tensor) -> bool:
