@@ -53,9 +53,10 @@ MIN_AREA = 64 * 64
 
 #: Positions per band of rows that a GDN on an NCHW activation squares, normalises and
 #: multiplies before going on to the next band: its temporaries of that size (128
-#: channels: two of 256 KiB) stay in cache between the steps, where passes over a whole
-#: activation at half the image's resolution would go through memory three times.
-GDN_BAND = 512
+#: channels: two of 1 MiB) stay in the processor's cache between the steps, where passes
+#: over a whole activation at half the image's resolution would go through memory three
+#: times; bands much smaller make matrix products too small for two threads.
+GDN_BAND = 2048
 
 _local = threading.local()  # .pool: the pool scratch() draws from in this thread
 
