@@ -1,14 +1,14 @@
 """Scratch temporaries (ugcodec.scratch): reused storage inside reusing_scratch() only,
-per role and thread; and the GDN and machine adapter that take their temporaries
-from it."""
+per role and thread; and the GDN, machine adapter and bottleneck residual block that
+take their temporaries from it."""
 import threading
 
 import pytest
 import torch
 
 import ugcodec.scratch as scratch_module
-from ugcodec.layers import GDN, MachineAdapter
-from ugcodec.scratch import MIN_AREA, ScratchGDN, ScratchMachineAdapter, reusing_scratch, scratch
+from ugcodec.layers import GDN, BottleneckResidualBlock, MachineAdapter
+from ugcodec.scratch import MIN_AREA, ScratchBottleneckBlock, ScratchGDN, ScratchMachineAdapter, reusing_scratch, scratch
 
 
 def test_inside_the_block_a_role_gets_the_same_storage_and_outside_new():
@@ -189,5 +189,60 @@ def test_scratch_adapter_runs_the_adapter_itself_elsewhere():
     x = _channels_last_input().requires_grad_(True)
     out = ScratchMachineAdapter(adapter)(x, gate)  # with gradients: the adapter's own path
     assert torch.equal(out, adapter(x, gate))
+    out.sum().backward()
+    assert x.grad is not None
+
+
+def _bottleneck_block() -> BottleneckResidualBlock:
+    torch.manual_seed(4)
+    block = BottleneckResidualBlock(6, 3, embedding_dim=5).eval()
+    with torch.no_grad():  # the shifts' projections start at zero: give them something to do
+        for parameter in block.parameters():
+            parameter.add_(0.1 * torch.randn(parameter.shape))
+    return block
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_scratch_bottleneck_block_adds_its_residual_into_its_input(layout):
+    block = _bottleneck_block()
+    x = _channels_last_input().contiguous(memory_format=LAYOUTS[layout])
+    embedding = torch.randn(2, 5)  # per sample: its own shifts
+    with torch.no_grad():
+        expected = block(x.clone(), embedding)
+        with reusing_scratch():
+            got = ScratchBottleneckBlock(block)(x, embedding)
+    assert got is x, "the result is written into the input"
+    assert got.is_contiguous(memory_format=LAYOUTS[layout])
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+    assert not torch.equal(got, _channels_last_input())
+
+
+def test_scratch_bottleneck_block_runs_its_convolution_through_the_given_module():
+    block = _bottleneck_block()
+    seen = []
+
+    class Recording(torch.nn.Module):
+        def forward(self, hidden):
+            seen.append(tuple(hidden.shape))
+            return block.conv(hidden)
+
+    with torch.no_grad(), reusing_scratch():
+        ScratchBottleneckBlock(block, Recording())(_channels_last_input().contiguous(), torch.randn(2, 5))
+    assert seen == [(2, 3, 66, 70)]
+
+
+def test_scratch_bottleneck_block_runs_the_block_itself_elsewhere():
+    block = _bottleneck_block()
+    embedding = torch.randn(1, 5)
+    with torch.no_grad(), reusing_scratch():
+        for x in (torch.randn(1, 6, 8, 9), _strided_input()):
+            kept = x.clone()
+            assert torch.equal(ScratchBottleneckBlock(block)(x, embedding), block(kept, embedding))
+            assert torch.equal(x, kept), "the block's own path leaves its input alone"
+        wide = _channels_last_input()[:1].double()
+        assert torch.equal(ScratchBottleneckBlock(block.double())(wide.clone(), embedding.double()), block(wide, embedding.double()))
+    block = _bottleneck_block()
+    x = _channels_last_input().requires_grad_(True)
+    out = ScratchBottleneckBlock(block)(x, torch.randn(2, 5))  # with gradients: the block's own path
     out.sum().backward()
     assert x.grad is not None

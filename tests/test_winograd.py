@@ -13,7 +13,7 @@ from ugcodec._compressai import conv, deconv
 from ugcodec.layers import GDN, BottleneckResidualBlock, ShiftedResidualBlock
 from ugcodec.models import PreferenceConditionalSynthesis
 from ugcodec.precision import float32_synthesis
-from ugcodec.scratch import UPSAMPLING_ROLES, ScratchGDN, reusing_scratch, scratch
+from ugcodec.scratch import UPSAMPLING_ROLES, ScratchBottleneckBlock, ScratchGDN, reusing_scratch, scratch
 from ugcodec.winograd import (MIN_AREA, WinogradAnalysis, WinogradConvolution, WinogradResidualBlock,
                               WinogradUpsampling, polyphase_convolution, subpixel_convolution)
 
@@ -124,7 +124,8 @@ def test_the_float32_synthesis_shares_g_s_and_replaces_blocks_gdns_and_adapters(
     assert all(isinstance(gdn, ScratchGDN) for gdn in fast.gdn)
     assert [adapter.adapter for adapter in fast.adapters] == list(g_s.adapters)
     assert isinstance(fast.blocks[0], WinogradResidualBlock) and fast.blocks[0].block is g_s.blocks[0]
-    assert isinstance(fast.blocks[1], BottleneckResidualBlock)
+    assert isinstance(fast.blocks[1], ScratchBottleneckBlock) and fast.blocks[1].block is g_s.blocks[1]
+    assert isinstance(fast.blocks[1].convolution, WinogradConvolution)
     assert isinstance(fast.blocks[2], WinogradResidualBlock)
     assert all(isinstance(block, (ShiftedResidualBlock, BottleneckResidualBlock)) for block in g_s.blocks)
     y_hat = torch.randn(1, 12, 20, 24).contiguous(memory_format=torch.channels_last)
@@ -143,6 +144,10 @@ def test_without_nnpack_the_blocks_stay_direct(monkeypatch):
     fast = float32_synthesis(g_s)
     assert fast.blocks is g_s.blocks and fast.up is g_s.up
     assert all(isinstance(gdn, ScratchGDN) for gdn in fast.gdn)
+    g_s = PreferenceConditionalSynthesis(N=8, M=12, embedding_dim=8, bottlenecks=(0, 4, 0)).eval()
+    blocks = float32_synthesis(g_s).blocks
+    assert blocks[0] is g_s.blocks[0] and blocks[2] is g_s.blocks[2]
+    assert isinstance(blocks[1], ScratchBottleneckBlock) and blocks[1].convolution is g_s.blocks[1].conv
 
 
 @needs_nnpack

@@ -48,8 +48,8 @@ import torch
 from torch import Tensor, nn
 
 from .cpu import cpu_supports
-from .layers import GDN, MachineAdapter, ShiftedResidualBlock
-from .scratch import UPSAMPLING_ROLES, ScratchGDN, ScratchMachineAdapter
+from .layers import GDN, BottleneckResidualBlock, MachineAdapter, ShiftedResidualBlock
+from .scratch import UPSAMPLING_ROLES, ScratchBottleneckBlock, ScratchGDN, ScratchMachineAdapter
 from .folding import FoldedSynthesis, folds
 from .winograd import WinogradAnalysis, WinogradConvolution, WinogradResidualBlock, WinogradUpsampling, nnpack_available
 from .settings import DEFAULT_PRECISION, PRECISIONS
@@ -148,13 +148,13 @@ def bfloat16_synthesis(g_s: nn.Module) -> nn.Module:
 
 def float32_synthesis(g_s: nn.Module) -> nn.Module:
     """``g_s`` (a :class:`~ugcodec.models.PreferenceConditionalSynthesis`) as the float32
-    decoder runs it: its GDNs and machine adapters as
-    :class:`~ugcodec.scratch.ScratchGDN` and :class:`~ugcodec.scratch.ScratchMachineAdapter`
-    and, where NNPACK runs, its upsamplings as
-    :class:`~ugcodec.winograd.WinogradUpsampling` and its full residual blocks as
-    :class:`~ugcodec.winograd.WinogradResidualBlock` (bottleneck blocks keep their direct
-    convolutions: their 3x3 convolutions are narrow), as are the bottleneck adapters'
-    3x3 convolutions (:class:`~ugcodec.winograd.WinogradConvolution`). A last adapter of
+    decoder runs it: its GDNs, machine adapters and bottleneck residual blocks as
+    :class:`~ugcodec.scratch.ScratchGDN`, :class:`~ugcodec.scratch.ScratchMachineAdapter`
+    and :class:`~ugcodec.scratch.ScratchBottleneckBlock` and, where NNPACK runs, its
+    upsamplings as :class:`~ugcodec.winograd.WinogradUpsampling`, its full residual
+    blocks as :class:`~ugcodec.winograd.WinogradResidualBlock` and the 3x3 convolutions
+    of its bottleneck blocks and adapters as
+    :class:`~ugcodec.winograd.WinogradConvolution`. A last adapter of
     the bottleneck form is folded into the last upsampling
     (:class:`~ugcodec.folding.FoldedSynthesis`). The same function to float rounding,
     for inference only; layers inside it overwrite their inputs, never the input of the
@@ -182,10 +182,17 @@ def float32_synthesis(g_s: nn.Module) -> nn.Module:
         # last) in a tensor of its own, since it leaves g_s.
         roles = [UPSAMPLING_ROLES[index % 2] for index in range(len(g_s.up) - 1)] + [None]
         fast.up = nn.ModuleList([WinogradUpsampling(up, role) for up, role in zip(g_s.up, roles)])
-        fast.blocks = nn.ModuleList([
-            WinogradResidualBlock(block) if isinstance(block, ShiftedResidualBlock) else block for block in g_s.blocks
-        ])
+    if winograd or any(isinstance(block, BottleneckResidualBlock) for block in g_s.blocks):
+        fast.blocks = nn.ModuleList([_float32_block(block, winograd) for block in g_s.blocks])
     return (FoldedSynthesis(fast) if folds(fast) else fast).eval()
+
+
+def _float32_block(block: nn.Module, winograd: bool) -> nn.Module:
+    """One of g_s's residual blocks as :func:`float32_synthesis` runs it (``winograd``:
+    NNPACK runs)."""
+    if isinstance(block, BottleneckResidualBlock):
+        return ScratchBottleneckBlock(block, WinogradConvolution(block.conv) if winograd else None)
+    return WinogradResidualBlock(block) if winograd and isinstance(block, ShiftedResidualBlock) else block
 
 
 def float32_analysis(g_a: nn.Sequential) -> nn.Sequential:

@@ -36,9 +36,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .layers import GDN, MachineAdapter
+from .layers import GDN, BottleneckResidualBlock, MachineAdapter
 
-__all__ = ["GDN_BAND", "MIN_AREA", "UPSAMPLING_ROLES", "ScratchGDN", "ScratchMachineAdapter", "ScratchPool", "reusing_scratch", "scratch"]
+__all__ = [
+    "GDN_BAND", "MIN_AREA", "UPSAMPLING_ROLES", "ScratchBottleneckBlock", "ScratchGDN", "ScratchMachineAdapter", "ScratchPool",
+    "reusing_scratch", "scratch",
+]
 
 #: Roles that :class:`~ugcodec.winograd.WinogradUpsampling` writes g_s's upsampled
 #: activations into, which live from one upsampling to the next: no layer takes them for
@@ -279,6 +282,50 @@ class ScratchMachineAdapter(nn.Module):
         _pointwise_into(reduced, x, adapter.reduce.weight.reshape(inner, channels), adapter.reduce.bias)
         hidden = F.leaky_relu_(self.convolution(F.leaky_relu_(reduced, slope)), slope)
         return hidden.contiguous(memory_format=torch.channels_last if layout else torch.contiguous_format)
+
+
+class ScratchBottleneckBlock(nn.Module):
+    """A :class:`~ugcodec.layers.BottleneckResidualBlock` for decoding: without
+    gradients, on a float32 channels-last or NCHW-contiguous input of at least
+    :data:`MIN_AREA` positions, it computes the same function with its 1x1 reduction in
+    a :func:`scratch` temporary of role 0 and its 1x1 expansion added into its input by
+    one matrix product, and returns the input. Otherwise it runs the block as it is. It
+    shares the block's parameters.
+
+    The block's narrow inner channels make its 1x1 convolutions matrix products of a
+    few dozen rows; as products on the activation's own layout they need no layout
+    change and no temporary of the block's full width.
+
+    Args:
+        block: the block to run.
+        convolution: what runs the block's inner 3x3 convolution (a module with its
+            call signature, e.g. :class:`~ugcodec.winograd.WinogradConvolution`);
+            the convolution itself by default.
+
+    Shape:
+        x: ``(B, C, H, W)``; embedding: ``(B, embedding_dim)``; returns ``(B, C, H, W)``.
+    """
+
+    def __init__(self, block: BottleneckResidualBlock, convolution: Optional[nn.Module] = None) -> None:
+        super().__init__()
+        self.block = block
+        self.convolution = convolution if convolution is not None else block.conv
+
+    def forward(self, x: Tensor, embedding: Tensor) -> Tensor:
+        block = self.block
+        if not _takes_scratch(x):
+            return block(x, embedding)
+        slope = block.activation.negative_slope
+        batch, channels, height, width = x.shape
+        inner = block.reduce.out_channels
+        layout = _channels_last(x)
+        reduced = scratch(0, (batch, inner, height, width), layout)
+        _pointwise_into(reduced, x, block.reduce.weight.reshape(inner, channels), block.reduce.bias)
+        hidden = F.leaky_relu_(reduced, slope).add_(block.shift1(embedding)[:, :, None, None])
+        hidden = F.leaky_relu_(self.convolution(hidden), slope).add_(block.shift2(embedding)[:, :, None, None])
+        hidden = hidden.contiguous(memory_format=torch.channels_last if layout else torch.contiguous_format)
+        _pointwise_into(x, hidden, block.expand.weight.reshape(channels, inner), None, alpha=1.0)
+        return x.add_(block.expand.bias[:, None, None])
 
 
 def _band_rows(width: int, even: bool = False) -> int:
